@@ -1,0 +1,475 @@
+//! The DynamoDB event store.
+//!
+//! Round trips: an append that continues from a head it read (the command service's path) is
+//! one call, a conditional `PutItem` for a lone event or one `TransactWriteItems` otherwise.
+//! `Any`, or `Exact(n)` without a head, costs one read more. A full read is one `Query` per
+//! 1 MB page.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
+use futures::future::try_join_all;
+
+use super::plan::{self, Plan};
+use super::{
+    AppendRequest, AppendResult, CommandRecord, EventStore, ExpectedVersion, ItemPage, ReadRange,
+    StoreSettings,
+};
+use crate::codec::{self, Item};
+use crate::envelope::StreamHead;
+use crate::error::{StoreError, from_sdk};
+use crate::ids::{CommandId, StreamId};
+use crate::names::{commands, events};
+
+/// How many times an `ExpectedVersion::Any` append re-reads the head after losing a race.
+const ANY_VERSION_ATTEMPTS: usize = 5;
+
+/// The event store on DynamoDB: an events table and a commands (idempotency) table.
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    events_table: String,
+    commands_table: String,
+    settings: StoreSettings,
+}
+
+/// Why a write was refused, from the conditions that failed.
+enum WriteRefusal {
+    /// The command id exists; the item is the stored record if DynamoDB returned it.
+    DuplicateCommand(Option<Item>),
+    /// A version item already existed in this write's stream.
+    StreamConflict(usize),
+    /// Our own items are already there: an earlier attempt of this very write committed.
+    AlreadyCommitted,
+    Failed(StoreError),
+}
+
+impl DynamoStore {
+    /// A store over the given tables, with a client built once at start.
+    pub fn new(
+        client: Client,
+        events_table: impl Into<String>,
+        commands_table: impl Into<String>,
+        settings: StoreSettings,
+    ) -> Self {
+        Self {
+            client,
+            events_table: events_table.into(),
+            commands_table: commands_table.into(),
+            settings,
+        }
+    }
+
+    /// The SDK client, for callers that share it.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The events table name.
+    pub fn events_table(&self) -> &str {
+        &self.events_table
+    }
+
+    async fn head_for_write(
+        &self,
+        stream_id: &StreamId,
+        expected: ExpectedVersion,
+        known: Option<&StreamHead>,
+    ) -> Result<Option<StreamHead>, StoreError> {
+        if let Some(head) = known {
+            return Ok(Some(head.clone()));
+        }
+        match expected {
+            ExpectedVersion::NoStream | ExpectedVersion::Exact(0) => Ok(None),
+            ExpectedVersion::Any => self.read_head(stream_id).await,
+            ExpectedVersion::Exact(version) => {
+                match self.read_event_chain(stream_id, version).await? {
+                    Some(chain) => Ok(Some(StreamHead::new(stream_id.clone(), version, chain))),
+                    None => Err(StoreError::Conflict {
+                        stream_id: stream_id.clone(),
+                        expected,
+                        actual: self.read_head(stream_id).await?.map(|h| h.version()),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// The chain of one event, `None` if the stream has no such version.
+    async fn read_event_chain(
+        &self,
+        stream_id: &StreamId,
+        version: u64,
+    ) -> Result<Option<String>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.events_table)
+            .key(events::STREAM_ID, AttributeValue::S(stream_id.to_string()))
+            .key(events::VERSION, AttributeValue::N(version.to_string()))
+            .projection_expression("#c")
+            .expression_attribute_names("#c", events::CHAIN)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| from_sdk("GetItem", e))?;
+        Ok(output
+            .item
+            .and_then(|mut item| match item.remove(events::CHAIN) {
+                Some(AttributeValue::S(chain)) => Some(chain),
+                _ => None,
+            }))
+    }
+
+    fn put_event(&self, item: Item) -> Result<Put, StoreError> {
+        Put::builder()
+            .table_name(&self.events_table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#s)")
+            .expression_attribute_names("#s", events::STREAM_ID)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(|e| StoreError::invalid(format!("cannot build put: {e}")))
+    }
+
+    /// Writes a plan with one conditional call.
+    async fn write(&self, plan: &Plan) -> Result<(), WriteRefusal> {
+        if plan.command.is_none() && plan.item_count() == 1 {
+            return self.put_single(plan).await;
+        }
+        let mut actions = Vec::with_capacity(plan.item_count());
+        // Which write each action belongs to; `None` marks the command record.
+        let mut owners = Vec::with_capacity(plan.item_count());
+        for (index, write) in plan.writes.iter().enumerate() {
+            for item in &write.items {
+                let put = self.put_event(item.clone()).map_err(WriteRefusal::Failed)?;
+                actions.push(TransactWriteItem::builder().put(put).build());
+                owners.push(Some(index));
+            }
+        }
+        if let Some((_, item)) = &plan.command {
+            let put = Put::builder()
+                .table_name(&self.commands_table)
+                .set_item(Some(item.clone()))
+                .condition_expression("attribute_not_exists(#c)")
+                .expression_attribute_names("#c", commands::COMMAND_ID)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .build()
+                .map_err(|e| {
+                    WriteRefusal::Failed(StoreError::invalid(format!("cannot build put: {e}")))
+                })?;
+            actions.push(TransactWriteItem::builder().put(put).build());
+            owners.push(None);
+        }
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            // Makes the SDK's own retry of a transaction whose answer was lost a no-op success.
+            .client_request_token(uuid::Uuid::new_v4().to_string())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => Err(
+                    self.interpret_cancellation(plan, &owners, cancelled.cancellation_reasons())
+                ),
+                _ => Err(WriteRefusal::Failed(from_sdk("TransactWriteItems", err))),
+            },
+        }
+    }
+
+    async fn put_single(&self, plan: &Plan) -> Result<(), WriteRefusal> {
+        let write = &plan.writes[0];
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.events_table)
+            .set_item(Some(write.items[0].clone()))
+            .condition_expression("attribute_not_exists(#s)")
+            .expression_attribute_names("#s", events::STREAM_ID)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => match err.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(failed)) => {
+                    if is_our_event(failed.item(), plan, 0) {
+                        Err(WriteRefusal::AlreadyCommitted)
+                    } else {
+                        Err(WriteRefusal::StreamConflict(0))
+                    }
+                }
+                _ => Err(WriteRefusal::Failed(from_sdk("PutItem", err))),
+            },
+        }
+    }
+
+    fn interpret_cancellation(
+        &self,
+        plan: &Plan,
+        owners: &[Option<usize>],
+        reasons: &[CancellationReason],
+    ) -> WriteRefusal {
+        let failed = |reason: &CancellationReason| reason.code() == Some("ConditionalCheckFailed");
+        // A repeated command wins over everything else: its first execution is the answer.
+        for (owner, reason) in owners.iter().zip(reasons) {
+            if owner.is_none() && failed(reason) {
+                return WriteRefusal::DuplicateCommand(reason.item().cloned());
+            }
+        }
+        for (owner, reason) in owners.iter().zip(reasons) {
+            if let Some(index) = owner {
+                if failed(reason) {
+                    // A transaction is all or nothing: if one of our items is there, all are,
+                    // and this is an earlier attempt of ours that committed.
+                    if is_our_event(reason.item(), plan, *index) {
+                        return WriteRefusal::AlreadyCommitted;
+                    }
+                    return WriteRefusal::StreamConflict(*index);
+                }
+            }
+        }
+        let codes: Vec<&str> = reasons
+            .iter()
+            .filter_map(CancellationReason::code)
+            .collect();
+        let retryable = codes.iter().any(|code| {
+            matches!(
+                *code,
+                "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
+            )
+        });
+        WriteRefusal::Failed(StoreError::Unavailable {
+            message: format!("transaction cancelled: {}", codes.join(", ")),
+            retryable,
+        })
+    }
+
+    async fn resolve_duplicate(
+        &self,
+        request: &AppendRequest,
+        returned: Option<Item>,
+    ) -> Result<AppendResult, StoreError> {
+        let Some(command) = &request.command else {
+            return Err(StoreError::corrupt("duplicate command without a command"));
+        };
+        let record = match returned {
+            Some(item) => Some(codec::from_item::<CommandRecord>(item, "command record")?),
+            None => self.read_command(&command.command_id).await?,
+        };
+        match record {
+            Some(record) if record.request_hash == command.request_hash => {
+                Ok(AppendResult::Replayed(record))
+            }
+            Some(_) => Err(StoreError::IdempotencyMismatch {
+                command_id: command.command_id.clone(),
+            }),
+            // Expired between the failed condition and this read: the command is long done.
+            None => Err(StoreError::IdempotencyMismatch {
+                command_id: command.command_id.clone(),
+            }),
+        }
+    }
+
+    /// On a conflict, a command that was already executed answers instead.
+    async fn conflict_or_replay(
+        &self,
+        request: &AppendRequest,
+        conflict: StoreError,
+    ) -> Result<AppendResult, StoreError> {
+        if let Some(command) = &request.command {
+            if let Some(record) = self.read_command(&command.command_id).await? {
+                return self
+                    .resolve_duplicate(request, Some(codec::to_item(&record)?))
+                    .await;
+            }
+        }
+        Err(conflict)
+    }
+}
+
+/// Whether the item a failed condition returned is the event this plan meant to write.
+fn is_our_event(
+    existing: Option<&HashMap<String, AttributeValue>>,
+    plan: &Plan,
+    write: usize,
+) -> bool {
+    let Some(AttributeValue::S(existing_id)) = existing.and_then(|item| item.get(events::EVENT_ID))
+    else {
+        return false;
+    };
+    plan.writes[write]
+        .events
+        .iter()
+        .any(|event| event.event_id.to_string() == *existing_id)
+}
+
+#[async_trait]
+impl EventStore for DynamoStore {
+    async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
+        plan::validate(&request, &self.settings)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let heads = try_join_all(
+                request
+                    .writes
+                    .iter()
+                    .map(|w| self.head_for_write(&w.stream_id, w.expected, w.known_head())),
+            )
+            .await;
+            let heads = match heads {
+                Ok(heads) => heads,
+                Err(conflict @ StoreError::Conflict { .. }) => {
+                    return self.conflict_or_replay(&request, conflict).await;
+                }
+                Err(other) => return Err(other),
+            };
+            let plan = match plan::build(&request, heads, &self.settings, crate::envelope::now()) {
+                Ok(plan) => plan,
+                Err(conflict @ StoreError::Conflict { .. }) => {
+                    return self.conflict_or_replay(&request, conflict).await;
+                }
+                Err(other) => return Err(other),
+            };
+            match self.write(&plan).await {
+                Ok(()) => return Ok(AppendResult::Written(plan.outcome())),
+                Err(WriteRefusal::DuplicateCommand(item)) => {
+                    return self.resolve_duplicate(&request, item).await;
+                }
+                Err(WriteRefusal::StreamConflict(index)) => {
+                    let write = &request.writes[index];
+                    if write.expected == ExpectedVersion::Any && attempt < ANY_VERSION_ATTEMPTS {
+                        continue;
+                    }
+                    let actual = self.read_head(&write.stream_id).await?.map(|h| h.version());
+                    let conflict = StoreError::Conflict {
+                        stream_id: write.stream_id.clone(),
+                        expected: write.expected,
+                        actual,
+                    };
+                    return self.conflict_or_replay(&request, conflict).await;
+                }
+                Err(WriteRefusal::AlreadyCommitted) => {
+                    return Ok(AppendResult::Written(plan.outcome()));
+                }
+                Err(WriteRefusal::Failed(error)) => return Err(error),
+            }
+        }
+    }
+
+    async fn read_items(
+        &self,
+        stream_id: &StreamId,
+        range: ReadRange,
+    ) -> Result<ItemPage, StoreError> {
+        let mut items = Vec::new();
+        let mut start_key = None;
+        // One more than asked for tells whether the range continues.
+        let wanted = range.limit.map(|limit| limit.saturating_add(1));
+        loop {
+            let page_limit =
+                wanted.map(|w| i32::try_from(w - items.len()).unwrap_or(i32::MAX).max(1));
+            let output = self
+                .client
+                .query()
+                .table_name(&self.events_table)
+                .key_condition_expression("#s = :s AND #v BETWEEN :from AND :to")
+                .expression_attribute_names("#s", events::STREAM_ID)
+                .expression_attribute_names("#v", events::VERSION)
+                .expression_attribute_values(":s", AttributeValue::S(stream_id.to_string()))
+                .expression_attribute_values(":from", AttributeValue::N(range.from.to_string()))
+                .expression_attribute_values(":to", AttributeValue::N(range.to.to_string()))
+                .consistent_read(true)
+                .set_limit(page_limit)
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(|e| from_sdk("Query", e))?;
+            items.extend(output.items.unwrap_or_default());
+            start_key = output.last_evaluated_key;
+            let satisfied = wanted.is_some_and(|w| items.len() >= w);
+            if start_key.is_none() || satisfied {
+                break;
+            }
+        }
+        let more = match range.limit {
+            Some(limit) if items.len() > limit => {
+                items.truncate(limit);
+                true
+            }
+            _ => false,
+        };
+        Ok(ItemPage { items, more })
+    }
+
+    async fn read_head(&self, stream_id: &StreamId) -> Result<Option<StreamHead>, StoreError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.events_table)
+            .key_condition_expression("#s = :s")
+            .expression_attribute_names("#s", events::STREAM_ID)
+            .expression_attribute_names("#v", events::VERSION)
+            .expression_attribute_names("#c", events::CHAIN)
+            .expression_attribute_values(":s", AttributeValue::S(stream_id.to_string()))
+            .projection_expression("#v, #c")
+            .scan_index_forward(false)
+            .limit(1)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| from_sdk("Query", e))?;
+        let Some(item) = output.items.unwrap_or_default().into_iter().next() else {
+            return Ok(None);
+        };
+        #[derive(serde::Deserialize)]
+        struct Head {
+            version: u64,
+            chain: String,
+        }
+        let head: Head = codec::from_item(item, "stream head")?;
+        Ok(Some(StreamHead::new(
+            stream_id.clone(),
+            head.version,
+            head.chain,
+        )))
+    }
+
+    async fn read_command(
+        &self,
+        command_id: &CommandId,
+    ) -> Result<Option<CommandRecord>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.commands_table)
+            .key(
+                commands::COMMAND_ID,
+                AttributeValue::S(command_id.to_string()),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| from_sdk("GetItem", e))?;
+        output
+            .item
+            .map(|item| codec::from_item(item, "command record"))
+            .transpose()
+    }
+
+    fn settings(&self) -> &StoreSettings {
+        &self.settings
+    }
+}
