@@ -13,10 +13,18 @@ use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 /// Retries: the standard mode (exponential backoff with jitter, throttling-aware), three
 /// attempts, so a Lambda answers well within API Gateway's 30 s even when DynamoDB throttles.
 pub async fn load_sdk_config() -> SdkConfig {
+    load_sdk_config_with(|loader| loader).await
+}
+
+/// As [`load_sdk_config`], letting the caller adjust the loader (tests pin an endpoint and
+/// static credentials here rather than through process-wide environment variables).
+pub async fn load_sdk_config_with(
+    customize: impl FnOnce(aws_config::ConfigLoader) -> aws_config::ConfigLoader,
+) -> SdkConfig {
     let http_client = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .build_https();
-    aws_config::defaults(BehaviorVersion::latest())
+    let loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http_client)
         .retry_config(RetryConfig::standard().with_max_attempts(3))
         .timeout_config(
@@ -25,7 +33,6 @@ pub async fn load_sdk_config() -> SdkConfig {
                 .operation_attempt_timeout(Duration::from_secs(5))
                 .operation_timeout(Duration::from_secs(12))
                 .build(),
-        )
-        .load()
-        .await
+        );
+    customize(loader).load().await
 }

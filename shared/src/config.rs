@@ -1,7 +1,5 @@
 //! Typed configuration, read from the environment once at start.
 
-use std::env::VarError;
-
 use crate::names::env;
 use crate::store::{SnapshotPolicy, StoreSettings};
 
@@ -22,17 +20,11 @@ pub struct Config {
     pub store: StoreSettings,
 }
 
-fn optional(name: &str) -> Result<Option<String>, ConfigError> {
-    match std::env::var(name) {
-        Ok(value) if value.is_empty() => Ok(None),
-        Ok(value) => Ok(Some(value)),
-        Err(VarError::NotPresent) => Ok(None),
-        Err(VarError::NotUnicode(_)) => Err(ConfigError(format!("{name} is not valid UTF-8"))),
-    }
-}
-
-fn parsed<T: std::str::FromStr>(name: &str) -> Result<Option<T>, ConfigError> {
-    optional(name)?
+fn parsed<T: std::str::FromStr>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &str,
+) -> Result<Option<T>, ConfigError> {
+    lookup(name)
         .map(|text| {
             text.parse()
                 .map_err(|_| ConfigError(format!("{name}={text:?} is not a valid number")))
@@ -41,19 +33,26 @@ fn parsed<T: std::str::FromStr>(name: &str) -> Result<Option<T>, ConfigError> {
 }
 
 impl Config {
-    /// Reads every variable; names that a function does not use may be absent.
+    /// Reads the process environment; names that a function does not use may be absent.
     pub fn from_env() -> Result<Self, ConfigError> {
+        // A value that is not UTF-8 counts as absent; `require` then names it.
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup` (the process environment, or a resolved template).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let optional = |name: &str| Ok::<_, ConfigError>(lookup(name).filter(|v| !v.is_empty()));
         let mut store = StoreSettings::default();
-        if let Some(every) = parsed::<u64>(env::SNAPSHOT_EVERY)? {
+        if let Some(every) = parsed::<u64>(&lookup, env::SNAPSHOT_EVERY)? {
             store.snapshot_policy = SnapshotPolicy {
                 default_every: every,
                 ..SnapshotPolicy::default()
             };
         }
-        if let Some(bytes) = parsed::<usize>(env::MAX_EVENT_BYTES)? {
+        if let Some(bytes) = parsed::<usize>(&lookup, env::MAX_EVENT_BYTES)? {
             store.max_event_bytes = bytes;
         }
-        if let Some(days) = parsed::<i64>(env::COMMAND_TTL_DAYS)? {
+        if let Some(days) = parsed::<i64>(&lookup, env::COMMAND_TTL_DAYS)? {
             store.command_ttl = chrono::Duration::days(days);
         }
         Ok(Self {

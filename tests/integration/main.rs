@@ -1,1 +1,6 @@
-fn main() {}
+//! Integration tests: one binary, against the local emulator (and the memory store where the
+//! same suite applies). Each test creates its own uniquely named tables and queues.
+
+#![allow(clippy::unwrap_used)]
+
+mod store;
