@@ -45,11 +45,13 @@ fn describe_actual(actual: Option<u64>) -> String {
 }
 
 impl StoreError {
-    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+    /// An invalid-input error.
+    pub fn invalid(message: impl Into<String>) -> Self {
         Self::InvalidInput(message.into())
     }
 
-    pub(crate) fn corrupt(message: impl Into<String>) -> Self {
+    /// A corrupt-data error.
+    pub fn corrupt(message: impl Into<String>) -> Self {
         Self::Corrupt(message.into())
     }
 

@@ -31,6 +31,14 @@ pub struct Snapshot {
     pub taken_at: DateTime<Utc>,
 }
 
+/// A message on the snapshot queue: snapshot this stream, which reached at least `version`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotRequest {
+    pub stream_id: String,
+    pub version: u64,
+}
+
 /// Where snapshots live.
 #[async_trait]
 pub trait SnapshotStore: Send + Sync + fmt::Debug {

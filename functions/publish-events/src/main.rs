@@ -1,1 +1,10 @@
-fn main() {}
+//! The publisher Lambda (DynamoDB Streams event source).
+
+use lambda_runtime::{Error, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    eventfold::telemetry::init();
+    let app = publish_events::App::from_env().await?;
+    lambda_runtime::run(service_fn(|event| publish_events::handle(&app, event))).await
+}

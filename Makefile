@@ -1,0 +1,118 @@
+# Eventfold: the commands people type. A newcomer needs two: `make local` and `make test`.
+#
+# Every tool beyond the Rust toolchain, Python and Node is installed here, pinned, into a
+# virtualenv of its own, and skipped when already present (a stamp file records the version).
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+EMULATOR ?= ministack
+EMULATOR_PORT ?= 4566
+PORT ?= 3000
+export EMULATOR EMULATOR_PORT PORT
+export SAM_CLI_TELEMETRY := 0
+export CARGO_TERM_COLOR ?= never
+
+MINISTACK_VERSION := 1.5.33
+MOTO_VERSION := 5.2.5
+CARGO_LAMBDA_VERSION := 1.9.2
+SAM_CLI_VERSION := 1.170.0
+SCHEMATHESIS_VERSION := 4.32.5
+
+TOOLS_VENV := .venv
+TOOLS_STAMP := $(TOOLS_VENV)/.installed-cargo-lambda-$(CARGO_LAMBDA_VERSION)-sam-$(SAM_CLI_VERSION)
+MINISTACK_STAMP := .venv-ministack/.installed-$(MINISTACK_VERSION)
+MOTO_STAMP := .venv-moto/.installed-$(MOTO_VERSION)
+SCHEMATHESIS_STAMP := .venv-schemathesis/.installed-$(SCHEMATHESIS_VERSION)
+EMULATOR_STAMP := $(if $(filter moto,$(EMULATOR)),$(MOTO_STAMP),$(MINISTACK_STAMP))
+
+SAM := $(TOOLS_VENV)/bin/sam
+CFN_LINT := $(TOOLS_VENV)/bin/cfn-lint
+CARGO_LAMBDA := $(TOOLS_VENV)/bin/cargo-lambda
+FUNCTIONS := command-api query-api project-accounts publish-events snapshot-streams
+
+.PHONY: help local test lint validate build bench deploy rebuild-projection redrive snapshot \
+        tools emulator-deps test-deps clean distclean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
+
+# ------------------------------------------------------------------ the two commands
+local: emulator-deps ## Start the emulator, create resources, serve the API and consumers, run a demo; Ctrl-C stops all
+	cargo build -p eventfold-cli
+	scripts/local.sh
+
+test: tools emulator-deps test-deps ## Everything CI checks: fmt, clippy, template lint, unit, handler and emulator tests, API fuzzing
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(SAM) validate --lint -t infra/template.yaml
+	cargo build --workspace --all-targets
+	scripts/with-emulator.sh scripts/test-suite.sh
+
+# ------------------------------------------------------------------ everything else
+lint: tools ## fmt check, clippy -D warnings, sam validate --lint
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(SAM) validate --lint -t infra/template.yaml
+
+validate: tools ## Lint the SAM template (offline): sam validate --lint and cfn-lint
+	$(SAM) validate --lint -t infra/template.yaml
+	$(CFN_LINT) infra/template.yaml
+
+build: tools ## Release arm64 bootstraps of every function with cargo-lambda
+	rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
+	PATH="$(abspath $(TOOLS_VENV))/bin:$$PATH" $(CARGO_LAMBDA) lambda build --release --arm64 $(addprefix -p ,$(FUNCTIONS))
+	@for f in $(FUNCTIONS); do printf '  %-18s %s bytes\n' $$f $$(stat -c %s target/lambda/$$f/bootstrap); done
+
+bench: emulator-deps ## Benchmarks against the emulator; writes docs/BENCHMARKS.md
+	cargo build --release -p eventfold-cli
+	scripts/with-emulator.sh target/release/eventfold bench --out docs/BENCHMARKS.md
+
+deploy: tools build ## Guided SAM deploy to your AWS account (see README "Deploy")
+	$(SAM) deploy --guided -t infra/template.yaml --config-file ../samconfig.toml
+
+rebuild-projection: ## Rebuild the accounts projection from the events table (against AWS_ENDPOINT_URL / AWS)
+	cargo run -q -p eventfold-cli -- rebuild
+
+redrive: ## Re-apply the projector's dead-lettered batches (against AWS_ENDPOINT_URL / AWS)
+	cargo run -q -p eventfold-cli -- redrive
+
+snapshot: ## Snapshot a stream or a whole category: make snapshot TARGET=Account[-<id>]
+	cargo run -q -p eventfold-cli -- snapshot $(TARGET)
+
+# ------------------------------------------------------------------ tools
+tools: $(TOOLS_STAMP) ## cargo-lambda and SAM CLI (with cfn-lint) into .venv
+$(TOOLS_STAMP):
+	rm -rf $(TOOLS_VENV)
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install -q cargo-lambda==$(CARGO_LAMBDA_VERSION) aws-sam-cli==$(SAM_CLI_VERSION)
+	touch $@
+
+emulator-deps: $(EMULATOR_STAMP) ## The local AWS emulator (MiniStack, or moto with EMULATOR=moto) in its own venv
+$(MINISTACK_STAMP):
+	rm -rf .venv-ministack
+	$(PYTHON) -m venv .venv-ministack
+	.venv-ministack/bin/pip install -q ministack==$(MINISTACK_VERSION)
+	touch $@
+$(MOTO_STAMP):
+	rm -rf .venv-moto
+	$(PYTHON) -m venv .venv-moto
+	.venv-moto/bin/pip install -q "moto[server]==$(MOTO_VERSION)"
+	touch $@
+
+test-deps: $(SCHEMATHESIS_STAMP) ## schemathesis (API fuzzing against the OpenAPI document) in its own venv
+$(SCHEMATHESIS_STAMP):
+	rm -rf .venv-schemathesis
+	$(PYTHON) -m venv .venv-schemathesis
+	.venv-schemathesis/bin/pip install -q schemathesis==$(SCHEMATHESIS_VERSION)
+	touch $@
+
+clean: ## Stop emulators this project started; remove build output and local state
+	@for pidfile in .local/emulator-*.pid; do [ -e "$$pidfile" ] || continue; \
+	  port=$${pidfile#.local/emulator-}; scripts/emulator.sh stop "$${port%.pid}"; done
+	rm -rf .local target .aws-sam
+
+distclean: clean ## clean, and remove every installed tool
+	rm -rf $(TOOLS_VENV) .venv-ministack .venv-moto .venv-schemathesis

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# `make local`: the emulator on 127.0.0.1:$EMULATOR_PORT (unless AWS_ENDPOINT_URL or
+# EVENTFOLD_USE_AWS=1 points elsewhere), resources from the template, the local runner with a
+# demo, until Ctrl-C; then the emulator is stopped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+port=${EMULATOR_PORT:-4566}
+started=""
+cleanup() {
+  if [ -n "$started" ]; then scripts/emulator.sh stop "$port"; echo "emulator stopped"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+if [ -n "${AWS_ENDPOINT_URL:-}" ]; then
+  echo "using the endpoint in AWS_ENDPOINT_URL: $AWS_ENDPOINT_URL"
+elif [ "${EVENTFOLD_USE_AWS:-}" = 1 ]; then
+  echo "using AWS from your AWS configuration"
+else
+  if scripts/emulator.sh status "$port" && [ ! -f ".local/emulator-$port.pid" ]; then
+    echo "port $port already serves an emulator that make local did not start; using it"
+  else
+    scripts/emulator.sh start "$port" >/dev/null
+    started=1
+  fi
+  export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
+  export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+  echo "emulator (${EMULATOR:-ministack}) at $AWS_ENDPOINT_URL"
+fi
+target/debug/eventfold local --port "${PORT:-3000}"

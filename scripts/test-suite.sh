@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The test half of `make test`, run with an emulator already up (EVENTFOLD_EMULATOR_ENDPOINT).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo test --workspace
+if [ -x scripts/schemathesis.sh ]; then scripts/schemathesis.sh; fi
