@@ -7,8 +7,12 @@ use tracing_subscriber::EnvFilter;
 /// JSON unless `LOG_FORMAT=text`; level from `RUST_LOG` (default `info`). Spans' fields
 /// (the correlation id among them) are included in every line.
 pub fn init() {
+    init_with(std::env::var("LOG_FORMAT").is_ok_and(|f| f == "text"));
+}
+
+/// Installs the subscriber with text (`true`) or JSON lines; later calls are no-ops.
+pub fn init_with(text: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let text = std::env::var("LOG_FORMAT").is_ok_and(|f| f == "text");
     let result = if text {
         tracing_subscriber::fmt()
             .with_env_filter(filter)

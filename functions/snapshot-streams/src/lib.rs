@@ -109,10 +109,21 @@ impl App {
         Ok(outcome)
     }
 
+    async fn tagged<'a>(
+        &self,
+        message: &'a SqsMessage,
+    ) -> (&'a SqsMessage, Result<Outcome, StoreError>) {
+        (message, self.process_message(message).await)
+    }
+
     /// Handles a batch; the response names every message that failed.
     pub async fn process(&self, messages: &[SqsMessage]) -> SqsEventResponse {
-        let results: Vec<_> = futures::stream::iter(messages)
-            .map(|message| async move { (message, self.process_message(message).await) })
+        // Futures built up front: a closure over borrowed messages would not be `Send` here.
+        let pending: Vec<_> = messages
+            .iter()
+            .map(|message| self.tagged(message))
+            .collect();
+        let results: Vec<_> = futures::stream::iter(pending)
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
