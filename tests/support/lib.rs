@@ -81,3 +81,153 @@ impl TestEnv {
         ))
     }
 }
+
+/// A test environment with the local runner serving it.
+#[derive(Debug)]
+pub struct RunningEnv {
+    pub env: TestEnv,
+    pub runner: eventfold_cli::runner::LocalRunner,
+    pub http: reqwest::Client,
+}
+
+impl TestEnv {
+    /// Starts the local runner (API and consumers) over this environment; `customize` may
+    /// replace functions (e.g. with fault-injecting wrappers) first.
+    pub async fn serve_with(
+        self,
+        customize: impl FnOnce(&mut eventfold_cli::functions::Functions),
+    ) -> RunningEnv {
+        let mut functions = eventfold_cli::functions::Functions::from_template(
+            template(),
+            &self.resources,
+            &self.clients,
+        )
+        .expect("functions from the template");
+        customize(&mut functions);
+        let runner = eventfold_cli::runner::LocalRunner::start(
+            template(),
+            &self.resources,
+            &self.clients,
+            functions,
+            eventfold_cli::runner::RunnerOptions::default(),
+        )
+        .await
+        .expect("runner starts");
+        RunningEnv {
+            env: self,
+            runner,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Starts the local runner with the template's functions.
+    pub async fn serve(self) -> RunningEnv {
+        self.serve_with(|_| {}).await
+    }
+}
+
+impl RunningEnv {
+    /// A URL on the local API.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.runner.url())
+    }
+
+    /// POSTs JSON; returns status, headers and JSON body.
+    pub async fn post(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = self.http.post(self.url(path)).json(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        Reply::from(request.send().await.expect("request")).await
+    }
+
+    /// GETs a path.
+    pub async fn get(&self, path: &str) -> Reply {
+        Reply::from(self.http.get(self.url(path)).send().await.expect("request")).await
+    }
+
+    /// Opens an account and returns its id.
+    pub async fn open_account(&self, owner: &str, currency: &str) -> String {
+        let reply = self
+            .post(
+                "/accounts",
+                &serde_json::json!({"owner": owner, "currency": currency}),
+                &[],
+            )
+            .await;
+        assert_eq!(reply.status, 201, "{reply:?}");
+        reply.body["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Polls `path` until `done` holds for the reply or `within` passes.
+    pub async fn eventually(
+        &self,
+        path: &str,
+        within: std::time::Duration,
+        done: impl Fn(&Reply) -> bool,
+    ) -> Reply {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let reply = self.get(path).await;
+            if done(&reply) || std::time::Instant::now() > deadline {
+                return reply;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops the runner.
+    pub async fn stop(self) -> TestEnv {
+        self.runner.stop().await;
+        self.env
+    }
+}
+
+/// An HTTP answer.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: serde_json::Value,
+}
+
+impl Reply {
+    async fn from(response: reqwest::Response) -> Self {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        Self {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a problem+json answer of the given status and type slug.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, slug: &str) {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "{self:?}"
+        );
+        assert_eq!(
+            self.body["type"],
+            serde_json::json!(format!("https://eventfold.dev/problems/{slug}")),
+            "{self:?}"
+        );
+        assert_eq!(self.body["status"], serde_json::json!(status));
+    }
+}
