@@ -191,7 +191,7 @@ async fn users_register_once_per_email() {
     );
     api.post(
         "/users",
-        &json!({"email": " ada@EXAMPLE.com", "name": "Impostor"}),
+        &json!({"email": "ADA@example.COM", "name": "Impostor"}),
         &[],
     )
     .await

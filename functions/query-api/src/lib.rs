@@ -24,6 +24,8 @@ use tracing::Instrument;
 
 /// Largest page of raw events.
 pub const MAX_PAGE: usize = 1000;
+/// Largest `from` accepted: the largest integer JSON clients represent exactly (2^53 - 1).
+pub const MAX_FROM: u64 = (1 << 53) - 1;
 /// Page size when `limit` is absent.
 pub const DEFAULT_PAGE: usize = 100;
 
@@ -190,8 +192,8 @@ impl App {
             Some(text) => text
                 .parse::<u64>()
                 .ok()
-                .filter(|v| *v >= 1)
-                .ok_or_else(|| invalid("from must be an integer of at least 1"))?,
+                .filter(|v| (1..=MAX_FROM).contains(v))
+                .ok_or_else(|| invalid(format!("from must be an integer from 1 to {MAX_FROM}")))?,
         };
         let limit = match request.query("limit") {
             None => DEFAULT_PAGE,

@@ -134,6 +134,13 @@ impl ApiRequest {
                 format!("the body is not valid JSON: {e}"),
             )
         })?;
+        // serde would read an array into a struct positionally; the API takes objects only.
+        if !value.is_object() {
+            return Err(Problem::new(
+                ProblemKind::InvalidRequest,
+                "the body must be a JSON object",
+            ));
+        }
         let parsed = T::deserialize(&value)
             .map_err(|e| Problem::new(ProblemKind::InvalidRequest, e.to_string()))?;
         Ok((parsed, value))
@@ -210,17 +217,23 @@ pub fn set_header(response: &mut ApiGatewayV2httpResponse, name: &str, value: &s
 /// Parses `If-Match: "<version>"` (quotes optional, weak tags refused).
 pub fn parse_if_match(value: Option<&str>) -> Result<Option<u64>, Problem> {
     let Some(value) = value else { return Ok(None) };
-    let trimmed = value.trim();
-    let unquoted = trimmed
+    let unquoted = value
         .strip_prefix('"')
         .and_then(|v| v.strip_suffix('"'))
-        .unwrap_or(trimmed);
-    unquoted.parse::<u64>().map(Some).map_err(|_| {
-        Problem::new(
-            ProblemKind::InvalidRequest,
-            "If-Match must be a version in quotes, like \"3\"",
-        )
-    })
+        .unwrap_or(value);
+    let digits = !unquoted.is_empty()
+        && unquoted.len() <= 19
+        && unquoted.bytes().all(|b| b.is_ascii_digit());
+    digits
+        .then(|| unquoted.parse::<u64>().ok())
+        .flatten()
+        .map(Some)
+        .ok_or_else(|| {
+            Problem::new(
+                ProblemKind::InvalidRequest,
+                "If-Match must be a version in quotes, like \"3\"",
+            )
+        })
 }
 
 /// An entity tag for a version.
