@@ -1,0 +1,661 @@
+//! Handler tests: API Gateway v2 fixture events against the memory store, for every POST route
+//! and every error status, plus hostile bodies thrown at every route.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::encodings::Body;
+use command_api::App;
+use eventfold::command::{CommandService, RetryPolicy};
+use eventfold::envelope::StreamHead;
+use eventfold::ids::{CommandId, StreamId};
+use eventfold::service::BankingService;
+use eventfold::snapshot::MemorySnapshots;
+use eventfold::store::{
+    AppendRequest, AppendResult, CommandRecord, EventStore, ItemPage, ReadRange, StoreSettings,
+};
+use eventfold::{MemoryStore, StoreError};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+const FIXTURE: &str = include_str!("fixtures/apigw-v2-request.json");
+
+fn request(
+    route_key: &str,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> ApiGatewayV2httpRequest {
+    let mut event: Value = serde_json::from_str(FIXTURE).unwrap();
+    event["routeKey"] = json!(route_key);
+    event["requestContext"]["routeKey"] = json!(route_key);
+    event["rawPath"] = json!(path);
+    event["requestContext"]["http"]["path"] = json!(path);
+    event["body"] = json!(body);
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let template: Vec<&str> = route_key
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .trim_start_matches('/')
+        .split('/')
+        .collect();
+    let mut params = serde_json::Map::new();
+    for (segment, value) in template.iter().zip(&parts) {
+        if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            params.insert(name.into(), json!(value));
+        }
+    }
+    event["pathParameters"] = Value::Object(params);
+    for (name, value) in headers {
+        event["headers"][name.to_ascii_lowercase()] = json!(value);
+    }
+    serde_json::from_value(event).unwrap()
+}
+
+struct Reply {
+    status: i64,
+    headers: http::HeaderMap,
+    body: Value,
+}
+
+impl Reply {
+    fn new(response: ApiGatewayV2httpResponse) -> Self {
+        let text = match response.body {
+            Some(Body::Text(text)) => text,
+            _ => String::new(),
+        };
+        Self {
+            status: response.status_code,
+            headers: response.headers,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    #[track_caller]
+    fn problem(&self, status: i64, slug: &str) {
+        assert_eq!(self.status, status, "{:?}", self.body);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
+        assert_eq!(
+            self.body["type"],
+            json!(format!("https://eventfold.dev/problems/{slug}"))
+        );
+        assert_eq!(self.body["status"], json!(status));
+        assert!(self.body["title"].is_string() && self.body["detail"].is_string());
+    }
+}
+
+struct Fixture {
+    app: App,
+    store: Arc<MemoryStore>,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let store = Arc::new(MemoryStore::new());
+        Self {
+            app: app_over(store.clone()),
+            store,
+        }
+    }
+
+    async fn call(
+        &self,
+        route_key: &str,
+        path: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        Reply::new(
+            self.app
+                .respond(request(route_key, path, body, headers))
+                .await,
+        )
+    }
+
+    async fn open(&self) -> String {
+        let reply = self
+            .call(
+                "POST /accounts",
+                "/accounts",
+                r#"{"owner":"Ada","currency":"EUR"}"#,
+                &[],
+            )
+            .await;
+        assert_eq!(reply.status, 201);
+        reply.body["id"].as_str().unwrap().to_owned()
+    }
+
+    fn event_count(&self) -> usize {
+        self.store.all_items().len()
+    }
+}
+
+fn app_over(store: Arc<dyn EventStore>) -> App {
+    let commands = CommandService::new(store)
+        .with_snapshots(Arc::new(MemorySnapshots::new()))
+        .with_retry(RetryPolicy {
+            max_attempts: 3,
+            base_delay: std::time::Duration::from_millis(1),
+            max_delay: std::time::Duration::from_millis(2),
+        });
+    App::new(BankingService::new(commands))
+}
+
+#[tokio::test]
+async fn every_route_succeeds_with_good_input() {
+    let f = Fixture::new();
+    let open = f
+        .call(
+            "POST /accounts",
+            "/accounts",
+            r#"{"owner":"Ada","currency":"EUR"}"#,
+            &[("X-Correlation-Id", "c-1")],
+        )
+        .await;
+    assert_eq!(open.status, 201);
+    let a = open.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(open.body, json!({"id": a, "version": 1}));
+    assert_eq!(
+        open.header("location"),
+        Some(format!("/accounts/{a}").as_str())
+    );
+    assert_eq!(open.header("etag"), Some("\"1\""));
+    assert_eq!(open.header("x-correlation-id"), Some("c-1"));
+    let b = f.open().await;
+    let deposit = f
+        .call(
+            "POST /accounts/{id}/deposits",
+            &format!("/accounts/{a}/deposits"),
+            r#"{"amount":900}"#,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (deposit.status, deposit.body.clone()),
+        (200, json!({"id": a, "version": 2}))
+    );
+    let withdraw = f
+        .call(
+            "POST /accounts/{id}/withdrawals",
+            &format!("/accounts/{a}/withdrawals"),
+            r#"{"amount":100}"#,
+            &[],
+        )
+        .await;
+    assert_eq!(withdraw.body["version"], json!(3));
+    let transfer = f
+        .call(
+            "POST /transfers",
+            "/transfers",
+            &json!({"from": a, "to": b, "amount": 800}).to_string(),
+            &[],
+        )
+        .await;
+    assert_eq!(transfer.status, 201);
+    assert_eq!(transfer.body["from"], json!({"id": a, "version": 4}));
+    assert_eq!(transfer.body["to"], json!({"id": b, "version": 2}));
+    let close = f
+        .call(
+            "POST /accounts/{id}/close",
+            &format!("/accounts/{a}/close"),
+            "",
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (close.status, close.body["version"].clone()),
+        (200, json!(5))
+    );
+    let user = f
+        .call(
+            "POST /users",
+            "/users",
+            r#"{"email":"ada@example.com","name":"Ada"}"#,
+            &[],
+        )
+        .await;
+    assert_eq!(user.status, 201);
+    // Metadata: correlation, causation (API Gateway's request id) and actor (the IAM caller).
+    let stream = StreamId::parse(&format!("Account-{a}")).unwrap();
+    let first = &f.store.read_all(&stream, 1).await.unwrap()[0];
+    assert_eq!(first.metadata.correlation_id.as_deref(), Some("c-1"));
+    assert_eq!(
+        first.metadata.causation_id.as_deref(),
+        Some("Pq3e9jY5DoEEMYQ=")
+    );
+    assert_eq!(
+        first.metadata.actor.as_deref(),
+        Some("arn:aws:iam::123456789012:user/teller")
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_are_400_and_write_nothing() {
+    let f = Fixture::new();
+    let a = f.open().await;
+    let before = f.event_count();
+    let deposit = |body: &'static str| (format!("/accounts/{a}/deposits"), body);
+    for (path, body) in [
+        deposit("{\"amount\": "),
+        deposit("not json"),
+        deposit(""),
+        deposit("[]"),
+        deposit("[5]"),
+        deposit("{\"amount\": \"5\"}"),
+        deposit("{\"amount\": 5.5}"),
+        deposit("{\"amount\": 0}"),
+        deposit("{\"amount\": -3}"),
+        deposit("{\"amount\": 1000000000000000}"),
+        deposit("{\"amount\": 99999999999999999999999}"),
+        deposit("{\"amount\": 5, \"extra\": 1}"),
+        deposit("{}"),
+        (format!("/accounts/{a}/deposits"), "{\"amount\": null}"),
+    ] {
+        let reply = f
+            .call("POST /accounts/{id}/deposits", &path, body, &[])
+            .await;
+        assert_eq!(reply.status, 400, "{body:?} → {:?}", reply.body);
+        assert_eq!(
+            reply.header("content-type"),
+            Some("application/problem+json")
+        );
+    }
+    f.call(
+        "POST /accounts/{id}/deposits",
+        "/accounts/bad id/deposits",
+        r#"{"amount":1}"#,
+        &[],
+    )
+    .await
+    .problem(400, "invalid-request");
+    f.call("POST /accounts", "/accounts", "{\"owner\": \"Ada\"", &[])
+        .await
+        .problem(400, "malformed-json");
+    f.call(
+        "POST /accounts",
+        "/accounts",
+        r#"{"owner":"Ada","currency":"eur"}"#,
+        &[],
+    )
+    .await
+    .problem(400, "invalid-request");
+    f.call(
+        "POST /accounts",
+        "/accounts",
+        r#"{"owner":"  ","currency":"EUR"}"#,
+        &[],
+    )
+    .await
+    .problem(400, "invalid-request");
+    f.call(
+        "POST /accounts/{id}/close",
+        &format!("/accounts/{a}/close"),
+        "[]",
+        &[],
+    )
+    .await
+    .problem(400, "invalid-request");
+    f.call(
+        "POST /accounts/{id}/deposits",
+        &format!("/accounts/{a}/deposits"),
+        r#"{"amount":1}"#,
+        &[("Idempotency-Key", "has space")],
+    )
+    .await
+    .problem(400, "invalid-request");
+    f.call(
+        "POST /accounts/{id}/deposits",
+        &format!("/accounts/{a}/deposits"),
+        r#"{"amount":1}"#,
+        &[("If-Match", "soon")],
+    )
+    .await
+    .problem(400, "invalid-request");
+    assert_eq!(f.event_count(), before, "nothing written");
+}
+
+#[tokio::test]
+async fn domain_errors_map_to_404_and_422() {
+    let f = Fixture::new();
+    f.call(
+        "POST /accounts/{id}/deposits",
+        "/accounts/ghost/deposits",
+        r#"{"amount":1}"#,
+        &[],
+    )
+    .await
+    .problem(404, "not-found");
+    let a = f.open().await;
+    let short = f
+        .call(
+            "POST /accounts/{id}/withdrawals",
+            &format!("/accounts/{a}/withdrawals"),
+            r#"{"amount":1}"#,
+            &[],
+        )
+        .await;
+    short.problem(422, "insufficient-funds");
+    assert_eq!(
+        (
+            short.body["balance"].clone(),
+            short.body["requested"].clone()
+        ),
+        (json!(0), json!(1))
+    );
+    f.call(
+        "POST /transfers",
+        "/transfers",
+        &json!({"from": a, "to": a, "amount": 1}).to_string(),
+        &[],
+    )
+    .await
+    .problem(422, "same-account");
+    f.call(
+        "POST /users",
+        "/users",
+        r#"{"email":"a@b.co","name":"A"}"#,
+        &[],
+    )
+    .await;
+    f.call(
+        "POST /users",
+        "/users",
+        r#"{"email":"A@B.CO","name":"B"}"#,
+        &[],
+    )
+    .await
+    .problem(422, "email-taken");
+}
+
+#[tokio::test]
+async fn if_match_mismatch_is_412() {
+    let f = Fixture::new();
+    let a = f.open().await;
+    let reply = f
+        .call(
+            "POST /accounts/{id}/deposits",
+            &format!("/accounts/{a}/deposits"),
+            r#"{"amount":1}"#,
+            &[("If-Match", "\"7\"")],
+        )
+        .await;
+    reply.problem(412, "precondition-failed");
+    assert_eq!(reply.body["current_version"], json!(1));
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413() {
+    let f = Fixture::new();
+    let body = json!({"owner": "x".repeat(65 * 1024), "currency": "EUR"}).to_string();
+    f.call("POST /accounts", "/accounts", &body, &[])
+        .await
+        .problem(413, "payload-too-large");
+    assert_eq!(f.event_count(), 0);
+}
+
+#[tokio::test]
+async fn idempotent_replay_is_identical() {
+    let f = Fixture::new();
+    let key = [("Idempotency-Key", "k-1")];
+    let first = f
+        .call(
+            "POST /accounts",
+            "/accounts",
+            r#"{"owner":"Ada","currency":"EUR"}"#,
+            &key,
+        )
+        .await;
+    let again = f
+        .call(
+            "POST /accounts",
+            "/accounts",
+            r#"{ "currency" : "EUR", "owner" : "Ada" }"#,
+            &key,
+        )
+        .await;
+    assert_eq!(
+        (again.status, &again.body),
+        (first.status, &first.body),
+        "same meaning, same answer"
+    );
+    assert_eq!(again.header("location"), first.header("location"));
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(f.event_count(), 1);
+    f.call(
+        "POST /accounts",
+        "/accounts",
+        r#"{"owner":"Bob","currency":"EUR"}"#,
+        &key,
+    )
+    .await
+    .problem(422, "idempotency-key-reused");
+}
+
+/// A store whose writes always lose the race, or always fail: for 409 and 503.
+#[derive(Debug)]
+struct Failing {
+    inner: MemoryStore,
+    error: fn(&AppendRequest) -> StoreError,
+}
+
+#[async_trait]
+impl EventStore for Failing {
+    async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
+        if request
+            .writes
+            .iter()
+            .any(|w| w.stream_id.as_str().starts_with("Account-"))
+            && request.writes[0].events[0].event_type != "AccountOpened"
+        {
+            return Err((self.error)(&request));
+        }
+        self.inner.append(request).await
+    }
+    async fn read_items(
+        &self,
+        stream_id: &StreamId,
+        range: ReadRange,
+    ) -> Result<ItemPage, StoreError> {
+        self.inner.read_items(stream_id, range).await
+    }
+    async fn read_head(&self, stream_id: &StreamId) -> Result<Option<StreamHead>, StoreError> {
+        self.inner.read_head(stream_id).await
+    }
+    async fn read_command(
+        &self,
+        command_id: &CommandId,
+    ) -> Result<Option<CommandRecord>, StoreError> {
+        self.inner.read_command(command_id).await
+    }
+    fn settings(&self) -> &StoreSettings {
+        self.inner.settings()
+    }
+}
+
+async fn against(error: fn(&AppendRequest) -> StoreError) -> Reply {
+    let app = app_over(Arc::new(Failing {
+        inner: MemoryStore::new(),
+        error,
+    }));
+    let open = Reply::new(
+        app.respond(request(
+            "POST /accounts",
+            "/accounts",
+            r#"{"owner":"A","currency":"EUR"}"#,
+            &[],
+        ))
+        .await,
+    );
+    let a = open.body["id"].as_str().unwrap().to_owned();
+    Reply::new(
+        app.respond(request(
+            "POST /accounts/{id}/deposits",
+            &format!("/accounts/{a}/deposits"),
+            r#"{"amount":1}"#,
+            &[],
+        ))
+        .await,
+    )
+}
+
+#[tokio::test]
+async fn persistent_conflicts_are_409_with_retry_after() {
+    let reply = against(|request| StoreError::Conflict {
+        stream_id: request.writes[0].stream_id.clone(),
+        expected: request.writes[0].expected,
+        actual: Some(99),
+    })
+    .await;
+    reply.problem(409, "concurrency-conflict");
+    assert_eq!(reply.header("retry-after"), Some("1"));
+}
+
+#[tokio::test]
+async fn an_unavailable_store_is_503_with_retry_after() {
+    let reply = against(|_| StoreError::Unavailable {
+        message: "throttled".into(),
+        retryable: true,
+    })
+    .await;
+    reply.problem(503, "store-unavailable");
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    assert!(
+        !reply.body["detail"].as_str().unwrap().contains("throttled"),
+        "internals stay in the logs"
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404() {
+    let f = Fixture::new();
+    f.call("DELETE /accounts/{id}", "/accounts/a", "", &[])
+        .await
+        .problem(404, "route-not-found");
+}
+
+fn hostile_json() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        Just("null".to_owned()),
+        any::<bool>().prop_map(|b| b.to_string()),
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| format!("{f:e}")),
+        Just("1e400".to_owned()),
+        Just("-0".to_owned()),
+        Just("999999999999999999999999999999".to_owned()),
+        ".{0,40}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+        "[\\x00-\\x1f\\u{7f}-\\u{9f}\\u{202e}\\u{feff}]{1,8}"
+            .prop_map(|s| serde_json::to_string(&s).unwrap()),
+        Just(serde_json::to_string(&"x".repeat(5000)).unwrap()),
+    ];
+    let field = prop_oneof![
+        Just("amount"),
+        Just("owner"),
+        Just("currency"),
+        Just("email"),
+        Just("name"),
+        Just("from"),
+        Just("to"),
+        Just("Amount"),
+        Just("__proto__"),
+        Just(""),
+    ];
+    prop_oneof![
+        // Objects with the right names but hostile values (and sometimes extra fields).
+        proptest::collection::vec((field, leaf.clone()), 0..5).prop_map(|fields| {
+            let body: Vec<String> = fields
+                .iter()
+                .map(|(k, v)| format!("{}:{v}", serde_json::to_string(k).unwrap()))
+                .collect();
+            format!("{{{}}}", body.join(","))
+        }),
+        // Not objects at all.
+        leaf.clone(),
+        proptest::collection::vec(leaf, 0..4).prop_map(|items| format!("[{}]", items.join(","))),
+        // Not JSON: truncations, garbage, control bytes.
+        ".{0,60}",
+        Just("{\"amount\":1".to_owned()),
+        Just("\u{0}\u{0}".to_owned()),
+    ]
+}
+
+fn routes(a: &str, b: &str) -> Vec<(String, String)> {
+    vec![
+        ("POST /users".into(), "/users".into()),
+        ("POST /accounts".into(), "/accounts".into()),
+        (
+            "POST /accounts/{id}/deposits".into(),
+            format!("/accounts/{a}/deposits"),
+        ),
+        (
+            "POST /accounts/{id}/withdrawals".into(),
+            format!("/accounts/{a}/withdrawals"),
+        ),
+        (
+            "POST /accounts/{id}/close".into(),
+            format!("/accounts/{b}/close"),
+        ),
+        ("POST /transfers".into(), "/transfers".into()),
+        (
+            "POST /accounts/{id}/deposits".into(),
+            "/accounts/..%2F..%2Fetc/deposits".into(),
+        ),
+        (
+            "POST /accounts/{id}/deposits".into(),
+            format!("/accounts/{}/deposits", "9".repeat(65)),
+        ),
+        (
+            "POST /accounts/{id}/withdrawals".into(),
+            "/accounts/Ω≈ç/withdrawals".into(),
+        ),
+    ]
+}
+
+fn is_valid_request(route: &str, body: &Value) -> bool {
+    // A generated body can, rarely, be a valid request; those may succeed.
+    let object = body.as_object();
+    match route {
+        "POST /accounts/{id}/close" => object.is_some_and(serde_json::Map::is_empty),
+        _ => false,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Whatever the body, every POST route answers 4xx problem+json and writes nothing.
+    #[test]
+    fn hostile_bodies_get_4xx_and_write_nothing(body in hostile_json(), route in 0usize..9, key in proptest::option::of("[ -~]{0,140}")) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let f = Fixture::new();
+            let a = f.open().await;
+            let b = f.open().await;
+            let before = f.event_count();
+            let (route_key, path) = routes(&a, &b)[route].clone();
+            let headers: Vec<(&str, &str)> = key.as_deref().map(|k| vec![("Idempotency-Key", k)]).unwrap_or_default();
+            let reply = f.call(&route_key, &path, &body, &headers).await;
+            let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            if is_valid_request(&route_key, &parsed) && (200..300).contains(&reply.status) {
+                return Ok(());
+            }
+            prop_assert!((400..500).contains(&reply.status), "{route_key} {body:?} → {} {:?}", reply.status, reply.body);
+            prop_assert_eq!(reply.header("content-type"), Some("application/problem+json"));
+            prop_assert!(reply.body["type"].as_str().unwrap_or_default().starts_with("https://eventfold.dev/problems/"));
+            prop_assert_eq!(f.event_count(), before, "nothing written for {} {:?}", route_key, body);
+            Ok::<(), TestCaseError>(())
+        })?;
+    }
+}
