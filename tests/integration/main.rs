@@ -3,5 +3,6 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod consumers;
 mod http;
 mod store;

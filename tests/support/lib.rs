@@ -231,3 +231,151 @@ impl Reply {
         assert_eq!(self.body["status"], serde_json::json!(status));
     }
 }
+
+/// Reads the whole events table: every stream's events in version order, upcast.
+pub async fn events_by_stream(
+    env: &TestEnv,
+) -> std::collections::BTreeMap<String, Vec<eventfold::RecordedEvent>> {
+    use eventfold::store::EventStore;
+    let store = env.store(StoreSettings::default());
+    let mut streams: std::collections::BTreeMap<String, Vec<eventfold::RecordedEvent>> =
+        std::collections::BTreeMap::new();
+    let mut start = None;
+    loop {
+        let (items, next) = store.scan_segment(0, 1, start).await.expect("scan");
+        for item in items {
+            let event =
+                eventfold::codec::decode_event(item, &store.settings().upcasters).expect("decodes");
+            streams
+                .entry(event.stream_id.to_string())
+                .or_default()
+                .push(event);
+        }
+        start = next;
+        if start.is_none() {
+            break;
+        }
+    }
+    for events in streams.values_mut() {
+        events.sort_by_key(|e| e.version);
+    }
+    streams
+}
+
+/// What the accounts table should hold: the fold of every account stream.
+pub async fn expected_accounts(
+    env: &TestEnv,
+) -> std::collections::BTreeMap<String, eventfold::projection::accounts::AccountRow> {
+    events_by_stream(env)
+        .await
+        .into_iter()
+        .filter(|(stream, _)| stream.starts_with("Account-"))
+        .filter_map(|(_, events)| eventfold::projection::accounts::expected_row(&events))
+        .map(|row| (row.account_id.clone(), row))
+        .collect()
+}
+
+/// What the accounts table holds (totals rows excluded).
+pub async fn projected_accounts(
+    env: &TestEnv,
+) -> std::collections::BTreeMap<String, eventfold::projection::accounts::AccountRow> {
+    let mut rows = std::collections::BTreeMap::new();
+    let mut start = None;
+    loop {
+        let output = env
+            .clients
+            .dynamodb
+            .scan()
+            .table_name(env.resources.table("AccountsTable"))
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("scan");
+        for item in output.items.unwrap_or_default() {
+            let is_totals = matches!(item.get("account_id"), Some(aws_sdk_dynamodb::types::AttributeValue::S(id)) if id.starts_with('#'));
+            if !is_totals {
+                let row: eventfold::projection::accounts::AccountRow =
+                    eventfold::codec::from_item(item, "row").expect("row");
+                rows.insert(row.account_id.clone(), row);
+            }
+        }
+        start = output.last_evaluated_key;
+        if start.is_none() {
+            return rows;
+        }
+    }
+}
+
+/// Waits until the accounts table equals the fold of the events table, or `within` passes;
+/// returns whether it converged.
+pub async fn projection_converges(env: &TestEnv, within: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if projected_accounts(env).await == expected_accounts(env).await {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+/// A mix of deposits, withdrawals and transfers over `accounts` accounts, `commands` in all
+/// (the openings included), `concurrency` at a time. Seeded, so runs are comparable.
+pub async fn workload(
+    api: &RunningEnv,
+    accounts: usize,
+    commands: usize,
+    concurrency: usize,
+    seed: u64,
+) -> Vec<String> {
+    use futures::StreamExt;
+    let currencies = ["EUR", "USD"];
+    let mut ids = Vec::new();
+    for n in 0..accounts {
+        ids.push(
+            api.open_account(&format!("Owner {n}"), currencies[n % 2])
+                .await,
+        );
+    }
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let plan: Vec<(String, serde_json::Value)> = (accounts..commands)
+        .map(|_| {
+            let a = &ids[rng.usize(..ids.len())];
+            let b = &ids[rng.usize(..ids.len())];
+            let amount = rng.u64(1..500);
+            match rng.u8(0..10) {
+                0..=4 => (
+                    format!("/accounts/{a}/deposits"),
+                    serde_json::json!({"amount": amount}),
+                ),
+                5..=6 => (
+                    format!("/accounts/{a}/withdrawals"),
+                    serde_json::json!({"amount": amount}),
+                ),
+                _ => (
+                    "/transfers".into(),
+                    serde_json::json!({"from": a, "to": b, "amount": amount}),
+                ),
+            }
+        })
+        .collect();
+    futures::stream::iter(plan)
+        .map(|(path, body)| async move {
+            loop {
+                let reply = api.post(&path, &body, &[]).await;
+                match reply.status {
+                    409 | 503 => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                    // Business refusals (short funds, same account, mixed currencies) are part of the mix.
+                    200 | 201 | 422 => return,
+                    other => panic!("{path} answered {other}: {reply:?}"),
+                }
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect::<Vec<()>>()
+        .await;
+    ids
+}

@@ -76,6 +76,63 @@ impl DynamoStore {
         &self.events_table
     }
 
+    /// One page of a parallel scan of the events table: segment `segment` of `total`.
+    ///
+    /// Every item of a stream lies in one segment, in version order, so a worker per segment
+    /// sees each stream in order. Returns the items and the key to continue from.
+    pub async fn scan_segment(
+        &self,
+        segment: i32,
+        total: i32,
+        start: Option<Item>,
+    ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
+        let output = self
+            .client
+            .scan()
+            .table_name(&self.events_table)
+            .segment(segment)
+            .total_segments(total)
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| from_sdk("Scan", e))?;
+        Ok((output.items.unwrap_or_default(), output.last_evaluated_key))
+    }
+
+    /// Every stream id of a category (one scan, filtered to each stream's first event).
+    pub async fn streams_in_category(&self, category: &str) -> Result<Vec<StreamId>, StoreError> {
+        let mut streams = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .scan()
+                .table_name(&self.events_table)
+                .filter_expression("begins_with(#s, :prefix) AND #v = :one")
+                .projection_expression("#s")
+                .expression_attribute_names("#s", events::STREAM_ID)
+                .expression_attribute_names("#v", events::VERSION)
+                .expression_attribute_values(":prefix", AttributeValue::S(format!("{category}-")))
+                .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| from_sdk("Scan", e))?;
+            for item in output.items.unwrap_or_default() {
+                if let Some(AttributeValue::S(id)) = item.get(events::STREAM_ID) {
+                    streams.push(StreamId::parse(id)?);
+                }
+            }
+            start = output.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        streams.sort();
+        Ok(streams)
+    }
+
     async fn head_for_write(
         &self,
         stream_id: &StreamId,

@@ -1,0 +1,269 @@
+//! Projector handler tests with DynamoDB Streams fixture events: duplicates, out-of-order
+//! delivery, gaps, non-INSERT records, unknown event types and a poison record mid-batch.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
+use eventfold::aggregate::to_new_event;
+use eventfold::codec::encode_event;
+use eventfold::domain::account::AccountEvent;
+use eventfold::domain::money::Currency;
+use eventfold::projection::accounts::{AccountsReadModel, MemoryAccounts, expected_row};
+use eventfold::store::{AppendRequest, EventStore, ExpectedVersion};
+use eventfold::{EventMetadata, MemoryStore, NewEvent, RecordedEvent, StreamId};
+use lambda_runtime::{Context, LambdaEvent};
+use project_accounts::App;
+use serde_json::{Value, json};
+
+fn eur() -> Currency {
+    Currency::parse("EUR").unwrap()
+}
+
+/// The Lambda JSON of one stream record carrying `event`.
+fn record(event: &RecordedEvent, sequence: u64, name: &str) -> Value {
+    let image =
+        serde_json::to_value(serde_dynamo::Item::from(encode_event(event).unwrap())).unwrap();
+    let mut dynamodb = json!({
+        "ApproximateCreationDateTime": 1_795_465_295.0,
+        "Keys": {"stream_id": {"S": event.stream_id.as_str()}, "version": {"N": event.version.to_string()}},
+        "SequenceNumber": format!("{sequence:021}"),
+        "SizeBytes": 100,
+        "StreamViewType": "NEW_IMAGE",
+    });
+    if name != "REMOVE" {
+        dynamodb["NewImage"] = image;
+    }
+    json!({
+        "eventID": format!("e{sequence}"),
+        "eventName": name,
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "eu-west-1",
+        "dynamodb": dynamodb,
+        "eventSourceARN": "arn:aws:dynamodb:eu-west-1:123456789012:table/events/stream/2026-11-23T00:00:00.000",
+    })
+}
+
+fn batch(records: Vec<Value>) -> DynamoDbEvent {
+    serde_json::from_value(json!({ "Records": records })).unwrap()
+}
+
+struct Setup {
+    app: App,
+    store: Arc<MemoryStore>,
+    read_model: Arc<MemoryAccounts>,
+}
+
+fn setup() -> Setup {
+    let store = Arc::new(MemoryStore::new());
+    let read_model = Arc::new(MemoryAccounts::new());
+    Setup {
+        app: App::new(read_model.clone(), store.clone()),
+        store,
+        read_model,
+    }
+}
+
+async fn append(store: &MemoryStore, id: &str, events: &[AccountEvent]) -> Vec<RecordedEvent> {
+    let stream = StreamId::parse(&format!("Account-{id}")).unwrap();
+    let new_events: Vec<NewEvent> = events
+        .iter()
+        .map(|e| to_new_event(e, &EventMetadata::default()).unwrap())
+        .collect();
+    store
+        .append(AppendRequest::single(
+            stream.clone(),
+            ExpectedVersion::Any,
+            new_events,
+        ))
+        .await
+        .unwrap();
+    store.read_all(&stream, 1).await.unwrap()
+}
+
+fn history() -> Vec<AccountEvent> {
+    vec![
+        AccountEvent::AccountOpened {
+            owner: "Ada".into(),
+            currency: eur(),
+        },
+        AccountEvent::MoneyDeposited {
+            amount: 700,
+            currency: eur(),
+        },
+        AccountEvent::MoneyWithdrawn {
+            amount: 200,
+            currency: eur(),
+        },
+        AccountEvent::TransferSent {
+            transfer_id: "t".into(),
+            to: "b".into(),
+            amount: 100,
+            currency: eur(),
+        },
+    ]
+}
+
+async fn invoke(app: &App, event: DynamoDbEvent) -> Vec<String> {
+    let response = project_accounts::handle(app, LambdaEvent::new(event, Context::default()))
+        .await
+        .unwrap();
+    response
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier.unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn applies_a_stream_in_order_and_keeps_totals() {
+    let s = setup();
+    let events = append(&s.store, "a", &history()).await;
+    let records = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| record(e, i as u64 + 1, "INSERT"))
+        .collect();
+    assert!(invoke(&s.app, batch(records)).await.is_empty());
+    assert_eq!(
+        s.read_model.account("a").await.unwrap(),
+        expected_row(&events)
+    );
+    let totals = s.read_model.totals().await.unwrap();
+    assert_eq!(
+        (
+            totals.accounts_open,
+            totals.held["EUR"],
+            totals.events_applied
+        ),
+        (1, 400, 4)
+    );
+}
+
+#[tokio::test]
+async fn duplicates_and_replays_change_nothing() {
+    let s = setup();
+    let events = append(&s.store, "a", &history()).await;
+    let records: Vec<Value> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| record(e, i as u64 + 1, "INSERT"))
+        .collect();
+    invoke(&s.app, batch(records.clone())).await;
+    let mut doubled = records.clone();
+    doubled.extend(records);
+    assert!(invoke(&s.app, batch(doubled)).await.is_empty());
+    assert_eq!(
+        s.read_model.account("a").await.unwrap(),
+        expected_row(&events)
+    );
+    assert_eq!(
+        s.read_model.totals().await.unwrap().held["EUR"],
+        400,
+        "money counted once"
+    );
+}
+
+#[tokio::test]
+async fn out_of_order_delivery_and_gaps_are_repaired_from_the_store() {
+    let s = setup();
+    let events = append(&s.store, "a", &history()).await;
+    // Version 4 first: a gap (nothing applied yet) repaired by reading 1..3 from the store;
+    // then 2 and 1 arrive late and are duplicates.
+    let records = vec![
+        record(&events[3], 4, "INSERT"),
+        record(&events[1], 2, "INSERT"),
+        record(&events[0], 1, "INSERT"),
+    ];
+    assert!(invoke(&s.app, batch(records)).await.is_empty());
+    assert_eq!(
+        s.read_model.account("a").await.unwrap(),
+        expected_row(&events)
+    );
+    assert_eq!(s.read_model.totals().await.unwrap().events_applied, 4);
+}
+
+#[tokio::test]
+async fn non_inserts_and_unknown_types_are_skipped() {
+    let s = setup();
+    let mut events = append(&s.store, "a", &history()[..2]).await;
+    let stream = StreamId::parse("Account-a").unwrap();
+    s.store
+        .append(AppendRequest::single(
+            stream.clone(),
+            ExpectedVersion::Exact(2),
+            vec![NewEvent::new("AccountAudited", json!({"by": "x"}))],
+        ))
+        .await
+        .unwrap();
+    events = s.store.read_all(&stream, 1).await.unwrap();
+    let user = StreamId::parse("User-u").unwrap();
+    s.store
+        .append(AppendRequest::single(
+            user.clone(),
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new(
+                "UserRegistered",
+                json!({"email": "a@b.co", "name": "A"}),
+            )],
+        ))
+        .await
+        .unwrap();
+    let user_event = s.store.read_all(&user, 1).await.unwrap().remove(0);
+    let records = vec![
+        record(&events[0], 1, "INSERT"),
+        record(&events[0], 2, "MODIFY"),
+        record(&events[1], 3, "REMOVE"),
+        record(&events[1], 4, "INSERT"),
+        record(&user_event, 5, "INSERT"),
+        record(&events[2], 6, "INSERT"),
+    ];
+    let report = s.app.process(&batch(records).records).await;
+    assert_eq!(report.first_failure, None);
+    assert_eq!((report.applied, report.ignored, report.skipped), (2, 2, 2));
+    let row = s.read_model.account("a").await.unwrap().unwrap();
+    assert_eq!(
+        (row.balance, row.version),
+        (700, 3),
+        "the unknown event moves the checkpoint only"
+    );
+}
+
+#[tokio::test]
+async fn a_poison_record_fails_from_its_position() {
+    let s = setup();
+    let a = append(&s.store, "a", &history()).await;
+    let b = append(&s.store, "b", &history()[..2]).await;
+    // Account b's second event does not decode as the type it claims.
+    let mut poison = b[1].clone();
+    poison.payload = json!({"amount": "lots"});
+    let records = vec![
+        record(&a[0], 10, "INSERT"),
+        record(&b[0], 11, "INSERT"),
+        record(&a[1], 12, "INSERT"),
+        record(&poison, 13, "INSERT"),
+        record(&a[2], 14, "INSERT"),
+        record(&a[3], 15, "INSERT"),
+    ];
+    let failures = invoke(&s.app, batch(records)).await;
+    assert_eq!(
+        failures,
+        vec![format!("{:021}", 13)],
+        "the earliest failed record"
+    );
+    assert_eq!(
+        s.read_model.account("a").await.unwrap(),
+        expected_row(&a),
+        "other streams go on"
+    );
+    assert_eq!(s.read_model.account("b").await.unwrap().unwrap().version, 1);
+    // A record that is not even an event fails at its own position.
+    let undecodable = json!({
+        "eventID": "x", "eventName": "INSERT", "eventVersion": "1.1", "eventSource": "aws:dynamodb", "awsRegion": "eu-west-1",
+        "dynamodb": {"ApproximateCreationDateTime": 1.0, "Keys": {}, "NewImage": {"stream_id": {"S": "Account-c"}}, "SequenceNumber": "000000000000000000007", "SizeBytes": 1, "StreamViewType": "NEW_IMAGE"},
+    });
+    let failures = invoke(&s.app, batch(vec![record(&b[0], 6, "INSERT"), undecodable])).await;
+    assert_eq!(failures, vec!["000000000000000000007".to_owned()]);
+}
