@@ -5,4 +5,5 @@
 
 mod consumers;
 mod http;
+mod snapshots;
 mod store;

@@ -1,0 +1,271 @@
+//! Snapshots on the local runner + emulator: snapshot-due events flow through the publisher
+//! and the snapshot queue to the snapshot function; poison requests dead-letter; and a
+//! command's cost stays flat however long the stream grows.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use eventfold::aggregate::to_new_event;
+use eventfold::aws::RequestCounter;
+use eventfold::command::{CommandContext, CommandService, Target};
+use eventfold::domain::account::{Account, AccountCommand, AccountEvent};
+use eventfold::domain::money::Currency;
+use eventfold::snapshot::{DynamoSnapshots, SnapshotStore};
+use eventfold::store::{AppendRequest, DynamoStore, EventStore, ExpectedVersion};
+use eventfold::{EventMetadata, StoreSettings, StreamId};
+use eventfold_tests::TestEnv;
+use serde_json::json;
+
+async fn snapshot_version(env: &TestEnv, stream: &str) -> Option<u64> {
+    let snapshots = env.snapshots();
+    snapshots
+        .load_snapshot(&StreamId::parse(stream).expect("id"))
+        .await
+        .expect("load")
+        .map(|s| s.version)
+}
+
+#[tokio::test]
+async fn snapshot_due_events_reach_the_snapshot_function() {
+    let mut env = TestEnv::new().await;
+    env.resources
+        .parameters
+        .insert("SnapshotEvery".into(), "5".into());
+    let api = env.serve().await;
+    let id = api.open_account("Long", "EUR").await;
+    let other = api.open_account("Short", "EUR").await;
+    for n in 1..=11 {
+        assert_eq!(
+            api.post(
+                &format!("/accounts/{id}/deposits"),
+                &json!({"amount": n}),
+                &[]
+            )
+            .await
+            .status,
+            200
+        );
+    }
+    api.post(
+        &format!("/accounts/{other}/deposits"),
+        &json!({"amount": 1}),
+        &[],
+    )
+    .await;
+    let stream = format!("Account-{id}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while snapshot_version(&api.env, &stream)
+        .await
+        .is_none_or(|v| v < 10)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot at version 10 or later"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Exactly the events at versions 5 and 10 were snapshot-due; nothing else was requested.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let delivered = api.runner.stats["SnapshotStreamsFunction/queue0"]
+        .records_delivered
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(delivered, 2);
+    assert_eq!(
+        snapshot_version(&api.env, &format!("Account-{other}")).await,
+        None
+    );
+    let due: Vec<u64> = api
+        .env
+        .store(StoreSettings::default())
+        .read_all(&StreamId::parse(&stream).expect("id"), 1)
+        .await
+        .expect("read")
+        .iter()
+        .filter(|e| e.snapshot_due)
+        .map(|e| e.version)
+        .collect();
+    assert_eq!(due, vec![5, 10]);
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_poison_snapshot_request_dead_letters_while_others_proceed() {
+    let env = TestEnv::new().await;
+    // Make redelivery quick for the test: the template's 360 s suits Lambda, not a test.
+    env.clients
+        .sqs
+        .set_queue_attributes()
+        .queue_url(env.resources.queue_url("SnapshotQueue"))
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "1",
+        )
+        .send()
+        .await
+        .expect("visibility");
+    let api = env.serve().await;
+    let id = api.open_account("Fine", "EUR").await;
+    let queue = api.env.resources.queue_url("SnapshotQueue").to_owned();
+    for body in [
+        "{not a request".to_owned(),
+        json!({"stream_id": format!("Account-{id}"), "version": 1}).to_string(),
+    ] {
+        api.env
+            .clients
+            .sqs
+            .send_message()
+            .queue_url(&queue)
+            .message_body(body)
+            .send()
+            .await
+            .expect("send");
+    }
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let dead = api
+            .env
+            .clients
+            .sqs
+            .get_queue_attributes()
+            .queue_url(api.env.resources.queue_url("SnapshotDeadLetterQueue"))
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .expect("attributes")
+            .attributes
+            .unwrap_or_default()
+            .get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0);
+        if dead == 1 && snapshot_version(&api.env, &format!("Account-{id}")).await == Some(1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "dead letters: {dead}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    api.stop().await;
+}
+
+/// Seeds a stream of `events` account events straight through the store, 99 per transaction.
+async fn seed_account(store: &DynamoStore, id: &str, events: usize) -> StreamId {
+    let stream = StreamId::parse(&format!("Account-{id}")).expect("id");
+    let eur = Currency::parse("EUR").expect("EUR");
+    let metadata = EventMetadata::default();
+    let mut written = 0;
+    while written < events {
+        let batch: Vec<_> = (written..(written + 99).min(events))
+            .map(|n| {
+                let event = if n == 0 {
+                    AccountEvent::AccountOpened {
+                        owner: "Seed".into(),
+                        currency: eur,
+                    }
+                } else {
+                    AccountEvent::MoneyDeposited {
+                        amount: 1,
+                        currency: eur,
+                    }
+                };
+                to_new_event(&event, &metadata).expect("event")
+            })
+            .collect();
+        let count = batch.len();
+        store
+            .append(AppendRequest::single(
+                stream.clone(),
+                ExpectedVersion::Exact(written as u64),
+                batch,
+            ))
+            .await
+            .expect("seed");
+        written += count;
+    }
+    stream
+}
+
+/// The DynamoDB calls one deposit costs, and the events its load folds.
+async fn deposit_cost(
+    commands: &CommandService,
+    counter: &RequestCounter,
+    stream: &StreamId,
+) -> (u64, usize) {
+    let folded = commands
+        .load::<Account>(stream)
+        .await
+        .expect("load")
+        .events_folded;
+    counter.reset();
+    commands
+        .execute_one::<Account>(
+            &CommandContext::default(),
+            Target::new(stream.clone()),
+            &AccountCommand::Deposit { amount: 1 },
+            |_| json!({}),
+        )
+        .await
+        .expect("deposit");
+    (counter.total(), folded)
+}
+
+#[tokio::test]
+async fn command_cost_is_flat_once_long_streams_are_snapshotted() {
+    let env = TestEnv::new().await;
+    let counter = RequestCounter::new();
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&env.sdk)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let store = Arc::new(DynamoStore::new(
+        client.clone(),
+        env.resources.table("EventsTable"),
+        env.resources.table("CommandsTable"),
+        StoreSettings::default(),
+    ));
+    let snapshots = Arc::new(DynamoSnapshots::new(
+        client,
+        env.resources.table("SnapshotsTable"),
+    ));
+    let commands = CommandService::new(store.clone()).with_snapshots(snapshots);
+    let short = seed_account(&store, "short", 10).await;
+    let long = seed_account(&store, "long", 10_000).await;
+
+    let (short_calls, short_events) = deposit_cost(&commands, &counter, &short).await;
+    let (long_calls, long_events) = deposit_cost(&commands, &counter, &long).await;
+    assert_eq!(short_events, 10);
+    assert!(
+        long_calls > short_calls,
+        "without a snapshot the long stream needs more pages: {long_calls} vs {short_calls}"
+    );
+    assert!(long_events >= 10_000);
+
+    commands
+        .snapshot::<Account>(&long)
+        .await
+        .expect("snapshot")
+        .expect("written");
+    commands
+        .snapshot::<Account>(&short)
+        .await
+        .expect("snapshot")
+        .expect("written");
+    let (short_calls, short_events) = deposit_cost(&commands, &counter, &short).await;
+    let (long_calls, long_events) = deposit_cost(&commands, &counter, &long).await;
+    assert_eq!(long_calls, short_calls, "same round trips");
+    assert_eq!(
+        short_calls, 3,
+        "snapshot GetItem, events Query, conditional PutItem"
+    );
+    assert_eq!(long_events, short_events, "same events read");
+    let head = AttributeValue::N(
+        store
+            .read_head(&long)
+            .await
+            .expect("head")
+            .expect("exists")
+            .version()
+            .to_string(),
+    );
+    assert_eq!(head, AttributeValue::N("10002".into()));
+}
