@@ -227,6 +227,7 @@ impl Template {
             .ok_or_else(|| err("no Resources"))?;
         let mut integrations = BTreeMap::new();
         let mut raw_routes = Vec::new();
+        let mut mappings = Vec::new();
         for (id, resource) in resources {
             let id = id
                 .as_str()
@@ -252,7 +253,53 @@ impl Template {
                     integrations.insert(id.clone(), uri);
                 }
                 "AWS::ApiGatewayV2::Route" => raw_routes.push((id.clone(), properties)),
+                "AWS::Lambda::EventSourceMapping" => mappings.push((id.clone(), properties)),
                 _ => {}
+            }
+        }
+        for (id, properties) in mappings {
+            let function = get(&properties, "FunctionName")
+                .map(Reference::parse)
+                .transpose()?
+                .and_then(|r| r.target().map(str::to_owned))
+                .ok_or_else(|| err(format!("{id}: FunctionName must be !Ref a function")))?;
+            let source = get(&properties, "EventSourceArn")
+                .map(Reference::parse)
+                .transpose()?
+                .ok_or_else(|| err(format!("{id}: no EventSourceArn")))?;
+            let spec = template
+                .functions
+                .iter_mut()
+                .find(|f| f.logical_id == function)
+                .ok_or_else(|| err(format!("{id}: no function {function}")))?;
+            match source {
+                Reference::GetAtt(_, attribute) if attribute == "StreamArn" => {
+                    let mut with_stream = properties.clone();
+                    if let Value::Mapping(map) = &mut with_stream {
+                        map.insert(
+                            Value::from("Stream"),
+                            get(&properties, "EventSourceArn")
+                                .cloned()
+                                .unwrap_or(Value::Null),
+                        );
+                    }
+                    spec.stream_sources
+                        .push(parse_stream_source(&id, &with_stream)?);
+                }
+                Reference::GetAtt(_, attribute) if attribute == "Arn" => {
+                    let mut with_queue = properties.clone();
+                    if let Value::Mapping(map) = &mut with_queue {
+                        map.insert(
+                            Value::from("Queue"),
+                            get(&properties, "EventSourceArn")
+                                .cloned()
+                                .unwrap_or(Value::Null),
+                        );
+                    }
+                    spec.queue_sources
+                        .push(parse_queue_source(&id, &with_queue)?);
+                }
+                other => return Err(err(format!("{id}: unsupported event source {other:?}"))),
             }
         }
         for (id, properties) in raw_routes {

@@ -66,10 +66,26 @@ impl Config {
         })
     }
 
-    /// Fails naming the first of `required` that is empty.
-    pub fn require(&self, required: &[(&str, &str)]) -> Result<(), ConfigError> {
-        match required.iter().find(|(_, value)| value.is_empty()) {
-            Some((name, _)) => Err(ConfigError(format!("{name} must be set"))),
+    /// The value read for one of the variables in [`crate::names::env`].
+    pub fn value_of(&self, name: &str) -> Option<&str> {
+        Some(match name {
+            env::EVENTS_TABLE => &self.events_table,
+            env::COMMANDS_TABLE => &self.commands_table,
+            env::SNAPSHOTS_TABLE => &self.snapshots_table,
+            env::ACCOUNTS_TABLE => &self.accounts_table,
+            env::EVENTS_QUEUE_URL => &self.events_queue_url,
+            env::SNAPSHOT_QUEUE_URL => &self.snapshot_queue_url,
+            _ => return None,
+        })
+    }
+
+    /// Fails naming the first of the `required` variables that is unset.
+    pub fn require(&self, required: &[&str]) -> Result<(), ConfigError> {
+        match required
+            .iter()
+            .find(|name| self.value_of(name).is_none_or(str::is_empty))
+        {
+            Some(name) => Err(ConfigError(format!("{name} must be set"))),
             None => Ok(()),
         }
     }

@@ -29,6 +29,26 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
+const REGISTER_USER: &str = "POST /users";
+const OPEN_ACCOUNT: &str = "POST /accounts";
+const DEPOSIT: &str = "POST /accounts/{id}/deposits";
+const WITHDRAW: &str = "POST /accounts/{id}/withdrawals";
+const CLOSE_ACCOUNT: &str = "POST /accounts/{id}/close";
+const TRANSFER: &str = "POST /transfers";
+
+/// The routes this function serves (checked against the template and the OpenAPI document).
+pub const ROUTES: &[&str] = &[
+    REGISTER_USER,
+    OPEN_ACCOUNT,
+    DEPOSIT,
+    WITHDRAW,
+    CLOSE_ACCOUNT,
+    TRANSFER,
+];
+
+/// The environment variables this function reads (checked against the template).
+pub const REQUIRED_ENV: &[&str] = &[env::EVENTS_TABLE, env::COMMANDS_TABLE, env::SNAPSHOTS_TABLE];
+
 /// Everything a request needs, built once per process.
 #[derive(Clone, Debug)]
 pub struct App {
@@ -44,11 +64,7 @@ impl App {
     /// The app over DynamoDB, configured from the environment.
     pub async fn from_env() -> Result<Self, Error> {
         let config = Config::from_env()?;
-        config.require(&[
-            (env::EVENTS_TABLE, &config.events_table),
-            (env::COMMANDS_TABLE, &config.commands_table),
-            (env::SNAPSHOTS_TABLE, &config.snapshots_table),
-        ])?;
+        config.require(REQUIRED_ENV)?;
         let sdk = eventfold::aws::load_sdk_config().await;
         Ok(Self::from_config(
             &config,
@@ -102,25 +118,25 @@ impl App {
 
     async fn route(&self, request: &ApiRequest) -> Result<ApiGatewayV2httpResponse, Problem> {
         match request.route_key() {
-            "POST /users" => self.register_user(request).await,
-            "POST /accounts" => self.open_account(request).await,
-            "POST /accounts/{id}/deposits" => {
+            REGISTER_USER => self.register_user(request).await,
+            OPEN_ACCOUNT => self.open_account(request).await,
+            DEPOSIT => {
                 let AmountBody { amount } = parse_amount(request)?;
                 self.account_command(request, AccountCommand::Deposit { amount })
                     .await
             }
-            "POST /accounts/{id}/withdrawals" => {
+            WITHDRAW => {
                 let AmountBody { amount } = parse_amount(request)?;
                 self.account_command(request, AccountCommand::Withdraw { amount })
                     .await
             }
-            "POST /accounts/{id}/close" => {
+            CLOSE_ACCOUNT => {
                 if !request.body()?.iter().all(u8::is_ascii_whitespace) {
                     let (CloseBody {}, _) = request.json::<CloseBody>()?;
                 }
                 self.account_command(request, AccountCommand::Close).await
             }
-            "POST /transfers" => self.transfer(request).await,
+            TRANSFER => self.transfer(request).await,
             other => Err(Problem::new(
                 ProblemKind::RouteNotFound,
                 format!("the command API has no route {other:?}"),

@@ -37,6 +37,9 @@ pub struct BatchReport {
     pub first_failure: Option<usize>,
 }
 
+/// The environment variables this function reads (checked against the template).
+pub const REQUIRED_ENV: &[&str] = &[env::EVENTS_TABLE, env::ACCOUNTS_TABLE];
+
 /// The projector, built once per process.
 #[derive(Clone, Debug)]
 pub struct App {
@@ -56,10 +59,7 @@ impl App {
     /// The app over DynamoDB, configured from the environment.
     pub async fn from_env() -> Result<Self, Error> {
         let config = Config::from_env()?;
-        config.require(&[
-            (env::EVENTS_TABLE, &config.events_table),
-            (env::ACCOUNTS_TABLE, &config.accounts_table),
-        ])?;
+        config.require(REQUIRED_ENV)?;
         let sdk = eventfold::aws::load_sdk_config().await;
         Ok(Self::from_config(
             &config,

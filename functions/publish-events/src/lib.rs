@@ -30,6 +30,9 @@ pub struct PublishReport {
     pub first_failure: Option<usize>,
 }
 
+/// The environment variables this function reads (checked against the template).
+pub const REQUIRED_ENV: &[&str] = &[env::EVENTS_QUEUE_URL, env::SNAPSHOT_QUEUE_URL];
+
 /// The publisher, built once per process.
 #[derive(Clone, Debug)]
 pub struct App {
@@ -57,10 +60,7 @@ impl App {
     /// The app configured from the environment.
     pub async fn from_env() -> Result<Self, Error> {
         let config = Config::from_env()?;
-        config.require(&[
-            (env::EVENTS_QUEUE_URL, &config.events_queue_url),
-            (env::SNAPSHOT_QUEUE_URL, &config.snapshot_queue_url),
-        ])?;
+        config.require(REQUIRED_ENV)?;
         let sdk = eventfold::aws::load_sdk_config().await;
         Ok(Self::from_config(&config, Client::new(&sdk)))
     }

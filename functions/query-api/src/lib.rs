@@ -29,6 +29,24 @@ pub const MAX_FROM: u64 = (1 << 53) - 1;
 /// Page size when `limit` is absent.
 pub const DEFAULT_PAGE: usize = 100;
 
+const GET_ACCOUNT: &str = "GET /accounts/{id}";
+const GET_ACCOUNT_STATE: &str = "GET /accounts/{id}/state";
+const GET_STREAM_EVENTS: &str = "GET /streams/{stream_id}/events";
+const VERIFY_STREAM: &str = "GET /streams/{stream_id}/verify";
+const OPENAPI: &str = "GET /openapi.json";
+
+/// The routes this function serves (checked against the template and the OpenAPI document).
+pub const ROUTES: &[&str] = &[
+    GET_ACCOUNT,
+    GET_ACCOUNT_STATE,
+    GET_STREAM_EVENTS,
+    VERIFY_STREAM,
+    OPENAPI,
+];
+
+/// The environment variables this function reads (checked against the template).
+pub const REQUIRED_ENV: &[&str] = &[env::EVENTS_TABLE, env::SNAPSHOTS_TABLE, env::ACCOUNTS_TABLE];
+
 /// Everything a request needs, built once per process.
 #[derive(Clone, Debug)]
 pub struct App {
@@ -48,11 +66,7 @@ impl App {
     /// The app over DynamoDB, configured from the environment.
     pub async fn from_env() -> Result<Self, Error> {
         let config = Config::from_env()?;
-        config.require(&[
-            (env::EVENTS_TABLE, &config.events_table),
-            (env::SNAPSHOTS_TABLE, &config.snapshots_table),
-            (env::ACCOUNTS_TABLE, &config.accounts_table),
-        ])?;
+        config.require(REQUIRED_ENV)?;
         let sdk = eventfold::aws::load_sdk_config().await;
         Ok(Self::from_config(
             &config,
@@ -112,11 +126,11 @@ impl App {
 
     async fn route(&self, request: &ApiRequest) -> Result<ApiGatewayV2httpResponse, Problem> {
         match request.route_key() {
-            "GET /accounts/{id}" => self.account_row(request).await,
-            "GET /accounts/{id}/state" => self.account_state(request).await,
-            "GET /streams/{stream_id}/events" => self.stream_events(request).await,
-            "GET /streams/{stream_id}/verify" => self.verify(request).await,
-            "GET /openapi.json" => {
+            GET_ACCOUNT => self.account_row(request).await,
+            GET_ACCOUNT_STATE => self.account_state(request).await,
+            GET_STREAM_EVENTS => self.stream_events(request).await,
+            VERIFY_STREAM => self.verify(request).await,
+            OPENAPI => {
                 let document: Value = serde_json::from_str(OPENAPI_JSON)
                     .map_err(|e| Problem::new(ProblemKind::Internal, e.to_string()))?;
                 Ok(json_response(200, &document))

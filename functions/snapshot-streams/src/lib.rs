@@ -51,6 +51,9 @@ pub async fn snapshot_stream(
     Ok(written.map_or(Outcome::UpToDate, |s| Outcome::Written(s.version)))
 }
 
+/// The environment variables this function reads (checked against the template).
+pub const REQUIRED_ENV: &[&str] = &[env::EVENTS_TABLE, env::SNAPSHOTS_TABLE];
+
 /// The snapshotter, built once per process.
 #[derive(Clone, Debug)]
 pub struct App {
@@ -68,10 +71,7 @@ impl App {
     /// The app over DynamoDB, configured from the environment.
     pub async fn from_env() -> Result<Self, Error> {
         let config = Config::from_env()?;
-        config.require(&[
-            (env::EVENTS_TABLE, &config.events_table),
-            (env::SNAPSHOTS_TABLE, &config.snapshots_table),
-        ])?;
+        config.require(REQUIRED_ENV)?;
         let sdk = eventfold::aws::load_sdk_config().await;
         Ok(Self::from_config(
             &config,

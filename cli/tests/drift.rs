@@ -1,0 +1,328 @@
+//! Code and template cannot drift: tables and key attributes, functions and crates, routes in
+//! code, template and OpenAPI, the events stream's readers, environment, and IAM exactly as
+//! the code needs it.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use eventfold::names::{accounts, commands, events, snapshots};
+use eventfold_cli::template::{Reference, Template};
+
+fn template() -> Template {
+    Template::load_default().unwrap()
+}
+
+#[test]
+fn tables_have_the_keys_the_code_uses() {
+    let t = template();
+    let table = |id: &str| t.table(id).unwrap_or_else(|| panic!("{id} missing"));
+    let events_table = table("EventsTable");
+    assert_eq!(events_table.hash_key, events::STREAM_ID);
+    assert_eq!(events_table.range_key.as_deref(), Some(events::VERSION));
+    assert_eq!(events_table.attributes[events::STREAM_ID], "S");
+    assert_eq!(events_table.attributes[events::VERSION], "N");
+    assert_eq!(
+        events_table.stream_view_type.as_deref(),
+        Some("NEW_IMAGE"),
+        "consumers decode NEW_IMAGE"
+    );
+    let commands_table = table("CommandsTable");
+    assert_eq!(
+        (
+            commands_table.hash_key.as_str(),
+            commands_table.range_key.as_deref()
+        ),
+        (commands::COMMAND_ID, None)
+    );
+    assert_eq!(commands_table.attributes[commands::COMMAND_ID], "S");
+    assert_eq!(
+        commands_table.ttl_attribute.as_deref(),
+        Some(commands::EXPIRES_AT)
+    );
+    let snapshots_table = table("SnapshotsTable");
+    assert_eq!(
+        (
+            snapshots_table.hash_key.as_str(),
+            snapshots_table.attributes[snapshots::STREAM_ID].as_str()
+        ),
+        (snapshots::STREAM_ID, "S")
+    );
+    let accounts_table = table("AccountsTable");
+    assert_eq!(
+        (
+            accounts_table.hash_key.as_str(),
+            accounts_table.attributes[accounts::ACCOUNT_ID].as_str()
+        ),
+        (accounts::ACCOUNT_ID, "S")
+    );
+    assert_eq!(t.tables.len(), 4, "every table is used by the code");
+}
+
+#[test]
+fn every_function_crate_has_a_function_and_vice_versa() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions");
+    let crates: BTreeSet<String> = std::fs::read_dir(root)
+        .unwrap()
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.path().join("Cargo.toml").exists())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    let functions: BTreeSet<String> = template()
+        .functions
+        .iter()
+        .map(|f| f.binary.clone())
+        .collect();
+    assert_eq!(crates, functions);
+    let workspace =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
+            .unwrap();
+    for name in &crates {
+        assert!(
+            workspace.contains(&format!("\"functions/{name}\"")),
+            "{name} is a workspace member"
+        );
+    }
+}
+
+#[test]
+fn routes_in_code_template_and_openapi_agree() {
+    let t = template();
+    let by_function: BTreeMap<&str, &[&str]> = BTreeMap::from([
+        ("command-api", command_api::ROUTES),
+        ("query-api", query_api::ROUTES),
+    ]);
+    let mut in_code = BTreeSet::new();
+    for route in &t.routes {
+        let function = t
+            .functions
+            .iter()
+            .find(|f| f.logical_id == route.function)
+            .unwrap();
+        let key = format!("{} {}", route.method, route.path);
+        assert!(
+            by_function
+                .get(function.binary.as_str())
+                .is_some_and(|routes| routes.contains(&key.as_str())),
+            "{key} is routed to {} which does not serve it",
+            function.binary
+        );
+        in_code.insert(key);
+    }
+    let served: BTreeSet<String> = by_function
+        .values()
+        .flat_map(|r| r.iter().map(|k| (*k).to_owned()))
+        .collect();
+    assert_eq!(in_code, served, "every route served is in the API, once");
+    let openapi: serde_json::Value = serde_json::from_str(eventfold::http::OPENAPI_JSON).unwrap();
+    let mut documented = BTreeSet::new();
+    for (path, operations) in openapi["paths"].as_object().unwrap() {
+        for method in operations.as_object().unwrap().keys() {
+            documented.insert(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    assert_eq!(
+        documented, served,
+        "the OpenAPI document describes exactly the routes served"
+    );
+}
+
+#[test]
+fn the_events_stream_has_at_most_two_readers() {
+    let readers: Vec<String> = template()
+        .functions
+        .iter()
+        .flat_map(|f| {
+            f.stream_sources
+                .iter()
+                .filter(|s| s.table == "EventsTable")
+                .map(|_| f.logical_id.clone())
+        })
+        .collect();
+    assert!(readers.len() <= 2, "{readers:?}");
+    assert_eq!(
+        readers,
+        vec!["ProjectAccountsFunction", "PublishEventsFunction"]
+    );
+    for function in template()
+        .functions
+        .iter()
+        .filter(|f| !f.stream_sources.is_empty())
+    {
+        for source in &function.stream_sources {
+            assert!(
+                source.report_batch_item_failures && source.bisect_on_error,
+                "{}",
+                function.logical_id
+            );
+            assert!(source.maximum_retry_attempts >= 0 && source.maximum_record_age_seconds > 0);
+            assert!(
+                source.on_failure.is_some(),
+                "{} has an on-failure destination",
+                function.logical_id
+            );
+        }
+    }
+}
+
+#[test]
+fn functions_get_exactly_the_environment_they_read() {
+    let required: BTreeMap<&str, &[&str]> = BTreeMap::from([
+        ("command-api", command_api::REQUIRED_ENV),
+        ("query-api", query_api::REQUIRED_ENV),
+        ("project-accounts", project_accounts::REQUIRED_ENV),
+        ("publish-events", publish_events::REQUIRED_ENV),
+        ("snapshot-streams", snapshot_streams::REQUIRED_ENV),
+    ]);
+    for function in &template().functions {
+        let needed: BTreeSet<&str> = required[function.binary.as_str()].iter().copied().collect();
+        let given: BTreeSet<&str> = function
+            .environment
+            .keys()
+            .map(String::as_str)
+            .filter(|name| *name != eventfold::names::env::SNAPSHOT_EVERY)
+            .collect();
+        assert_eq!(given, needed, "{}", function.logical_id);
+    }
+}
+
+/// (action, resource) pairs; a resource is a logical id with `.Arn`/`.StreamArn`, or `*`.
+fn grants(function: &str) -> BTreeSet<(String, String)> {
+    let spec = template()
+        .functions
+        .into_iter()
+        .find(|f| f.logical_id == function)
+        .unwrap();
+    let mut grants = BTreeSet::new();
+    for statement in &spec.policies {
+        for action in &statement.actions {
+            for resource in &statement.resources {
+                let resource = match resource {
+                    Reference::GetAtt(id, attribute) => format!("{id}.{attribute}"),
+                    Reference::Ref(id) => id.clone(),
+                    Reference::Literal(text) => text.clone(),
+                };
+                grants.insert((action.clone(), resource));
+            }
+        }
+    }
+    grants
+}
+
+fn expected(pairs: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+    pairs
+        .iter()
+        .map(|(a, r)| ((*a).to_owned(), (*r).to_owned()))
+        .collect()
+}
+
+const STREAM_READER: [(&str, &str); 4] = [
+    ("dynamodb:DescribeStream", "EventsTable.StreamArn"),
+    ("dynamodb:GetRecords", "EventsTable.StreamArn"),
+    ("dynamodb:GetShardIterator", "EventsTable.StreamArn"),
+    ("dynamodb:ListStreams", "*"),
+];
+
+#[test]
+fn each_function_may_call_exactly_what_its_code_calls() {
+    // Appends are PutItem (alone or inside TransactWriteItems, which IAM checks per item);
+    // loads are Query; Exact appends without a known head read one item; replays GetItem.
+    assert_eq!(
+        grants("CommandApiFunction"),
+        expected(&[
+            ("dynamodb:Query", "EventsTable.Arn"),
+            ("dynamodb:GetItem", "EventsTable.Arn"),
+            ("dynamodb:PutItem", "EventsTable.Arn"),
+            ("dynamodb:GetItem", "CommandsTable.Arn"),
+            ("dynamodb:PutItem", "CommandsTable.Arn"),
+            ("dynamodb:GetItem", "SnapshotsTable.Arn"),
+        ])
+    );
+    assert_eq!(
+        grants("QueryApiFunction"),
+        expected(&[
+            ("dynamodb:Query", "EventsTable.Arn"),
+            ("dynamodb:GetItem", "AccountsTable.Arn"),
+            ("dynamodb:GetItem", "SnapshotsTable.Arn"),
+        ])
+    );
+    let mut projector = expected(&[
+        ("dynamodb:Query", "EventsTable.Arn"),
+        ("dynamodb:GetItem", "AccountsTable.Arn"),
+        ("dynamodb:PutItem", "AccountsTable.Arn"),
+        ("dynamodb:UpdateItem", "AccountsTable.Arn"),
+        ("sqs:SendMessage", "ProjectorDeadLetterQueue.Arn"),
+    ]);
+    projector.extend(expected(&STREAM_READER));
+    assert_eq!(grants("ProjectAccountsFunction"), projector);
+    let mut publisher = expected(&[
+        ("sqs:SendMessage", "EventsQueue.Arn"),
+        ("sqs:SendMessage", "SnapshotQueue.Arn"),
+        ("sqs:SendMessage", "PublisherDeadLetterQueue.Arn"),
+    ]);
+    publisher.extend(expected(&STREAM_READER));
+    assert_eq!(grants("PublishEventsFunction"), publisher);
+    assert_eq!(
+        grants("SnapshotStreamsFunction"),
+        expected(&[
+            ("dynamodb:Query", "EventsTable.Arn"),
+            ("dynamodb:GetItem", "SnapshotsTable.Arn"),
+            ("dynamodb:PutItem", "SnapshotsTable.Arn"),
+            ("sqs:ReceiveMessage", "SnapshotQueue.Arn"),
+            ("sqs:DeleteMessage", "SnapshotQueue.Arn"),
+            ("sqs:GetQueueAttributes", "SnapshotQueue.Arn"),
+            ("sqs:ChangeMessageVisibility", "SnapshotQueue.Arn"),
+        ])
+    );
+}
+
+#[test]
+fn nothing_may_rewrite_or_delete_events() {
+    for function in template().functions {
+        for (action, resource) in grants(&function.logical_id) {
+            let on_events = resource.starts_with("EventsTable") || resource == "*";
+            assert!(
+                !(on_events
+                    && [
+                        "dynamodb:UpdateItem",
+                        "dynamodb:DeleteItem",
+                        "dynamodb:BatchWriteItem",
+                        "dynamodb:*"
+                    ]
+                    .contains(&action.as_str())),
+                "{} may {action} on {resource}",
+                function.logical_id
+            );
+        }
+    }
+}
+
+#[test]
+fn queues_redrive_to_dead_letter_queues() {
+    let t = template();
+    for id in ["EventsQueue", "SnapshotQueue"] {
+        let queue = t.queue(id).unwrap();
+        let (dlq, receives) = queue
+            .redrive
+            .clone()
+            .unwrap_or_else(|| panic!("{id} has no redrive"));
+        assert!(t.queue(&dlq).is_some() && receives >= 1, "{id}");
+        assert_eq!(
+            t.queue(&dlq).unwrap().fifo,
+            queue.fifo,
+            "{id}: a FIFO queue needs a FIFO dead-letter queue"
+        );
+    }
+    assert!(t.queue("EventsQueue").unwrap().fifo);
+    let snapshot = t.function_by_binary("snapshot-streams").unwrap();
+    let visibility = t
+        .queue("SnapshotQueue")
+        .unwrap()
+        .visibility_timeout
+        .unwrap();
+    assert!(
+        visibility >= 6 * snapshot.timeout_seconds,
+        "AWS advises 6x the function timeout"
+    );
+}
