@@ -88,8 +88,7 @@ impl StreamMapping {
                             continue;
                         }
                         let parent_pending = parent.as_ref().is_some_and(|p| {
-                            known.contains(p)
-                                && !finished.lock().map(|f| f.contains(p)).unwrap_or(false)
+                            known.contains(p) && !finished.lock().is_ok_and(|f| f.contains(p))
                         });
                         if parent_pending {
                             continue;
@@ -108,7 +107,7 @@ impl StreamMapping {
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(function = %mapping.function, %error, "describing the stream failed")
+                    tracing::warn!(function = %mapping.function, %error, "describing the stream failed");
                 }
             }
             tokio::select! {
@@ -333,19 +332,14 @@ impl StreamMapping {
             MappingStats::add(&self.stats.invocations, 1);
             let failed_from = match self.handler.invoke(event).await {
                 Ok(response) if self.source.report_batch_item_failures => {
-                    match response.batch_item_failures.first() {
-                        None => None,
-                        Some(failure) => Some(
-                            failure
-                                .item_identifier
-                                .as_ref()
-                                .and_then(|id| {
-                                    records.iter().position(|r| &r.sequence_number == id)
-                                })
-                                // An identifier that names no record fails the whole batch, as on AWS.
-                                .unwrap_or(0),
-                        ),
-                    }
+                    response.batch_item_failures.first().map(|failure| {
+                        failure
+                            .item_identifier
+                            .as_ref()
+                            .and_then(|id| records.iter().position(|r| &r.sequence_number == id))
+                            // An identifier that names no record fails the whole batch, as on AWS.
+                            .unwrap_or(0)
+                    })
                 }
                 Ok(_) => None,
                 Err(error) => {

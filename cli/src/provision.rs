@@ -261,7 +261,7 @@ async fn create_table(
         Ok(_) => {}
         Err(e)
             if e.as_service_error()
-                .is_some_and(|s| s.is_resource_in_use_exception()) => {}
+                .is_some_and(aws_sdk_dynamodb::operation::create_table::CreateTableError::is_resource_in_use_exception) => {}
         Err(e) => return Err(fail(&name, aws_sdk_dynamodb::error::DisplayErrorContext(e))),
     }
     let mut stream_arn = None;
@@ -295,9 +295,8 @@ async fn create_table(
             .await;
         // Already enabled on a reused table is fine.
         if let Err(e) = result {
-            if !e
-                .as_service_error()
-                .is_some_and(|s| s.meta().code() == Some("ValidationException"))
+            if e.as_service_error()
+                .is_none_or(|s| s.meta().code() != Some("ValidationException"))
             {
                 return Err(fail(&name, aws_sdk_dynamodb::error::DisplayErrorContext(e)));
             }

@@ -2,7 +2,11 @@
 //! code, template and OpenAPI, the events stream's readers, environment, and IAM exactly as
 //! the code needs it.
 
-#![allow(clippy::unwrap_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -65,7 +69,7 @@ fn every_function_crate_has_a_function_and_vice_versa() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions");
     let crates: BTreeSet<String> = std::fs::read_dir(root)
         .unwrap()
-        .filter_map(|entry| entry.ok())
+        .filter_map(Result::ok)
         .filter(|entry| entry.path().join("Cargo.toml").exists())
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .collect();

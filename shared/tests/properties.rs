@@ -1,7 +1,11 @@
 //! Property tests: the codec round-trips any envelope, and chain verification catches any
 //! single mutated field of any event.
 
-#![allow(clippy::unwrap_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 
 use chrono::{TimeZone, Utc};
 use eventfold::chain::{ChainVerifier, chain_hash};
@@ -113,14 +117,14 @@ fn mutate(event: &mut RecordedEvent, field: usize, noise: u64) {
         1 => event.version = event.version.wrapping_add(1 + noise % 5),
         2 => {
             event.event_id =
-                uuid::Uuid::from_u128(event.event_id.as_u128() ^ (u128::from(noise) | 1))
+                uuid::Uuid::from_u128(event.event_id.as_u128() ^ (u128::from(noise) | 1));
         }
         3 => event.event_type.push('X'),
         4 => event.schema_version += 1 + (noise % 3) as u32,
         5 => event.occurred_at += chrono::Duration::microseconds(1 + (noise % 1000) as i64),
         6 => {
             event.metadata.correlation_id =
-                Some(format!("{:?}-changed", event.metadata.correlation_id))
+                Some(format!("{:?}-changed", event.metadata.correlation_id));
         }
         7 => event.metadata.actor = Some(format!("{:?}-changed", event.metadata.actor)),
         8 => {

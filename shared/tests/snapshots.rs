@@ -1,7 +1,11 @@
 //! Snapshots: a snapshot plus its tail folds to the same state as the whole stream, and a
 //! missing, stale, corrupt, foreign or future snapshot never makes a load wrong or fail.
 
-#![allow(clippy::unwrap_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 
 use std::sync::Arc;
 
@@ -11,7 +15,7 @@ use eventfold::command::{CommandContext, CommandService, Target};
 use eventfold::domain::account::{Account, AccountCommand};
 use eventfold::domain::money::Currency;
 use eventfold::snapshot::{MemorySnapshots, Snapshot, SnapshotStore};
-use eventfold::store::{AsOf, EventStore};
+use eventfold::store::AsOf;
 use eventfold::{MemoryStore, StreamId};
 use proptest::prelude::*;
 use serde_json::json;

@@ -1,7 +1,11 @@
 //! Integration tests: one binary, against the local emulator (and the memory store where the
 //! same suite applies). Each test creates its own uniquely named tables and queues.
 
-#![allow(clippy::unwrap_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 
 mod consumers;
 mod http;

@@ -1,7 +1,12 @@
 //! Test support: the emulator, per-test resources from the template, and the event store
 //! conformance suite that runs against both stores.
 
-#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::missing_panics_doc,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 
 pub mod conformance;
 mod emulator;

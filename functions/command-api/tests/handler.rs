@@ -1,7 +1,11 @@
 //! Handler tests: API Gateway v2 fixture events against the memory store, for every POST route
 //! and every error status, plus hostile bodies thrown at every route.
 
-#![allow(clippy::unwrap_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 
 use std::sync::Arc;
 

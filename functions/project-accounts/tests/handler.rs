@@ -1,7 +1,11 @@
 //! Projector handler tests with DynamoDB Streams fixture events: duplicates, out-of-order
 //! delivery, gaps, non-INSERT records, unknown event types and a poison record mid-batch.
 
-#![allow(clippy::unwrap_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 
 use std::sync::Arc;
 
@@ -188,7 +192,7 @@ async fn out_of_order_delivery_and_gaps_are_repaired_from_the_store() {
 #[tokio::test]
 async fn non_inserts_and_unknown_types_are_skipped() {
     let s = setup();
-    let mut events = append(&s.store, "a", &history()[..2]).await;
+    append(&s.store, "a", &history()[..2]).await;
     let stream = StreamId::parse("Account-a").unwrap();
     s.store
         .append(AppendRequest::single(
@@ -198,7 +202,7 @@ async fn non_inserts_and_unknown_types_are_skipped() {
         ))
         .await
         .unwrap();
-    events = s.store.read_all(&stream, 1).await.unwrap();
+    let events = s.store.read_all(&stream, 1).await.unwrap();
     let user = StreamId::parse("User-u").unwrap();
     s.store
         .append(AppendRequest::single(

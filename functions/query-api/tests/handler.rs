@@ -1,6 +1,10 @@
 //! Handler tests: API Gateway v2 fixture events for every GET route, against memory stores.
 
-#![allow(clippy::unwrap_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 
 use std::sync::Arc;
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::aggregate::Aggregate;
 use crate::domain::given::given;
 
 fn eur() -> Currency {
@@ -134,7 +135,7 @@ fn balance_cannot_overflow() {
 fn transfers_move_money_in_one_currency() {
     let source = [opened(), deposited(500)]
         .iter()
-        .fold(Account::default(), |s, e| s.evolve(e));
+        .fold(Account::default(), Aggregate::evolve);
     let destination = Account::default().evolve(&opened());
     let (sent, received) =
         decide_transfer("t1", ("a", &source), ("b", &destination), 200).expect("allowed");
@@ -162,7 +163,7 @@ fn transfers_move_money_in_one_currency() {
 fn transfers_refuse_mixed_currencies_short_funds_and_self() {
     let source = [opened(), deposited(500)]
         .iter()
-        .fold(Account::default(), |s, e| s.evolve(e));
+        .fold(Account::default(), Aggregate::evolve);
     let usd = Account::default().evolve(&AccountEvent::AccountOpened {
         owner: "Bob".into(),
         currency: Currency::parse("USD").expect("valid"),
