@@ -70,8 +70,10 @@ bench: emulator-deps ## Benchmarks against the emulator; writes docs/BENCHMARKS.
 	cargo build --release -p eventfold-cli
 	scripts/with-emulator.sh target/release/eventfold bench --out docs/BENCHMARKS.md
 
-deploy: tools build ## Guided SAM deploy to your AWS account (see README "Deploy")
-	$(SAM) deploy --guided -t infra/template.yaml --config-file ../samconfig.toml
+deploy: tools ## Build with SAM (cargo-lambda) and deploy, guided, to your AWS account (see README "Deploy")
+	rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
+	PATH="$(abspath $(TOOLS_VENV))/bin:$$PATH" $(SAM) build -t infra/template.yaml --config-file $(CURDIR)/samconfig.toml
+	$(SAM) deploy --guided --config-file $(CURDIR)/samconfig.toml
 
 rebuild-projection: ## Rebuild the accounts projection from the events table (against AWS_ENDPOINT_URL / AWS)
 	cargo run -q -p eventfold-cli -- rebuild
