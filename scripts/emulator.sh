@@ -25,8 +25,20 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
+# Python's standard library, not curl: a fresh machine is only promised Python.
+http_ok() {
+  python3 - "$1" <<'PY' 2>/dev/null
+import sys, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=2) as response:
+        sys.exit(0 if response.status == 200 else 1)
+except Exception:
+    sys.exit(1)
+PY
+}
+
 healthy() {
-  curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:$1$health_path" 2>/dev/null
+  http_ok "http://127.0.0.1:$1$health_path"
 }
 
 pid_file() { echo "$state_dir/emulator-$1.pid"; }

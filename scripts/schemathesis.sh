@@ -15,7 +15,8 @@ AWS_ENDPOINT_URL=$EVENTFOLD_EMULATOR_ENDPOINT AWS_ACCESS_KEY_ID=test AWS_SECRET_
 runner=$!
 trap 'kill "$runner" 2>/dev/null || true; wait "$runner" 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
-  curl -fsS -o /dev/null "http://127.0.0.1:$port/openapi.json" 2>/dev/null && break
+  python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" \
+    "http://127.0.0.1:$port/openapi.json" 2>/dev/null && break
   kill -0 "$runner" 2>/dev/null || { cat "$log"; exit 1; }
   sleep 0.2
 done

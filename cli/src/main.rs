@@ -62,6 +62,10 @@ fn say(line: &str) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = parse_args();
+    if args.command == "bench" && std::env::var("RUST_LOG").is_err() {
+        // The bench prints its own report; consumer logs would drown it.
+        eventfold::telemetry::init_with_filter(true, "warn");
+    }
     eventfold::telemetry::init_with(std::env::var("LOG_FORMAT").map_or(true, |f| f != "json"));
     let result = match args.command.as_str() {
         "local" => local(&args).await,

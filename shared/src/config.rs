@@ -90,3 +90,15 @@ impl Config {
         }
     }
 }
+
+impl Config {
+    /// What every Lambda does at start: read the environment, insist on `required`, and load
+    /// the SDK configuration once.
+    pub async fn load_for_lambda(
+        required: &[&str],
+    ) -> Result<(Self, aws_config::SdkConfig), ConfigError> {
+        let config = Self::from_env()?;
+        config.require(required)?;
+        Ok((config, crate::aws::load_sdk_config().await))
+    }
+}

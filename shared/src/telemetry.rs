@@ -12,7 +12,13 @@ pub fn init() {
 
 /// Installs the subscriber with text (`true`) or JSON lines; later calls are no-ops.
 pub fn init_with(text: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_with_filter(text, "info");
+}
+
+/// As [`init_with`], with the level used when `RUST_LOG` is unset.
+pub fn init_with_filter(text: bool, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let result = if text {
         tracing_subscriber::fmt()
             .with_env_filter(filter)

@@ -6,14 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use eventfold::aggregate::to_new_event;
 use eventfold::aws::RequestCounter;
 use eventfold::command::{CommandContext, CommandService, Target};
-use eventfold::domain::account::{Account, AccountCommand, AccountEvent};
-use eventfold::domain::money::Currency;
+use eventfold::domain::account::{Account, AccountCommand};
 use eventfold::snapshot::{DynamoSnapshots, SnapshotStore};
-use eventfold::store::{AppendRequest, DynamoStore, EventStore, ExpectedVersion};
-use eventfold::{EventMetadata, StoreSettings, StreamId};
+use eventfold::store::{DynamoStore, EventStore};
+use eventfold::{StoreSettings, StreamId};
 use eventfold_tests::TestEnv;
 use serde_json::json;
 
@@ -147,41 +145,10 @@ async fn a_poison_snapshot_request_dead_letters_while_others_proceed() {
     api.stop().await;
 }
 
-/// Seeds a stream of `events` account events straight through the store, 99 per transaction.
 async fn seed_account(store: &DynamoStore, id: &str, events: usize) -> StreamId {
-    let stream = StreamId::parse(&format!("Account-{id}")).expect("id");
-    let eur = Currency::parse("EUR").expect("EUR");
-    let metadata = EventMetadata::default();
-    let mut written = 0;
-    while written < events {
-        let batch: Vec<_> = (written..(written + 99).min(events))
-            .map(|n| {
-                let event = if n == 0 {
-                    AccountEvent::AccountOpened {
-                        owner: "Seed".into(),
-                        currency: eur,
-                    }
-                } else {
-                    AccountEvent::MoneyDeposited {
-                        amount: 1,
-                        currency: eur,
-                    }
-                };
-                to_new_event(&event, &metadata).expect("event")
-            })
-            .collect();
-        let count = batch.len();
-        store
-            .append(AppendRequest::single(
-                stream.clone(),
-                ExpectedVersion::Exact(written as u64),
-                batch,
-            ))
-            .await
-            .expect("seed");
-        written += count;
-    }
-    stream
+    eventfold_cli::bench::seed_account(store, id, events)
+        .await
+        .expect("seed")
 }
 
 /// The DynamoDB calls one deposit costs, and the events its load folds.

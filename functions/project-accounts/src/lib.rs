@@ -10,14 +10,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use aws_lambda_events::event::dynamodb::{Event as DynamoDbEvent, EventRecord};
-use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use aws_lambda_events::streams::DynamoDbEventResponse;
 use eventfold::config::Config;
 use eventfold::envelope::RecordedEvent;
 use eventfold::names::env;
 use eventfold::projection::accounts::{
     AccountsProjector, AccountsReadModel, DynamoAccounts, Projected,
 };
-use eventfold::projection::{StreamRecord, decode_stream_record};
+use eventfold::projection::{StreamRecord, batch_response, decode_stream_record};
 use eventfold::store::{DynamoStore, EventStore};
 use futures::StreamExt;
 use lambda_runtime::{Error, LambdaEvent};
@@ -58,9 +58,7 @@ impl App {
 
     /// The app over DynamoDB, configured from the environment.
     pub async fn from_env() -> Result<Self, Error> {
-        let config = Config::from_env()?;
-        config.require(REQUIRED_ENV)?;
-        let sdk = eventfold::aws::load_sdk_config().await;
+        let (config, sdk) = Config::load_for_lambda(REQUIRED_ENV).await?;
         Ok(Self::from_config(
             &config,
             aws_sdk_dynamodb::Client::new(&sdk),
@@ -162,17 +160,6 @@ impl App {
     }
 }
 
-/// The batch response: the earliest failed record, by its sequence number.
-pub fn response_for(records: &[EventRecord], report: &BatchReport) -> DynamoDbEventResponse {
-    let mut response = DynamoDbEventResponse::default();
-    if let Some(index) = report.first_failure {
-        let mut failure = DynamoDbBatchItemFailure::default();
-        failure.item_identifier = records[index].change.sequence_number.clone();
-        response.batch_item_failures.push(failure);
-    }
-    response
-}
-
 /// The Lambda entry point.
 pub async fn handle(
     app: &App,
@@ -180,5 +167,5 @@ pub async fn handle(
 ) -> Result<DynamoDbEventResponse, Error> {
     let records = &event.payload.records;
     let report = app.process(records).await;
-    Ok(response_for(records, &report))
+    Ok(batch_response(records, report.first_failure))
 }

@@ -7,13 +7,13 @@
 //! one), and Lambda retries from there; deduplication makes the re-sends harmless.
 
 use aws_lambda_events::event::dynamodb::{Event as DynamoDbEvent, EventRecord};
-use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use aws_lambda_events::streams::DynamoDbEventResponse;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use eventfold::config::Config;
 use eventfold::error::{StoreError, from_sdk};
 use eventfold::names::env;
-use eventfold::projection::{StreamRecord, decode_stream_record};
+use eventfold::projection::{StreamRecord, batch_response, decode_stream_record};
 pub use eventfold::snapshot::SnapshotRequest;
 use eventfold::{RecordedEvent, Upcasters};
 use lambda_runtime::{Error, LambdaEvent};
@@ -59,9 +59,7 @@ impl App {
 
     /// The app configured from the environment.
     pub async fn from_env() -> Result<Self, Error> {
-        let config = Config::from_env()?;
-        config.require(REQUIRED_ENV)?;
-        let sdk = eventfold::aws::load_sdk_config().await;
+        let (config, sdk) = Config::load_for_lambda(REQUIRED_ENV).await?;
         Ok(Self::from_config(&config, Client::new(&sdk)))
     }
 
@@ -193,17 +191,6 @@ impl App {
     }
 }
 
-/// The batch response: the earliest record not fully published.
-pub fn response_for(records: &[EventRecord], report: &PublishReport) -> DynamoDbEventResponse {
-    let mut response = DynamoDbEventResponse::default();
-    if let Some(index) = report.first_failure {
-        let mut failure = DynamoDbBatchItemFailure::default();
-        failure.item_identifier = records[index].change.sequence_number.clone();
-        response.batch_item_failures.push(failure);
-    }
-    response
-}
-
 /// The Lambda entry point.
 pub async fn handle(
     app: &App,
@@ -211,5 +198,5 @@ pub async fn handle(
 ) -> Result<DynamoDbEventResponse, Error> {
     let records = &event.payload.records;
     let report = app.process(records).await;
-    Ok(response_for(records, &report))
+    Ok(batch_response(records, report.first_failure))
 }

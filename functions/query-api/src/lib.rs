@@ -20,7 +20,6 @@ use eventfold::snapshot::DynamoSnapshots;
 use eventfold::store::{AsOf, DynamoStore, EventStore};
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::{Value, json};
-use tracing::Instrument;
 
 /// Largest page of raw events.
 pub const MAX_PAGE: usize = 1000;
@@ -65,9 +64,7 @@ impl App {
 
     /// The app over DynamoDB, configured from the environment.
     pub async fn from_env() -> Result<Self, Error> {
-        let config = Config::from_env()?;
-        config.require(REQUIRED_ENV)?;
-        let sdk = eventfold::aws::load_sdk_config().await;
+        let (config, sdk) = Config::load_for_lambda(REQUIRED_ENV).await?;
         Ok(Self::from_config(
             &config,
             aws_sdk_dynamodb::Client::new(&sdk),
@@ -96,32 +93,7 @@ impl App {
 
     /// Answers one request; never fails.
     pub async fn respond(&self, request: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
-        let request = ApiRequest::new(request);
-        let span = tracing::info_span!(
-            "request",
-            correlation_id = %request.correlation_id(),
-            route = %request.route_key(),
-        );
-        async {
-            let mut response = match self.route(&request).await {
-                Ok(response) => response,
-                Err(problem) => {
-                    if problem.kind.status() >= 500 {
-                        tracing::error!(detail = %problem.detail, "request failed");
-                    }
-                    problem.into_response(request.path())
-                }
-            };
-            set_header(
-                &mut response,
-                eventfold::http::CORRELATION_HEADER,
-                request.correlation_id(),
-            );
-            tracing::info!(status = response.status_code, "handled");
-            response
-        }
-        .instrument(span)
-        .await
+        eventfold::http::respond(request, async |request| self.route(request).await).await
     }
 
     async fn route(&self, request: &ApiRequest) -> Result<ApiGatewayV2httpResponse, Problem> {

@@ -70,9 +70,7 @@ impl App {
 
     /// The app over DynamoDB, configured from the environment.
     pub async fn from_env() -> Result<Self, Error> {
-        let config = Config::from_env()?;
-        config.require(REQUIRED_ENV)?;
-        let sdk = eventfold::aws::load_sdk_config().await;
+        let (config, sdk) = Config::load_for_lambda(REQUIRED_ENV).await?;
         Ok(Self::from_config(
             &config,
             aws_sdk_dynamodb::Client::new(&sdk),

@@ -12,6 +12,7 @@ use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tracing::Instrument;
 
 pub use problem::{Problem, ProblemKind};
 
@@ -145,6 +146,36 @@ impl ApiRequest {
             .map_err(|e| Problem::new(ProblemKind::InvalidRequest, e.to_string()))?;
         Ok((parsed, value))
     }
+}
+
+/// Answers one request through `route`, never failing: a problem becomes problem+json, the
+/// correlation id is echoed, and every log line of the request carries it.
+pub async fn respond(
+    request: ApiGatewayV2httpRequest,
+    route: impl AsyncFnOnce(&ApiRequest) -> Result<ApiGatewayV2httpResponse, Problem>,
+) -> ApiGatewayV2httpResponse {
+    let request = ApiRequest::new(request);
+    let span = tracing::info_span!(
+        "request",
+        correlation_id = %request.correlation_id(),
+        route = %request.route_key(),
+    );
+    async {
+        let mut response = match route(&request).await {
+            Ok(response) => response,
+            Err(problem) => {
+                if problem.kind.status() >= 500 {
+                    tracing::error!(detail = %problem.detail, "request failed");
+                }
+                problem.into_response(request.path())
+            }
+        };
+        set_header(&mut response, CORRELATION_HEADER, request.correlation_id());
+        tracing::info!(status = response.status_code, "handled");
+        response
+    }
+    .instrument(span)
+    .await
 }
 
 /// Printable ASCII without spaces, 1..=max characters.

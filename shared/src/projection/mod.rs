@@ -3,6 +3,7 @@
 pub mod accounts;
 
 use aws_lambda_events::event::dynamodb::EventRecord;
+use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 
 use crate::codec::{self, Item};
 use crate::envelope::RecordedEvent;
@@ -39,4 +40,21 @@ pub fn decode_stream_record(
         "REMOVE" => Ok(StreamRecord::Ignored("REMOVE")),
         _ => Ok(StreamRecord::Ignored("unknown record type")),
     }
+}
+
+/// The response of a stream consumer: the earliest failed record, by sequence number, so that
+/// Lambda retries from it (and only it and what follows).
+pub fn batch_response(
+    records: &[EventRecord],
+    first_failure: Option<usize>,
+) -> DynamoDbEventResponse {
+    let mut response = DynamoDbEventResponse::default();
+    if let Some(record) = first_failure.and_then(|index| records.get(index)) {
+        let mut failure = DynamoDbBatchItemFailure::default();
+        failure
+            .item_identifier
+            .clone_from(&record.change.sequence_number);
+        response.batch_item_failures.push(failure);
+    }
+    response
 }
