@@ -17,7 +17,7 @@ port=${2:-${EMULATOR_PORT:-4566}}
 
 case "$emulator" in
   ministack) binary="$root/.venv-ministack/bin/ministack"; health_path="/_ministack/health" ;;
-  moto) binary="$root/.venv-moto/bin/moto_server"; health_path="/moto-api/" ;;
+  moto) binary="$root/.venv-moto/bin/python"; health_path="/moto-api/" ;;
   *) echo "EMULATOR must be ministack or moto, not '$emulator'" >&2; exit 2 ;;
 esac
 
@@ -70,7 +70,8 @@ start() {
     BIND_HOST=127.0.0.1 GATEWAY_PORT="$port" LOG_LEVEL=WARNING TMPDIR="$state_dir" \
       setsid "$binary" >"$log" 2>&1 </dev/null &
   else
-    setsid "$binary" -H 127.0.0.1 -p "$port" >"$log" 2>&1 </dev/null &
+    # DynamoDB requests one at a time: moto is not safe for them concurrently (scripts/moto-server.py).
+    MOTO_PORT="$port" setsid "$binary" "$root/scripts/moto-server.py" "$port" >"$log" 2>&1 </dev/null &
   fi
   echo $! >"$(pid_file "$port")"
   for _ in $(seq 1 150); do

@@ -336,10 +336,16 @@ impl CommandService {
         decide: impl Fn(&[Loaded<A>]) -> Result<Vec<Vec<A::Event>>, A::Error> + Send + Sync,
         respond: impl Fn(&[WrittenStream]) -> Value + Send + Sync,
     ) -> Result<Executed, CommandError<A::Error>> {
-        if let Some(replayed) = self.replay(context).await? {
+        // The idempotency check and the loads are independent: one round trip of latency, not
+        // two (a replay wastes the load, and replays are rare).
+        let (replayed, loaded) = futures::join!(
+            self.replay(context),
+            try_join_all(targets.iter().map(|t| self.load::<A>(&t.stream_id)))
+        );
+        if let Some(replayed) = replayed? {
             return Ok(replayed);
         }
-        let mut loaded = try_join_all(targets.iter().map(|t| self.load::<A>(&t.stream_id))).await?;
+        let mut loaded = loaded?;
         let mut attempt = 1;
         loop {
             for (target, stream) in targets.iter().zip(&loaded) {

@@ -8,6 +8,7 @@
 )]
 
 mod consumers;
+mod emulator_quirks;
 mod http;
 mod snapshots;
 mod store;

@@ -61,8 +61,11 @@ fn start_private() -> String {
     let port = free_port();
     let mut command = match emulator.as_str() {
         "moto" => {
-            let mut c = Command::new(root.join(".venv-moto/bin/moto_server"));
-            c.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            // DynamoDB requests one at a time: moto is not safe for them concurrently (see the script).
+            let mut c = Command::new(root.join(".venv-moto/bin/python"));
+            c.arg(root.join("scripts/moto-server.py"))
+                .arg(port.to_string())
+                .env("MOTO_PORT", port.to_string());
             c
         }
         _ => {

@@ -50,6 +50,9 @@ pub struct TestEnv {
 impl TestEnv {
     /// Creates the resources; tests running in parallel never share them.
     pub async fn new() -> Self {
+        if std::env::var("TEST_LOG").is_ok() {
+            eventfold::telemetry::init_with_filter(true, "warn");
+        }
         let sdk = sdk_config().await;
         let clients = Clients::new(&sdk);
         let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
@@ -313,14 +316,38 @@ pub async fn projected_accounts(
 }
 
 /// Waits until the accounts table equals the fold of the events table, or `within` passes;
-/// returns whether it converged.
+/// returns whether it converged, printing what still differs if not.
 pub async fn projection_converges(env: &TestEnv, within: std::time::Duration) -> bool {
     let deadline = std::time::Instant::now() + within;
     loop {
-        if projected_accounts(env).await == expected_accounts(env).await {
+        let (projected, expected) = (projected_accounts(env).await, expected_accounts(env).await);
+        if projected == expected {
             return true;
         }
         if std::time::Instant::now() > deadline {
+            let differing: Vec<_> = expected
+                .iter()
+                .filter(|(id, row)| projected.get(*id) != Some(*row))
+                .map(|(id, row)| (row.version, projected.get(id).map(|r| r.version)))
+                .collect();
+            let gaps: Vec<String> = events_by_stream(env)
+                .await
+                .into_iter()
+                .filter(|(_, events)| {
+                    events
+                        .iter()
+                        .enumerate()
+                        .any(|(i, e)| e.version != i as u64 + 1)
+                })
+                .map(|(stream, _)| stream)
+                .collect();
+            eprintln!(
+                "projection differs for {} of {} accounts (expected version, projected version): {:?}; \
+                 streams with version gaps in the events table: {gaps:?}",
+                differing.len(),
+                expected.len(),
+                &differing[..differing.len().min(10)]
+            );
             return false;
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
