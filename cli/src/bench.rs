@@ -568,32 +568,31 @@ async fn projection_lag(
             }
         })
         .collect();
-    let answers: Vec<Result<(Duration, Option<Ack>), String>> =
-        futures::stream::iter(plan)
-            .map(|(path, body, account)| {
-                let http = http.clone();
-                async move {
-                    let sent = Instant::now();
-                    let response = http
-                        .post(format!("{base}{path}"))
-                        .json(&body)
-                        .send()
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    let status = response.status().as_u16();
-                    let reply: serde_json::Value = response.json().await.unwrap_or_default();
-                    let answered = Instant::now();
-                    let version = match status {
-                        200 => reply["version"].as_u64(),
-                        201 => reply["from"]["version"].as_u64(),
-                        _ => None,
-                    };
-                    Ok((answered - sent, version.map(|v| (account, v, answered))))
-                }
-            })
-            .buffer_unordered(8)
-            .collect()
-            .await;
+    let answers: Vec<Result<(Duration, Option<Ack>), String>> = futures::stream::iter(plan)
+        .map(|(path, body, account)| {
+            let http = http.clone();
+            async move {
+                let sent = Instant::now();
+                let response = http
+                    .post(format!("{base}{path}"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let status = response.status().as_u16();
+                let reply: serde_json::Value = response.json().await.unwrap_or_default();
+                let answered = Instant::now();
+                let version = match status {
+                    200 => reply["version"].as_u64(),
+                    201 => reply["from"]["version"].as_u64(),
+                    _ => None,
+                };
+                Ok((answered - sent, version.map(|v| (account, v, answered))))
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
     let elapsed = started.elapsed();
     let mut latencies = Vec::new();
     let mut acks = Vec::new();
