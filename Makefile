@@ -47,7 +47,7 @@ local: emulator-deps ## Start the emulator, create resources, serve the API and 
 test: tools emulator-deps test-deps ## Everything CI checks: fmt, clippy, template lint, unit, handler and emulator tests, API fuzzing
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	$(SAM) validate --lint -t infra/template.yaml
+	$(MAKE) --no-print-directory validate
 	cargo build --workspace --all-targets
 	scripts/with-emulator.sh scripts/test-suite.sh
 

@@ -201,7 +201,8 @@ async fn a_poison_event_goes_to_the_dead_letter_queue_and_redrive_completes_it()
         }
     }
     // Retries exhausted: the batch description lands in the projector's dead-letter queue.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let deadline =
+        std::time::Instant::now() + Duration::from_secs(60) * eventfold_tests::patience();
     while queue_depth(&api.env, "ProjectorDeadLetterQueue").await < 1 {
         assert!(
             std::time::Instant::now() < deadline,
@@ -211,7 +212,8 @@ async fn a_poison_event_goes_to_the_dead_letter_queue_and_redrive_completes_it()
     }
     // Everyone else is projected; the victim stops just before the poison event.
     let expected = expected_accounts(&api.env).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline =
+        std::time::Instant::now() + Duration::from_secs(30) * eventfold_tests::patience();
     loop {
         let projected = projected_accounts(&api.env).await;
         let others_done = others

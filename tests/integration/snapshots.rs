@@ -52,7 +52,7 @@ async fn snapshot_due_events_reach_the_snapshot_function() {
     )
     .await;
     let stream = format!("Account-{id}");
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(30) * eventfold_tests::patience();
     while snapshot_version(&api.env, &stream)
         .await
         .is_none_or(|v| v < 10)
@@ -119,7 +119,7 @@ async fn a_poison_snapshot_request_dead_letters_while_others_proceed() {
             .await
             .expect("send");
     }
-    let deadline = Instant::now() + Duration::from_secs(45);
+    let deadline = Instant::now() + Duration::from_secs(45) * eventfold_tests::patience();
     loop {
         let dead = api
             .env
@@ -276,4 +276,60 @@ async fn command_cost_is_flat_once_long_streams_are_snapshotted() {
             .to_string(),
     );
     assert_eq!(head, AttributeValue::N("10002".into()));
+}
+
+/// The on-demand backfill (what `eventfold snapshot Account` runs) snapshots every stream of a
+/// category once, and nothing twice.
+#[tokio::test]
+async fn backfill_snapshots_a_whole_category() {
+    let env = TestEnv::new().await;
+    let store = env.store(StoreSettings::default());
+    for (id, events) in [("b1", 3), ("b2", 120), ("b3", 1)] {
+        eventfold_cli::bench::seed_account(store.as_ref(), id, events)
+            .await
+            .expect("seed");
+    }
+    let user = StreamId::parse("User-u1").expect("id");
+    store
+        .append(eventfold::store::AppendRequest::single(
+            user,
+            eventfold::ExpectedVersion::NoStream,
+            vec![eventfold::NewEvent::new(
+                "UserRegistered",
+                json!({"email": "u@example.com", "name": "U"}),
+            )],
+        ))
+        .await
+        .expect("user");
+    let target =
+        eventfold_cli::ops::target_for(&env.resources, &env.clients, StoreSettings::default());
+    assert_eq!(
+        eventfold_cli::ops::snapshot_backfill(&target, "Account")
+            .await
+            .expect("backfill"),
+        (3, 3)
+    );
+    for (id, version) in [("b1", 3), ("b2", 120), ("b3", 1)] {
+        assert_eq!(
+            snapshot_version(&env, &format!("Account-{id}")).await,
+            Some(version)
+        );
+    }
+    assert_eq!(
+        snapshot_version(&env, "User-u1").await,
+        None,
+        "another category is left alone"
+    );
+    assert_eq!(
+        eventfold_cli::ops::snapshot_backfill(&target, "Account")
+            .await
+            .expect("again"),
+        (3, 0)
+    );
+    assert_eq!(
+        eventfold_cli::ops::snapshot_backfill(&target, "User-u1")
+            .await
+            .expect("one"),
+        (1, 1)
+    );
 }

@@ -27,14 +27,37 @@ pub fn template() -> &'static Template {
     TEMPLATE.get_or_init(|| Template::load_default().expect("infra/template.yaml parses"))
 }
 
-/// SDK configuration pointing at the emulator, with the production client settings.
+/// How much slower the emulator is than MiniStack: bounded waits and SDK timeouts scale by it.
+///
+/// moto answers a Query by deep-copying every item of the partition and serialises responses
+/// slowly, so a 1 MB page of a long stream can take longer than the production timeouts.
+pub fn patience() -> u32 {
+    if std::env::var("EMULATOR").as_deref() == Ok("moto") {
+        6
+    } else {
+        1
+    }
+}
+
+/// SDK configuration pointing at the emulator, with the production client settings (timeouts
+/// stretched by [`patience`]).
 pub async fn sdk_config() -> aws_config::SdkConfig {
     let endpoint = emulator_endpoint();
     eventfold::aws::load_sdk_config_with(|loader| {
-        loader
+        let loader = loader
             .endpoint_url(endpoint)
             .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "tests"));
+        match patience() {
+            1 => loader,
+            factor => loader.timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(std::time::Duration::from_secs(2))
+                    .operation_attempt_timeout(std::time::Duration::from_secs(5) * factor * 2)
+                    .operation_timeout(std::time::Duration::from_secs(12) * factor * 2)
+                    .build(),
+            ),
+        }
     })
     .await
 }
@@ -318,7 +341,7 @@ pub async fn projected_accounts(
 /// Waits until the accounts table equals the fold of the events table, or `within` passes;
 /// returns whether it converged, printing what still differs if not.
 pub async fn projection_converges(env: &TestEnv, within: std::time::Duration) -> bool {
-    let deadline = std::time::Instant::now() + within;
+    let deadline = std::time::Instant::now() + within * patience();
     loop {
         let (projected, expected) = (projected_accounts(env).await, expected_accounts(env).await);
         if projected == expected {
