@@ -78,12 +78,14 @@ impl Bench {
                 .interceptor(counter.clone())
                 .build(),
         );
-        let store = Arc::new(DynamoStore::new(
-            counted.clone(),
-            resources.table("EventsTable"),
-            resources.table("CommandsTable"),
-            StoreSettings::default(),
-        ));
+        let store = Arc::new(
+            DynamoStore::new(
+                counted.clone(),
+                resources.table("EventsTable"),
+                StoreSettings::default(),
+            )
+            .with_commands_table(resources.table("CommandsTable")),
+        );
         let commands = CommandService::new(store.clone()).with_snapshots(Arc::new(
             DynamoSnapshots::new(counted, resources.table("SnapshotsTable")),
         ));

@@ -328,7 +328,7 @@ impl OpsTarget {
         let sdk = eventfold::aws::load_sdk_config().await;
         let clients = Clients::new(&sdk);
         let config = eventfold::config::Config::from_env().map_err(|e| e.to_string())?;
-        let (events_table, commands_table, accounts_table, snapshots_table, dlq_name) =
+        let (events_table, accounts_table, snapshots_table, dlq_name) =
             if config.events_table.is_empty() {
                 let template = Template::load_default().map_err(|e| e.to_string())?;
                 let name = |id: &str| {
@@ -337,7 +337,6 @@ impl OpsTarget {
                 };
                 (
                     name("EventsTable"),
-                    name("CommandsTable"),
                     name("AccountsTable"),
                     name("SnapshotsTable"),
                     Some(name("ProjectorDeadLetterQueue")),
@@ -345,7 +344,6 @@ impl OpsTarget {
             } else {
                 (
                     config.events_table.clone(),
-                    config.commands_table.clone(),
                     config.accounts_table.clone(),
                     config.snapshots_table.clone(),
                     std::env::var("PROJECTOR_DLQ_NAME").ok(),
@@ -362,10 +360,10 @@ impl OpsTarget {
                 .and_then(|o| o.queue_url),
             None => None,
         };
+        // Rebuilds, redrives and snapshots never append with command ids.
         let store = Arc::new(DynamoStore::new(
             clients.dynamodb.clone(),
             events_table,
-            commands_table,
             config.store.clone(),
         ));
         Ok(Self {
@@ -400,7 +398,6 @@ pub fn target_for(
         store: Arc::new(DynamoStore::new(
             clients.dynamodb.clone(),
             resources.table("EventsTable"),
-            resources.table("CommandsTable"),
             settings,
         )),
         accounts_table: resources.table("AccountsTable").to_owned(),

@@ -1,7 +1,7 @@
 //! Typed configuration, read from the environment once at start.
 
 use crate::names::env;
-use crate::store::{SnapshotPolicy, StoreSettings};
+use crate::store::{DynamoStore, SnapshotPolicy, StoreSettings};
 
 /// A missing or malformed environment variable.
 #[derive(Debug, thiserror::Error)]
@@ -100,5 +100,12 @@ impl Config {
         let config = Self::from_env()?;
         config.require(required)?;
         Ok((config, crate::aws::load_sdk_config().await))
+    }
+
+    /// The event store over the configured events table, without a commands table: what the
+    /// functions that read events or append without command ids use. The command API adds
+    /// its commands table with [`DynamoStore::with_commands_table`].
+    pub fn event_store(&self, client: aws_sdk_dynamodb::Client) -> DynamoStore {
+        DynamoStore::new(client, &self.events_table, self.store.clone())
     }
 }

@@ -221,7 +221,6 @@ async fn command_cost_is_flat_once_long_streams_are_snapshotted() {
     let store = Arc::new(DynamoStore::new(
         client.clone(),
         env.resources.table("EventsTable"),
-        env.resources.table("CommandsTable"),
         StoreSettings::default(),
     ));
     let snapshots = Arc::new(DynamoSnapshots::new(

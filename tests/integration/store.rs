@@ -3,8 +3,10 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use eventfold::store::{AppendRequest, AppendResult, EventStore, ExpectedVersion};
-use eventfold::{MemoryStore, NewEvent, StoreError, StreamId};
+use eventfold::store::{
+    AppendRequest, AppendResult, DynamoStore, EventStore, ExpectedVersion, NewCommand,
+};
+use eventfold::{CommandId, MemoryStore, NewEvent, StoreError, StreamId};
 use eventfold_tests::TestEnv;
 use eventfold_tests::conformance::{self, DynamoHarness, MemoryHarness};
 
@@ -133,4 +135,43 @@ async fn concurrent_exact_appends_never_fork_or_gap() {
         store.verify_stream(&id).await.expect("verify").is_intact(),
         "the chain never forks"
     );
+}
+
+/// A store built without a commands table (what the projector, snapshotter and query API
+/// get) appends plain events but refuses an idempotent append with a typed error, writing
+/// nothing, instead of calling DynamoDB with a table it has no name or rights for.
+#[tokio::test]
+async fn a_store_without_a_commands_table_refuses_command_ids() {
+    let env = TestEnv::new().await;
+    let store = DynamoStore::new(
+        env.clients.dynamodb.clone(),
+        env.events_table(),
+        conformance::settings(),
+    );
+    let id = StreamId::new("Plain", "one").expect("id");
+    let event = || NewEvent::new("Happened", serde_json::json!({}));
+    let plain = AppendRequest::single(id.clone(), ExpectedVersion::NoStream, vec![event()]);
+    assert!(matches!(
+        store.append(plain).await,
+        Ok(AppendResult::Written(_))
+    ));
+    let command = NewCommand {
+        command_id: CommandId::new("c-1").expect("id"),
+        request_hash: "h".into(),
+        response: None,
+    };
+    let idempotent = AppendRequest::single(id.clone(), ExpectedVersion::Exact(1), vec![event()])
+        .with_command(command);
+    let refused = store.append(idempotent).await;
+    assert!(
+        matches!(&refused, Err(StoreError::InvalidInput(m)) if m.contains("commands table")),
+        "{refused:?}"
+    );
+    assert!(matches!(
+        store
+            .read_command(&CommandId::new("c-1").expect("id"))
+            .await,
+        Err(StoreError::InvalidInput(_))
+    ));
+    assert_eq!(store.read_all(&id, 1).await.expect("read").len(), 1);
 }

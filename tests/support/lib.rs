@@ -96,12 +96,14 @@ impl TestEnv {
 
     /// A DynamoDB event store over this environment's tables.
     pub fn store(&self, settings: StoreSettings) -> Arc<DynamoStore> {
-        Arc::new(DynamoStore::new(
-            self.clients.dynamodb.clone(),
-            self.resources.table("EventsTable"),
-            self.resources.table("CommandsTable"),
-            settings,
-        ))
+        Arc::new(
+            DynamoStore::new(
+                self.clients.dynamodb.clone(),
+                self.resources.table("EventsTable"),
+                settings,
+            )
+            .with_commands_table(self.resources.table("CommandsTable")),
+        )
     }
 
     /// The snapshot store over this environment's table.

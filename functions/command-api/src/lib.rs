@@ -21,7 +21,7 @@ use eventfold::ids::validate_entity_id;
 use eventfold::names::env;
 use eventfold::service::{BankingService, ServiceError};
 use eventfold::snapshot::DynamoSnapshots;
-use eventfold::store::{DynamoStore, EventStore, WrittenStream};
+use eventfold::store::{EventStore, WrittenStream};
 use eventfold::{CommandId, chain::write_canonical_json};
 use lambda_runtime::{Error, LambdaEvent};
 use serde::Deserialize;
@@ -71,12 +71,11 @@ impl App {
 
     /// The app over DynamoDB with a client built by the caller.
     pub fn from_config(config: &Config, client: aws_sdk_dynamodb::Client) -> Self {
-        let store: Arc<dyn EventStore> = Arc::new(DynamoStore::new(
-            client.clone(),
-            &config.events_table,
-            &config.commands_table,
-            config.store.clone(),
-        ));
+        let store: Arc<dyn EventStore> = Arc::new(
+            config
+                .event_store(client.clone())
+                .with_commands_table(&config.commands_table),
+        );
         let snapshots = Arc::new(DynamoSnapshots::new(client, &config.snapshots_table));
         Self::new(BankingService::new(
             CommandService::new(store).with_snapshots(snapshots),

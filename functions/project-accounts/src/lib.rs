@@ -18,7 +18,7 @@ use eventfold::projection::accounts::{
     AccountsProjector, AccountsReadModel, DynamoAccounts, Projected,
 };
 use eventfold::projection::{StreamRecord, batch_response, decode_stream_record};
-use eventfold::store::{DynamoStore, EventStore};
+use eventfold::store::EventStore;
 use futures::StreamExt;
 use lambda_runtime::{Error, LambdaEvent};
 
@@ -67,12 +67,7 @@ impl App {
 
     /// The app over DynamoDB with a client built by the caller.
     pub fn from_config(config: &Config, client: aws_sdk_dynamodb::Client) -> Self {
-        let store = Arc::new(DynamoStore::new(
-            client.clone(),
-            &config.events_table,
-            "",
-            config.store.clone(),
-        ));
+        let store = Arc::new(config.event_store(client.clone()));
         Self::new(
             Arc::new(DynamoAccounts::new(client, &config.accounts_table)),
             store,

@@ -17,7 +17,7 @@ use eventfold::names::env;
 use eventfold::projection::accounts::{AccountsReadModel, DynamoAccounts};
 use eventfold::service::BankingService;
 use eventfold::snapshot::DynamoSnapshots;
-use eventfold::store::{AsOf, DynamoStore, EventStore};
+use eventfold::store::{AsOf, EventStore};
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::{Value, json};
 
@@ -74,12 +74,7 @@ impl App {
     /// The app over DynamoDB with a client built by the caller.
     pub fn from_config(config: &Config, client: aws_sdk_dynamodb::Client) -> Self {
         // Reads never touch the commands table.
-        let store: Arc<dyn EventStore> = Arc::new(DynamoStore::new(
-            client.clone(),
-            &config.events_table,
-            "",
-            config.store.clone(),
-        ));
+        let store: Arc<dyn EventStore> = Arc::new(config.event_store(client.clone()));
         let snapshots = Arc::new(DynamoSnapshots::new(
             client.clone(),
             &config.snapshots_table,

@@ -16,7 +16,7 @@ use eventfold::domain::user::User;
 use eventfold::error::StoreError;
 use eventfold::names::env;
 use eventfold::snapshot::{DynamoSnapshots, Snapshot, SnapshotRequest, SnapshotStore};
-use eventfold::store::{DynamoStore, EventStore};
+use eventfold::store::EventStore;
 use futures::StreamExt;
 use lambda_runtime::{Error, LambdaEvent};
 
@@ -79,12 +79,7 @@ impl App {
 
     /// The app over DynamoDB with a client built by the caller.
     pub fn from_config(config: &Config, client: aws_sdk_dynamodb::Client) -> Self {
-        let store = Arc::new(DynamoStore::new(
-            client.clone(),
-            &config.events_table,
-            "",
-            config.store.clone(),
-        ));
+        let store = Arc::new(config.event_store(client.clone()));
         Self::new(
             store,
             Arc::new(DynamoSnapshots::new(client, &config.snapshots_table)),

@@ -30,12 +30,16 @@ use crate::names::{commands, events};
 /// How many times an `ExpectedVersion::Any` append re-reads the head after losing a race.
 const ANY_VERSION_ATTEMPTS: usize = 5;
 
-/// The event store on DynamoDB: an events table and a commands (idempotency) table.
+/// The event store on DynamoDB: an events table and, for idempotent appends, a commands table.
+///
+/// A store built without a commands table reads and appends like any other but refuses an
+/// append that carries a command id, before any I/O: functions that never take commands
+/// (projector, snapshotter, query API) are given no table they have no IAM rights to.
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
     client: Client,
     events_table: String,
-    commands_table: String,
+    commands_table: Option<String>,
     settings: StoreSettings,
 }
 
@@ -51,19 +55,31 @@ enum WriteRefusal {
 }
 
 impl DynamoStore {
-    /// A store over the given tables, with a client built once at start.
-    pub fn new(
-        client: Client,
-        events_table: impl Into<String>,
-        commands_table: impl Into<String>,
-        settings: StoreSettings,
-    ) -> Self {
+    /// A store over the events table, with a client built once at start.
+    pub fn new(client: Client, events_table: impl Into<String>, settings: StoreSettings) -> Self {
         Self {
             client,
             events_table: events_table.into(),
-            commands_table: commands_table.into(),
+            commands_table: None,
             settings,
         }
+    }
+
+    /// The same store, recording command ids in `commands_table` so appends are idempotent.
+    #[must_use]
+    pub fn with_commands_table(mut self, commands_table: impl Into<String>) -> Self {
+        self.commands_table = Some(commands_table.into());
+        self
+    }
+
+    /// The commands table, or why an idempotent operation cannot run on this store.
+    fn commands_table(&self) -> Result<&str, StoreError> {
+        self.commands_table.as_deref().ok_or_else(|| {
+            StoreError::invalid(
+                "this store has no commands table: appends with a command id need one \
+                 (DynamoStore::with_commands_table)",
+            )
+        })
     }
 
     /// The SDK client, for callers that share it.
@@ -211,8 +227,9 @@ impl DynamoStore {
             }
         }
         if let Some((_, item)) = &plan.command {
+            let table = self.commands_table().map_err(WriteRefusal::Failed)?;
             let put = Put::builder()
-                .table_name(&self.commands_table)
+                .table_name(table)
                 .set_item(Some(item.clone()))
                 .condition_expression("attribute_not_exists(#c)")
                 .expression_attribute_names("#c", commands::COMMAND_ID)
@@ -376,6 +393,9 @@ fn is_our_event(
 impl EventStore for DynamoStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
         plan::validate(&request, &self.settings)?;
+        if request.command.is_some() {
+            self.commands_table()?;
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -511,7 +531,7 @@ impl EventStore for DynamoStore {
         let output = self
             .client
             .get_item()
-            .table_name(&self.commands_table)
+            .table_name(self.commands_table()?)
             .key(
                 commands::COMMAND_ID,
                 AttributeValue::S(command_id.to_string()),
