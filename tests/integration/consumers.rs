@@ -48,13 +48,24 @@ async fn workload_projects_exactly_and_publishes_every_event_once_in_order() {
     assert_eq!(totals.events_applied as usize, event_count);
 
     // The FIFO queue: every event exactly once, in version order per stream.
-    let queue = api.env.resources.queue_url("EventsQueue").to_owned();
+    let received = drain_events_queue(&api.env).await;
+    let total: usize = received.values().map(Vec::len).sum();
+    assert_eq!(total, event_count, "every event published exactly once");
+    for (stream, events) in &streams {
+        let versions: Vec<u64> = events.iter().map(|e| e.version).collect();
+        assert_eq!(received.get(stream), Some(&versions), "{stream} in order");
+    }
+    api.stop().await;
+}
+
+/// Receives and deletes everything on the subscribers' FIFO queue until it stays empty:
+/// versions per stream, in the order received.
+async fn drain_events_queue(env: &TestEnv) -> BTreeMap<String, Vec<u64>> {
+    let queue = env.resources.queue_url("EventsQueue").to_owned();
     let mut received: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    let mut total = 0;
     let mut idle = 0;
     while idle < 3 {
-        let output = api
-            .env
+        let output = env
             .clients
             .sqs
             .receive_message()
@@ -77,9 +88,7 @@ async fn workload_projects_exactly_and_publishes_every_event_once_in_order() {
                 .entry(event["stream_id"].as_str().expect("stream").to_owned())
                 .or_default()
                 .push(event["version"].as_u64().expect("version"));
-            total += 1;
-            api.env
-                .clients
+            env.clients
                 .sqs
                 .delete_message()
                 .queue_url(&queue)
@@ -89,11 +98,45 @@ async fn workload_projects_exactly_and_publishes_every_event_once_in_order() {
                 .expect("delete");
         }
     }
-    assert_eq!(total, event_count, "every event published exactly once");
-    for (stream, events) in &streams {
-        let versions: Vec<u64> = events.iter().map(|e| e.version).collect();
-        assert_eq!(received.get(stream), Some(&versions), "{stream} in order");
+    received
+}
+
+/// Ten events of 200 KB, in ten streams, committed together so that one stream batch holds
+/// them all: SQS takes at most 1 MiB per `SendMessageBatch`, so the publisher must split the
+/// batch by bytes, not only by count (one call of ten would be refused whole, every retry).
+#[tokio::test]
+async fn large_events_are_published_within_the_sqs_batch_byte_limit() {
+    let api = TestEnv::new().await.serve().await;
+    let store = api.env.store(eventfold::StoreSettings::default());
+    let filler = "x".repeat(200 * 1024);
+    let mut request = eventfold::store::AppendRequest::default();
+    for n in 0..10 {
+        let stream = eventfold::StreamId::new("Bulky", &format!("b-{n}")).expect("id");
+        let event = eventfold::NewEvent::new("Filled", json!({ "n": n, "filler": filler }));
+        request = request.with_write(eventfold::store::StreamWrite::new(
+            stream,
+            eventfold::store::ExpectedVersion::NoStream,
+            vec![event],
+        ));
     }
+    eventfold::store::EventStore::append(store.as_ref(), request)
+        .await
+        .expect("one transaction of ten large events");
+    let deadline =
+        std::time::Instant::now() + Duration::from_secs(30) * eventfold_tests::patience();
+    let mut received = BTreeMap::new();
+    while received.len() < 10 && std::time::Instant::now() < deadline {
+        for (stream, versions) in drain_events_queue(&api.env).await {
+            received.insert(stream, versions);
+        }
+    }
+    assert_eq!(
+        received.len(),
+        10,
+        "every large event published: {received:?}"
+    );
+    assert!(received.values().all(|v| v == &vec![1]));
+    assert_eq!(queue_depth(&api.env, "PublisherDeadLetterQueue").await, 0);
     api.stop().await;
 }
 
