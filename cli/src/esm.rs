@@ -32,12 +32,6 @@ use crate::template::{QueueSource, StreamSource};
 const IDLE_POLL: Duration = Duration::from_millis(250);
 /// How often the stream is described to discover new shards.
 const SHARD_DISCOVERY: Duration = Duration::from_secs(1);
-/// Idle polls after which a shard iterator is obtained afresh (after the last record seen).
-///
-/// Harmless against AWS, where iterators expire after 15 minutes anyway; needed against moto,
-/// whose cancelled transactions restore a copy of the table and so orphan every outstanding
-/// iterator (see the `emulator_quirks` test).
-const REFRESH_ITERATOR_AFTER_IDLE_POLLS: u32 = 8;
 /// Delay before the first retry of a failed batch; doubles up to `MAX_RETRY_DELAY`.
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
@@ -188,7 +182,6 @@ impl StreamMapping {
         let mut iterator = None;
         let mut pending: Vec<Delivered> = Vec::new();
         let mut batch_started: Option<Instant> = None;
-        let mut idle_polls = 0;
         let window = Duration::from_secs(self.source.maximum_batching_window_seconds);
         while !*shutdown.borrow() {
             if iterator.is_none() {
@@ -254,14 +247,7 @@ impl StreamMapping {
             if closed && pending.is_empty() {
                 return;
             }
-            if got_records {
-                idle_polls = 0;
-            } else {
-                idle_polls += 1;
-                if idle_polls >= REFRESH_ITERATOR_AFTER_IDLE_POLLS && pending.is_empty() {
-                    idle_polls = 0;
-                    iterator = None;
-                }
+            if !got_records {
                 tokio::time::sleep(IDLE_POLL.min(window.max(Duration::from_millis(50)))).await;
             }
         }

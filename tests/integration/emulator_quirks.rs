@@ -9,12 +9,18 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_dynamodbstreams::types::ShardIteratorType;
 use eventfold_tests::TestEnv;
 
-/// moto restores a deep copy of the table when a transaction is cancelled, and with it a new
-/// stream shard object under the same id: iterators handed out before then stop seeing new
-/// records. The local runner re-obtains idle iterators (after the last record it saw), which
-/// is what this checks works on every emulator.
+/// A cancelled transaction must leave nothing in the stream, and must not disturb readers.
+///
+/// moto, as released, fails this: its rollback swaps in a deep copy of the table taken before
+/// the transaction, with a copy of the stream shard. The shard readers hold iterators on keeps
+/// the records of the cancelled transaction's items written before the failing one (phantom
+/// events), and the copy hands their sequence numbers to the next real writes, so a reader
+/// that re-positions after the phantom skips a real event. `scripts/moto-server.py` rolls
+/// back in place; MiniStack needs nothing. (Found as a projection row at the right version
+/// with the wrong balance, and a FIFO subscriber missing one event, under the 1,000-command
+/// workload on moto.)
 #[tokio::test]
-async fn cancelled_transactions_may_orphan_stream_iterators() {
+async fn cancelled_transactions_leave_no_stream_records() {
     let env = TestEnv::new().await;
     let table = env.resources.table("EventsTable").to_owned();
     let stream_arn = env.resources.stream_arns["EventsTable"].clone();
@@ -49,79 +55,82 @@ async fn cancelled_transactions_may_orphan_stream_iterators() {
                 .expect("iterator")
         }
     };
-    let put = |version: &str| {
+    let read = |iterator: String| async {
+        let output = env
+            .clients
+            .streams
+            .get_records()
+            .shard_iterator(iterator)
+            .send()
+            .await
+            .expect("records");
+        let streams: Vec<(String, Option<String>)> = output
+            .records
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|r| r.dynamodb)
+            .map(|d| {
+                let keys = d.keys.unwrap_or_default();
+                let stream = keys
+                    .get("stream_id")
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default();
+                (stream, d.sequence_number)
+            })
+            .collect();
+        (streams, output.next_shard_iterator)
+    };
+    let put = |stream: &str, condition: Option<&str>| {
+        Put::builder()
+            .table_name(&table)
+            .item("stream_id", AttributeValue::S(stream.into()))
+            .item("version", AttributeValue::N("1".into()))
+            .set_condition_expression(condition.map(str::to_owned))
+            .build()
+            .expect("put")
+    };
+    let write = |puts: Vec<Put>| {
         env.clients
             .dynamodb
-            .put_item()
-            .table_name(&table)
-            .item("stream_id", AttributeValue::S("Quirk-1".into()))
-            .item("version", AttributeValue::N(version.into()))
+            .transact_write_items()
+            .set_transact_items(Some(
+                puts.into_iter()
+                    .map(|p| TransactWriteItem::builder().put(p).build())
+                    .collect(),
+            ))
             .send()
     };
-    let old = iterator(ShardIteratorType::TrimHorizon, None).await;
-    put("1").await.expect("put");
-    let first = env
-        .clients
-        .streams
-        .get_records()
-        .shard_iterator(old)
-        .send()
+
+    let reader = iterator(ShardIteratorType::TrimHorizon, None).await;
+    write(vec![put("Quirk-1", None)])
         .await
-        .expect("records");
-    let seen = first.records.unwrap_or_default();
-    assert_eq!(seen.len(), 1);
-    let last_sequence = seen[0]
-        .dynamodb
-        .as_ref()
-        .and_then(|d| d.sequence_number.clone());
-    let old = first.next_shard_iterator.expect("open shard");
-    let duplicate = Put::builder()
-        .table_name(&table)
-        .item("stream_id", AttributeValue::S("Quirk-1".into()))
-        .item("version", AttributeValue::N("1".into()))
-        .condition_expression("attribute_not_exists(stream_id)")
-        .build()
-        .expect("put");
-    let cancelled = env
-        .clients
-        .dynamodb
-        .transact_write_items()
-        .transact_items(TransactWriteItem::builder().put(duplicate).build())
-        .send()
-        .await;
-    assert!(cancelled.is_err(), "the condition fails");
-    put("2").await.expect("put");
-    let stale = env
-        .clients
-        .streams
-        .get_records()
-        .shard_iterator(old)
-        .send()
+        .expect("first write");
+    let (first, reader) = read(reader).await;
+    assert_eq!(first.len(), 1);
+    let after_first = first[0].1.clone();
+
+    // Quirk-2's put comes first and succeeds; Quirk-1's condition then cancels the whole.
+    let cancelled = write(vec![
+        put("Quirk-2", None),
+        put("Quirk-1", Some("attribute_not_exists(stream_id)")),
+    ])
+    .await;
+    assert!(cancelled.is_err(), "the second condition fails");
+    write(vec![put("Quirk-3", None)])
         .await
-        .expect("records");
-    let stale_count = stale.records.unwrap_or_default().len();
-    let fresh = iterator(ShardIteratorType::AfterSequenceNumber, last_sequence).await;
-    let fresh_count = env
-        .clients
-        .streams
-        .get_records()
-        .shard_iterator(fresh)
-        .send()
-        .await
-        .expect("records")
-        .records
-        .unwrap_or_default()
-        .len();
+        .expect("third write");
+
+    let (held, _) = read(reader.expect("open shard")).await;
+    let (fresh, _) =
+        read(iterator(ShardIteratorType::AfterSequenceNumber, after_first).await).await;
+    let names = |records: &[(String, Option<String>)]| {
+        records.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>()
+    };
     assert_eq!(
-        fresh_count, 1,
-        "a fresh iterator after the last record sees the new one"
+        names(&held),
+        ["Quirk-3"],
+        "the iterator held across the cancellation sees the next real write, and no phantom"
     );
-    if std::env::var("EMULATOR").as_deref() == Ok("moto") {
-        assert_eq!(
-            stale_count, 0,
-            "moto orphans the old iterator (the quirk worked around)"
-        );
-    } else {
-        assert_eq!(stale_count, 1, "MiniStack keeps the old iterator working");
-    }
+    assert_eq!(names(&fresh), ["Quirk-3"], "a fresh iterator agrees");
 }

@@ -357,7 +357,7 @@ pub async fn projection_converges(env: &TestEnv, within: std::time::Duration) ->
             let differing: Vec<_> = expected
                 .iter()
                 .filter(|(id, row)| projected.get(*id) != Some(*row))
-                .map(|(id, row)| (row.version, projected.get(id).map(|r| r.version)))
+                .map(|(id, row)| (row, projected.get(id)))
                 .collect();
             let gaps: Vec<String> = events_by_stream(env)
                 .await
@@ -371,11 +371,11 @@ pub async fn projection_converges(env: &TestEnv, within: std::time::Duration) ->
                 .map(|(stream, _)| stream)
                 .collect();
             eprintln!(
-                "projection differs for {} of {} accounts (expected version, projected version): {:?}; \
+                "projection differs for {} of {} accounts (expected row, projected row): {:#?}; \
                  streams with version gaps in the events table: {gaps:?}",
                 differing.len(),
                 expected.len(),
-                &differing[..differing.len().min(10)]
+                &differing[..differing.len().min(3)]
             );
             return false;
         }
