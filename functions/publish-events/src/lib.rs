@@ -97,9 +97,6 @@ impl App {
                 }
             }
         }
-        if let Some(poison) = report.first_failure {
-            events.retain(|(index, _)| *index < poison);
-        }
         let mut accepted = vec![false; events.len()];
         let groups: Vec<&str> = events.iter().map(|(_, e)| e.stream_id.as_str()).collect();
         for wave in waves(&groups, SQS_BATCH) {
@@ -108,13 +105,11 @@ impl App {
             for (&i, ok) in wave.iter().zip(sent) {
                 accepted[i] = ok;
             }
-            let due: Vec<usize> = wave
-                .iter()
-                .copied()
-                .filter(|&i| accepted[i] && events[i].1.snapshot_due)
-                .collect();
-            for i in due {
+            for &i in &wave {
                 let (index, event) = &events[i];
+                if !accepted[i] || !event.snapshot_due {
+                    continue;
+                }
                 match self.request_snapshot(event).await {
                     Ok(()) => report.snapshot_requests += 1,
                     Err(error) => {
@@ -129,16 +124,13 @@ impl App {
             }
         }
         // Lambda retries from the earliest record not accepted, whether it failed or was never
-        // sent because an earlier wave failed.
+        // sent because an earlier wave failed; all of them come before a poison record.
         let first_unaccepted = events
             .iter()
             .zip(&accepted)
             .find(|(_, accepted)| !**accepted)
             .map(|((index, _), _)| *index);
-        report.first_failure = match (first_unaccepted, report.first_failure) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        report.first_failure = first_unaccepted.or(report.first_failure);
         tracing::info!(
             records = records.len(),
             published = report.published,
