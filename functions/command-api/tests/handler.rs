@@ -627,11 +627,16 @@ fn routes(a: &str, b: &str) -> Vec<(String, String)> {
     ]
 }
 
-fn is_valid_request(route: &str, body: &Value) -> bool {
-    // A generated body can, rarely, be a valid request; those may succeed.
-    let object = body.as_object();
+fn is_valid_request(route: &str, body: &str) -> bool {
+    // A generated body can, rarely, be a valid request; those may succeed. Closing takes an
+    // optional body: nothing (or only whitespace) or an empty object.
     match route {
-        "POST /accounts/{id}/close" => object.is_some_and(serde_json::Map::is_empty),
+        "POST /accounts/{id}/close" => {
+            body.trim_matches(|c: char| c.is_ascii_whitespace())
+                .is_empty()
+                || serde_json::from_str::<Value>(body)
+                    .is_ok_and(|v| v.as_object().is_some_and(serde_json::Map::is_empty))
+        }
         _ => false,
     }
 }
@@ -651,8 +656,7 @@ proptest! {
             let (route_key, path) = routes(&a, &b)[route].clone();
             let headers: Vec<(&str, &str)> = key.as_deref().map(|k| vec![("Idempotency-Key", k)]).unwrap_or_default();
             let reply = f.call(&route_key, &path, &body, &headers).await;
-            let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-            if is_valid_request(&route_key, &parsed) && (200..300).contains(&reply.status) {
+            if is_valid_request(&route_key, &body) && (200..300).contains(&reply.status) {
                 return Ok(());
             }
             prop_assert!((400..500).contains(&reply.status), "{route_key} {body:?} → {} {:?}", reply.status, reply.body);
