@@ -23,8 +23,9 @@ use eventfold::{CommandId, EventMetadata, NewEvent, StoreSettings, StreamId};
 use futures::StreamExt;
 use serde_json::json;
 
+use crate::coldstart;
 use crate::functions::Functions;
-use crate::provision::{Clients, provision};
+use crate::provision::{Clients, Resources, provision};
 use crate::runner::{LocalRunner, RunnerOptions};
 use crate::template::Template;
 
@@ -48,6 +49,8 @@ fn say(line: &str) {
 struct Bench {
     clients: Clients,
     template: Template,
+    resources: Resources,
+    endpoint: String,
     counter: RequestCounter,
     store: Arc<DynamoStore>,
     commands: CommandService,
@@ -92,6 +95,7 @@ impl Bench {
         Ok(Self {
             clients,
             template,
+            resources,
             counter,
             store,
             commands,
@@ -99,6 +103,7 @@ impl Bench {
                 "{} at {endpoint}",
                 std::env::var("EMULATOR").unwrap_or_else(|_| "ministack".into())
             ),
+            endpoint,
         })
     }
 
@@ -428,6 +433,10 @@ pub async fn run(out: Option<&str>) -> Result<(), String> {
         ms(percentile(&lags, 100)),
     );
 
+    // ---------------------------------------------------------------- cold start
+    say("cold starts of each function's release binary…");
+    report.push_str(&cold_starts(&bench).await?);
+
     // ---------------------------------------------------------------- binaries
     let mut sizes = String::new();
     for function in [
@@ -460,6 +469,92 @@ pub async fn run(out: Option<&str>) -> Result<(), String> {
         say(&format!("written to {path}"));
     }
     Ok(())
+}
+
+/// Process starts per function; the report gives medians.
+const COLD_STARTS: usize = 5;
+
+/// The cold-start section: each function's native release binary (built by `make bench`)
+/// started `COLD_STARTS` times against a local Lambda Runtime API, with its template
+/// environment resolved to the bench's resources. Empty when the binaries are missing.
+async fn cold_starts(bench: &Bench) -> Result<String, String> {
+    let release = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release");
+    let account = uuid::Uuid::now_v7().to_string();
+    bench.seed(&account, 10).await?;
+    let mut rows = String::new();
+    for spec in &bench.template.functions {
+        let binary = release.join(&spec.binary);
+        if !binary.exists() {
+            say(&format!(
+                "  {} not built; skipping cold starts",
+                binary.display()
+            ));
+            return Ok(String::new());
+        }
+        let (work, event) = match spec.binary.as_str() {
+            "command-api" => (
+                "`POST /accounts` (1 PutItem)",
+                coldstart::http_event(
+                    "POST /accounts",
+                    "/accounts",
+                    None,
+                    Some(r#"{"owner":"Cold start","currency":"EUR"}"#),
+                ),
+            ),
+            "query-api" => (
+                "`GET /accounts/{id}/state` of a 10-event account (1 GetItem + 1 Query)",
+                coldstart::http_event(
+                    "GET /accounts/{id}/state",
+                    &format!("/accounts/{account}/state"),
+                    Some(&account),
+                    None,
+                ),
+            ),
+            _ => (
+                "an empty batch (no AWS call)",
+                bytes::Bytes::from_static(br#"{"Records":[]}"#),
+            ),
+        };
+        let environment = coldstart::lambda_environment(&bench.resources, spec, &bench.endpoint)
+            .map_err(|e| e.to_string())?;
+        let events = vec![event; 4];
+        let mut inits = Vec::new();
+        let mut firsts = Vec::new();
+        let mut warm = Vec::new();
+        let mut peak = 0;
+        for _ in 0..COLD_STARTS {
+            let run = coldstart::run(&binary, &environment, &events).await?;
+            inits.push(run.init);
+            firsts.push(run.invocations[0]);
+            warm.extend_from_slice(&run.invocations[1..]);
+            peak = peak.max(run.peak_rss_kib);
+        }
+        inits.sort();
+        firsts.sort();
+        warm.sort();
+        let _ = writeln!(
+            rows,
+            "| {} | {} MB | {} | {} | {} | {} | {:.1} MB |",
+            spec.binary,
+            spec.memory_mb,
+            work,
+            ms(percentile(&inits, 50)),
+            ms(percentile(&firsts, 50)),
+            ms(percentile(&warm, 50)),
+            peak as f64 / 1024.0,
+        );
+    }
+    Ok(format!(
+        "## Cold start (the function's own part)\n\nEach function's release binary, built for \
+         this machine, started {COLD_STARTS} times as Lambda starts a `provided.al2023` bootstrap: \
+         against a Lambda Runtime API served on 127.0.0.1, with its template environment \
+         resolved to local resources. Init is process start to the first poll for an \
+         invocation (what Lambda reports as Init Duration, without the sandbox and code \
+         download); the first invocation opens the SDK's connection; warm is the median of the \
+         next three of each start. Medians over the starts; peak RSS is the largest seen.\n\n\
+         | function | memory (template) | invocation | init | first invocation | warm invocation | peak RSS |\n\
+         |---|---|---|---|---|---|---|\n{rows}"
+    ))
 }
 
 type LagResult = (usize, Vec<Duration>, Vec<Duration>, Duration);

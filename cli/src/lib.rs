@@ -3,6 +3,7 @@
 //! operator commands (rebuild, redrive, snapshot backfill, benchmarks).
 
 pub mod bench;
+pub mod coldstart;
 pub mod demo;
 pub mod esm;
 pub mod filter;

@@ -10,5 +10,6 @@
 mod consumers;
 mod emulator_quirks;
 mod http;
+mod lambda_binaries;
 mod snapshots;
 mod store;

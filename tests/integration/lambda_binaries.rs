@@ -1,0 +1,90 @@
+//! The functions' own binaries — their `main`, which nothing else runs — started as Lambda
+//! starts a `provided.al2023` bootstrap: the template's environment resolved to this test's
+//! resources, a Lambda Runtime API on 127.0.0.1, one invocation each.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use eventfold::store::EventStore;
+use eventfold_cli::coldstart;
+use eventfold_tests::{TestEnv, emulator_endpoint, template};
+use serde_json::Value;
+
+/// The directory cargo put this test in (`target/<profile>`), with every function binary
+/// built there first (a no-op after `cargo build --workspace`).
+fn function_binaries() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .to_owned();
+    let mut build = std::process::Command::new(env!("CARGO"));
+    build.args(["build", "--quiet"]);
+    if profile_dir.ends_with("release") {
+        build.arg("--release");
+    }
+    for function in &template().functions {
+        build.args(["-p", &function.binary]);
+    }
+    assert!(build.status().unwrap().success(), "the functions build");
+    profile_dir
+}
+
+#[tokio::test]
+async fn every_function_binary_boots_from_its_template_environment_and_answers() {
+    let binaries = function_binaries();
+    let env = TestEnv::new().await;
+    let endpoint = emulator_endpoint();
+    let mut booted = Vec::new();
+    for function in &template().functions {
+        let environment =
+            coldstart::lambda_environment(&env.resources, function, &endpoint).unwrap();
+        let event = match function.binary.as_str() {
+            "command-api" => coldstart::http_event(
+                "POST /accounts",
+                "/accounts",
+                None,
+                Some(r#"{"owner":"Boot","currency":"EUR"}"#),
+            ),
+            "query-api" => coldstart::http_event("GET /openapi.json", "/openapi.json", None, None),
+            _ => Bytes::from_static(br#"{"Records":[]}"#),
+        };
+        let run = coldstart::run(&binaries.join(&function.binary), &environment, &[event])
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", function.logical_id));
+        let response: Value = serde_json::from_slice(&run.responses[0]).unwrap();
+        match function.binary.as_str() {
+            "command-api" => {
+                // The account the binary opened is in this test's events table.
+                assert_eq!(response["statusCode"], 201, "{response}");
+                let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+                let id = body["id"].as_str().unwrap();
+                let events = env
+                    .store(eventfold::StoreSettings::default())
+                    .read_all(
+                        &eventfold::StreamId::parse(&format!("Account-{id}")).unwrap(),
+                        1,
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(events.len(), 1);
+            }
+            "query-api" => assert_eq!(response["statusCode"], 200, "{response}"),
+            _ => assert_eq!(response, serde_json::json!({"batchItemFailures": []})),
+        }
+        assert!(run.peak_rss_kib > 0, "{}", function.logical_id);
+        booted.push(function.binary.clone());
+    }
+    booted.sort();
+    assert_eq!(
+        booted,
+        [
+            "command-api",
+            "project-accounts",
+            "publish-events",
+            "query-api",
+            "snapshot-streams"
+        ]
+    );
+}
