@@ -67,7 +67,7 @@ build: tools ## Release arm64 bootstraps of every function with cargo-lambda
 	@for f in $(FUNCTIONS); do printf '  %-18s %s bytes\n' $$f $$(stat -c %s target/lambda/$$f/bootstrap); done
 
 bench: emulator-deps ## Benchmarks against the emulator; writes docs/BENCHMARKS.md
-	cargo build --release -p eventfold-cli
+	cargo build --release -p eventfold-cli $(addprefix -p ,$(FUNCTIONS))
 	scripts/with-emulator.sh target/release/eventfold bench --out docs/BENCHMARKS.md
 
 deploy: tools ## Build with SAM (cargo-lambda) and deploy, guided, to your AWS account (see README "Deploy")

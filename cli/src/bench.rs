@@ -550,10 +550,11 @@ async fn cold_starts(bench: &Bench) -> Result<String, String> {
          against a Lambda Runtime API served on 127.0.0.1, with its template environment \
          resolved to local resources. Init is process start to the first poll for an \
          invocation (what Lambda reports as Init Duration, without the sandbox and code \
-         download); the first invocation opens the SDK's connection; warm is the median of the \
-         next three of each start. Medians over the starts; peak RSS is the largest seen.\n\n\
+         download); the first invocation opens the SDK's connection to the emulator (plain \
+         HTTP: on AWS a TLS handshake comes on top); warm is the median of the next three of \
+         each start. Medians over the starts; peak RSS is the largest seen.\n\n\
          | function | memory (template) | invocation | init | first invocation | warm invocation | peak RSS |\n\
-         |---|---|---|---|---|---|---|\n{rows}"
+         |---|---|---|---|---|---|---|\n{rows}\n"
     ))
 }
 
