@@ -22,8 +22,8 @@ for _ in $(seq 1 100); do
 done
 # One worker: CPython 3.11 ast.parse is not thread-safe under hypothesis (SystemError: AST
 # constructor recursion depth mismatch).
-.venv-schemathesis/bin/schemathesis run "http://127.0.0.1:$port/openapi.json" \
-  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection \
+.venv-schemathesis/bin/schemathesis --config-file scripts/schemathesis.toml run "http://127.0.0.1:$port/openapi.json" \
+  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection,positive_data_acceptance \
   --phases examples,coverage,fuzzing \
   --max-examples 25 --workers 1 --max-time 180 --seed 20261123 \
   --request-timeout 20 --suppress-health-check too_slow,filter_too_much \

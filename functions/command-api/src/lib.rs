@@ -258,6 +258,7 @@ struct OpenAccountBody {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AmountBody {
+    #[serde(deserialize_with = "minor_units")]
     amount: i64,
 }
 
@@ -270,7 +271,46 @@ struct CloseBody {}
 struct TransferBody {
     from: String,
     to: String,
+    #[serde(deserialize_with = "minor_units")]
     amount: i64,
+}
+
+/// The largest integer an IEEE double holds exactly (2^53).
+const EXACT_IN_F64: f64 = 9_007_199_254_740_992.0;
+
+/// An amount in minor units: a JSON integer, or a number with no fractional part (`1200.0`,
+/// `1.2e3`), which JSON Schema also counts as an integer — so what the OpenAPI document allows,
+/// the API takes. `12.5` is refused here; the range is checked by [`check_amount`].
+fn minor_units<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    struct MinorUnits;
+
+    impl serde::de::Visitor<'_> for MinorUnits {
+        type Value = i64;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an integer number of minor units")
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<i64, E> {
+            Ok(v)
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<i64, E> {
+            i64::try_from(v)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+        }
+
+        #[allow(clippy::cast_possible_truncation)]
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<i64, E> {
+            if v.fract() == 0.0 && v.abs() <= EXACT_IN_F64 {
+                Ok(v as i64) // exact: integral and within f64's exact integers
+            } else {
+                Err(E::invalid_value(serde::de::Unexpected::Float(v), &self))
+            }
+        }
+    }
+
+    deserializer.deserialize_any(MinorUnits)
 }
 
 fn invalid(detail: impl Into<String>) -> Problem {

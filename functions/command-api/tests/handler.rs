@@ -244,6 +244,57 @@ async fn every_route_succeeds_with_good_input() {
     );
 }
 
+/// JSON Schema counts `1200.0` as an integer, so the OpenAPI document allows it; the API takes it.
+#[tokio::test]
+async fn whole_numbers_written_with_a_fraction_or_exponent_are_amounts() {
+    let f = Fixture::new();
+    let a = f.open().await;
+    let b = f.open().await;
+    for (body, version) in [
+        (r#"{"amount":1200.0}"#, 2),
+        (r#"{"amount":1.5e3}"#, 3),
+        (r#"{"amount":999999999999999.0}"#, 4),
+    ] {
+        let reply = f
+            .call(
+                "POST /accounts/{id}/deposits",
+                &format!("/accounts/{a}/deposits"),
+                body,
+                &[],
+            )
+            .await;
+        assert_eq!(
+            (reply.status, reply.body["version"].clone()),
+            (200, json!(version)),
+            "{body}"
+        );
+    }
+    let transfer = f
+        .call(
+            "POST /transfers",
+            "/transfers",
+            &json!({"from": a, "to": b, "amount": 2.7e3}).to_string(),
+            &[],
+        )
+        .await;
+    assert_eq!(transfer.status, 201, "{:?}", transfer.body);
+    let state = |id: &str| {
+        let store = f.store.clone();
+        let stream = StreamId::parse(&format!("Account-{id}")).unwrap();
+        async move {
+            store
+                .read_all(&stream, 1)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.payload["amount"].as_i64().unwrap_or(0))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(state(&a).await, [0, 1200, 1500, 999_999_999_999_999, 2700]);
+    assert_eq!(state(&b).await, [0, 2700]);
+}
+
 #[tokio::test]
 async fn bad_requests_are_400_and_write_nothing() {
     let f = Fixture::new();
@@ -258,7 +309,12 @@ async fn bad_requests_are_400_and_write_nothing() {
         deposit("[5]"),
         deposit("{\"amount\": \"5\"}"),
         deposit("{\"amount\": 5.5}"),
+        deposit("{\"amount\": 5.000001}"),
+        deposit("{\"amount\": 1e15}"),
+        deposit("{\"amount\": 1e16}"),
         deposit("{\"amount\": 0}"),
+        deposit("{\"amount\": 0.0}"),
+        deposit("{\"amount\": -3.0}"),
         deposit("{\"amount\": -3}"),
         deposit("{\"amount\": 1000000000000000}"),
         deposit("{\"amount\": 99999999999999999999999}"),
@@ -627,15 +683,31 @@ fn routes(a: &str, b: &str) -> Vec<(String, String)> {
     ]
 }
 
-fn is_valid_request(route: &str, body: &str) -> bool {
-    // A generated body can, rarely, be a valid request; those may succeed. Closing takes an
-    // optional body: nothing (or only whitespace) or an empty object.
+/// Whether a generated body could be a valid request for `routes()[route]`; those may succeed.
+/// (The hostile ids of routes 6 to 8 never are; transfers name accounts that don't exist.)
+fn could_be_valid(route: usize, body: &str) -> bool {
+    let parsed: Option<Value> = serde_json::from_str(body).ok();
+    let fields = |names: &[&str]| {
+        parsed.as_ref().and_then(Value::as_object).filter(|object| {
+            object.len() == names.len() && names.iter().all(|n| object.contains_key(*n))
+        })
+    };
+    let strings =
+        |names: &[&str]| fields(names).is_some_and(|object| object.values().all(Value::is_string));
     match route {
-        "POST /accounts/{id}/close" => {
+        0 => strings(&["email", "name"]),
+        1 => strings(&["owner", "currency"]),
+        // A whole number of minor units in range, however it is written (5, 5.0, 5e0).
+        2 | 3 => fields(&["amount"])
+            .and_then(|object| object["amount"].as_f64())
+            .is_some_and(|amount| {
+                amount.fract() == 0.0 && (1.0..=999_999_999_999_999.0).contains(&amount)
+            }),
+        // Closing takes nothing (or only whitespace) or an empty object.
+        4 => {
             body.trim_matches(|c: char| c.is_ascii_whitespace())
                 .is_empty()
-                || serde_json::from_str::<Value>(body)
-                    .is_ok_and(|v| v.as_object().is_some_and(serde_json::Map::is_empty))
+                || fields(&[]).is_some()
         }
         _ => false,
     }
@@ -656,7 +728,7 @@ proptest! {
             let (route_key, path) = routes(&a, &b)[route].clone();
             let headers: Vec<(&str, &str)> = key.as_deref().map(|k| vec![("Idempotency-Key", k)]).unwrap_or_default();
             let reply = f.call(&route_key, &path, &body, &headers).await;
-            if is_valid_request(&route_key, &body) && (200..300).contains(&reply.status) {
+            if could_be_valid(route, &body) && (200..300).contains(&reply.status) {
                 return Ok(());
             }
             prop_assert!((400..500).contains(&reply.status), "{route_key} {body:?} → {} {:?}", reply.status, reply.body);
