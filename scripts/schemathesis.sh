@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Fuzzes the API with schemathesis against its own OpenAPI document: the local runner on a free
 # port over the emulator in EVENTFOLD_EMULATOR_ENDPOINT, its own resources, bounded in examples
-# and time, on 127.0.0.1 only. Part of `make test`.
+# and time, on 127.0.0.1 only. Part of `make test`. The stateful phase follows the document's
+# links (open an account, then deposit into it, read its stream, verify its chain, …), so
+# fuzzing reaches accounts and streams that exist. Checks and their settings: schemathesis.toml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${EVENTFOLD_EMULATOR_ENDPOINT:?run under scripts/with-emulator.sh}"
@@ -24,7 +26,7 @@ done
 # constructor recursion depth mismatch).
 .venv-schemathesis/bin/schemathesis --config-file scripts/schemathesis.toml run "http://127.0.0.1:$port/openapi.json" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection,positive_data_acceptance \
-  --phases examples,coverage,fuzzing \
-  --max-examples 25 --workers 1 --max-time 180 --seed 20261123 \
+  --phases examples,coverage,fuzzing,stateful \
+  --max-examples 25 --workers 1 --max-time 240 --seed 20261123 \
   --request-timeout 20 --suppress-health-check too_slow,filter_too_much \
   --no-color

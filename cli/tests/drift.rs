@@ -132,6 +132,61 @@ fn routes_in_code_template_and_openapi_agree() {
     );
 }
 
+/// The document's links (the flows a client and schemathesis' stateful phase follow) name real
+/// operations and set exactly their path parameters.
+#[test]
+fn openapi_links_name_real_operations_and_their_path_parameters() {
+    let openapi: serde_json::Value = serde_json::from_str(eventfold::http::OPENAPI_JSON).unwrap();
+    let resolve = |value: &serde_json::Value| -> serde_json::Value {
+        value["$ref"]
+            .as_str()
+            .and_then(|r| openapi.pointer(r.trim_start_matches('#')).cloned())
+            .unwrap_or_else(|| value.clone())
+    };
+    let mut path_parameters = BTreeMap::new();
+    let mut links = Vec::new();
+    for operations in openapi["paths"].as_object().unwrap().values() {
+        for operation in operations.as_object().unwrap().values() {
+            let id = operation["operationId"].as_str().unwrap().to_owned();
+            let names: BTreeSet<String> = operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(resolve)
+                .filter(|p| p["in"] == "path")
+                .map(|p| p["name"].as_str().unwrap().to_owned())
+                .collect();
+            path_parameters.insert(id.clone(), names);
+            for response in operation["responses"].as_object().unwrap().values() {
+                for (name, link) in response["links"].as_object().into_iter().flatten() {
+                    links.push((id.clone(), name.clone(), link.clone()));
+                }
+            }
+        }
+    }
+    assert!(links.len() >= 10, "the flows are documented");
+    for (from, name, link) in links {
+        let target = link["operationId"].as_str().unwrap();
+        let wanted = path_parameters
+            .get(target)
+            .unwrap_or_else(|| panic!("{from} link {name}: no operation {target}"));
+        let given: BTreeSet<String> = link["parameters"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(&given, wanted, "{from} link {name} → {target}");
+        for expression in link["parameters"].as_object().unwrap().values() {
+            let text = expression.as_str().unwrap();
+            assert!(
+                text.contains("$response.body#/") || text.contains("$request.path."),
+                "{from} link {name}: {text}"
+            );
+        }
+    }
+}
+
 #[test]
 fn the_events_stream_has_at_most_two_readers() {
     let readers: Vec<String> = template()
