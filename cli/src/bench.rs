@@ -499,7 +499,7 @@ async fn cold_starts(bench: &Bench) -> Result<String, String> {
                     "/accounts",
                     None,
                     Some(r#"{"owner":"Cold start","currency":"EUR"}"#),
-                ),
+                )?,
             ),
             "query-api" => (
                 "`GET /accounts/{id}/state` of a 10-event account (1 GetItem + 1 Query)",
@@ -508,7 +508,7 @@ async fn cold_starts(bench: &Bench) -> Result<String, String> {
                     &format!("/accounts/{account}/state"),
                     Some(&account),
                     None,
-                ),
+                )?,
             ),
             _ => (
                 "an empty batch (no AWS call)",

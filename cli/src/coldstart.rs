@@ -12,7 +12,6 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpRequestContext};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -23,6 +22,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, mpsc};
 
+use crate::gateway;
 use crate::provision::{ProvisionError, Resources};
 use crate::template::FunctionSpec;
 
@@ -288,31 +288,35 @@ pub fn lambda_environment(
     Ok(environment)
 }
 
-/// An API Gateway HTTP API (payload v2) event; `id` is the route's only path parameter.
-pub fn http_event(route_key: &str, path: &str, id: Option<&str>, body: Option<&str>) -> Bytes {
-    let mut context = ApiGatewayV2httpRequestContext::default();
-    context.route_key = Some(route_key.to_owned());
-    context.request_id = Some(uuid::Uuid::new_v4().to_string());
-    context.stage = Some("$default".into());
-    context.http.method = route_key
-        .split(' ')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(Method::GET);
-    context.http.path = Some(path.to_owned());
-    let mut event = ApiGatewayV2httpRequest::default();
-    event.version = Some("2.0".into());
-    event.route_key = Some(route_key.to_owned());
-    event.raw_path = Some(path.to_owned());
-    event.path_parameters = id
-        .map(|id| std::collections::HashMap::from([("id".to_owned(), id.to_owned())]))
-        .unwrap_or_default();
+/// The API Gateway HTTP API (payload v2) event the local gateway would send for `path` matched
+/// to `route_key`; `id` is the route's only path parameter.
+pub fn http_event(
+    route_key: &str,
+    path: &str,
+    id: Option<&str>,
+    body: Option<&str>,
+) -> Result<Bytes, String> {
+    let method = route_key.split(' ').next().unwrap_or("GET");
+    let mut request = Request::builder().method(method).uri(path);
     if body.is_some() {
-        if let Ok(value) = "application/json".parse() {
-            event.headers.insert("content-type", value);
-        }
+        request = request.header("content-type", "application/json");
     }
-    event.body = body.map(str::to_owned);
-    event.request_context = context;
-    Bytes::from(serde_json::to_vec(&event).unwrap_or_default())
+    let request = request
+        .body(())
+        .map_err(|e| format!("{route_key} {path}: {e}"))?;
+    let (parts, ()) = request.into_parts();
+    let params = id
+        .map(|id| BTreeMap::from([("id".to_owned(), id.to_owned())]))
+        .unwrap_or_default();
+    let body = Bytes::from(body.unwrap_or_default().to_owned());
+    let event = gateway::to_event(
+        route_key,
+        params,
+        &parts,
+        &body,
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    );
+    serde_json::to_vec(&event)
+        .map(Bytes::from)
+        .map_err(|e| e.to_string())
 }

@@ -199,7 +199,7 @@ impl Gateway {
         else {
             return plain(StatusCode::NOT_FOUND, r#"{"message":"Not Found"}"#);
         };
-        let event = to_event(route, params, &parts, &body, peer);
+        let event = to_event(&route.key(), params, &parts, &body, peer);
         match route.handler.invoke(event).await {
             Ok(response) => from_response(response),
             Err(error) => {
@@ -222,9 +222,9 @@ fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     response
 }
 
-/// Builds the payload v2 event API Gateway would send.
-fn to_event(
-    route: &Route,
+/// Builds the payload v2 event API Gateway would send for a request matched to `route_key`.
+pub(crate) fn to_event(
+    route_key: &str,
     params: BTreeMap<String, String>,
     parts: &http::request::Parts,
     body: &Bytes,
@@ -269,7 +269,7 @@ fn to_event(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let mut context = ApiGatewayV2httpRequestContext::default();
-    context.route_key = Some(route.key());
+    context.route_key = Some(route_key.to_owned());
     context.account_id = Some("000000000000".into());
     context.stage = Some("$default".into());
     context.request_id = Some(uuid::Uuid::new_v4().to_string());
@@ -284,7 +284,7 @@ fn to_event(
     context.http = http_description;
     let mut event = ApiGatewayV2httpRequest::default();
     event.version = Some("2.0".into());
-    event.route_key = Some(route.key());
+    event.route_key = Some(route_key.to_owned());
     event.raw_path = Some(parts.uri.path().to_owned());
     event.raw_query_string = Some(raw_query);
     event.cookies = (!cookies.is_empty()).then_some(cookies);

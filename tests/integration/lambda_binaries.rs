@@ -46,8 +46,11 @@ async fn every_function_binary_boots_from_its_template_environment_and_answers()
                 "/accounts",
                 None,
                 Some(r#"{"owner":"Boot","currency":"EUR"}"#),
-            ),
-            "query-api" => coldstart::http_event("GET /openapi.json", "/openapi.json", None, None),
+            )
+            .unwrap(),
+            "query-api" => {
+                coldstart::http_event("GET /openapi.json", "/openapi.json", None, None).unwrap()
+            }
             _ => Bytes::from_static(br#"{"Records":[]}"#),
         };
         let run = coldstart::run(&binaries.join(&function.binary), &environment, &[event])
