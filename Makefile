@@ -33,7 +33,7 @@ CFN_LINT := $(TOOLS_VENV)/bin/cfn-lint
 CARGO_LAMBDA := $(TOOLS_VENV)/bin/cargo-lambda
 FUNCTIONS := command-api query-api project-accounts publish-events snapshot-streams
 
-.PHONY: help local test lint validate build bench deploy rebuild-projection redrive snapshot \
+.PHONY: help local test lint docs validate build bench deploy rebuild-projection redrive snapshot \
         tools emulator-deps test-deps clean distclean
 
 help: ## List the targets
@@ -44,9 +44,10 @@ local: emulator-deps ## Start the emulator, create resources, serve the API and 
 	cargo build -p eventfold-cli
 	scripts/local.sh
 
-test: tools emulator-deps test-deps ## Everything CI checks: fmt, clippy, template lint, unit, handler and emulator tests, API fuzzing
+test: tools emulator-deps test-deps ## Everything CI checks: fmt, clippy, docs, template lint, unit, handler and emulator tests, API fuzzing
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	$(MAKE) --no-print-directory docs
 	$(MAKE) --no-print-directory validate
 	cargo build --workspace --all-targets
 	scripts/with-emulator.sh scripts/test-suite.sh
@@ -56,6 +57,9 @@ lint: tools ## fmt check, clippy -D warnings, sam validate --lint
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(SAM) validate --lint -t infra/template.yaml
+
+docs: ## The library's API documentation, warnings refused (target/doc/eventfold/index.html)
+	RUSTDOCFLAGS="-D warnings" cargo doc -p eventfold --no-deps --all-features
 
 validate: tools ## Lint the SAM template (offline): sam validate --lint and cfn-lint
 	$(SAM) validate --lint -t infra/template.yaml

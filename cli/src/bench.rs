@@ -10,24 +10,24 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::config::Credentials;
-use eventfold::aggregate::to_new_event;
+use bank::domain::account::{Account, AccountCommand, Transfer};
+use bank::domain::money::Amount;
+use eventfold::EntityId;
 use eventfold::aws::RequestCounter;
 use eventfold::command::{CommandContext, CommandService, Target};
-use eventfold::domain::account::{Account, AccountCommand, AccountEvent};
-use eventfold::domain::money::Currency;
 use eventfold::snapshot::DynamoSnapshots;
 use eventfold::store::{
     AppendRequest, DynamoStore, EventStore, ExpectedVersion, NewCommand, StreamWrite,
 };
-use eventfold::{CommandId, EventMetadata, NewEvent, StoreSettings, StreamId};
+use eventfold::{CommandId, NewEvent, StoreSettings, StreamId};
 use futures::StreamExt;
 use serde_json::json;
 
-use crate::coldstart;
-use crate::functions::Functions;
-use crate::provision::{Clients, Resources, provision};
-use crate::runner::{LocalRunner, RunnerOptions};
-use crate::template::Template;
+use crate::local::coldstart;
+use crate::local::functions::Functions;
+use crate::local::provision::{Clients, Resources, provision};
+use crate::local::runner::{LocalRunner, RunnerOptions};
+use crate::local::template::Template;
 
 /// The `p`-th percentile (nearest rank) of sorted durations.
 fn percentile(sorted: &[Duration], p: usize) -> Duration {
@@ -122,63 +122,26 @@ impl Bench {
     }
 
     async fn seed(&self, id: &str, events: usize) -> Result<StreamId, String> {
-        seed_account(self.store.as_ref(), id, events).await
+        let id = EntityId::parse(id).map_err(|e| e.to_string())?;
+        bank::testing::seed_account(self.store.as_ref(), &id, events)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn deposit(&self, stream: &StreamId) -> Result<(), String> {
         self.commands
-            .execute_one::<Account>(
+            .execute_one::<Account, _>(
                 &CommandContext::default(),
                 Target::new(stream.clone()),
-                &AccountCommand::Deposit { amount: 1 },
-                |_| json!({}),
+                &AccountCommand::Deposit {
+                    amount: Amount::new(1).map_err(|e| e.to_string())?,
+                },
+                (),
             )
             .await
             .map(drop)
             .map_err(|e| e.to_string())
     }
-}
-
-/// Writes an account stream of `events` events (opened, then deposits of 1) straight through
-/// the store, 99 per transaction: long streams for benchmarks and tests.
-pub async fn seed_account(
-    store: &dyn EventStore,
-    id: &str,
-    events: usize,
-) -> Result<StreamId, String> {
-    let stream = StreamId::parse(&format!("Account-{id}")).map_err(|e| e.to_string())?;
-    let eur = Currency::parse("EUR").map_err(|e| e.to_string())?;
-    let mut written = 0;
-    while written < events {
-        let batch = (written..(written + 99).min(events))
-            .map(|n| {
-                let event = if n == 0 {
-                    AccountEvent::AccountOpened {
-                        owner: "Seed".into(),
-                        currency: eur,
-                    }
-                } else {
-                    AccountEvent::MoneyDeposited {
-                        amount: 1,
-                        currency: eur,
-                    }
-                };
-                to_new_event(&event, &EventMetadata::default())
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
-        let count = batch.len();
-        store
-            .append(AppendRequest::single(
-                stream.clone(),
-                ExpectedVersion::Exact(written as u64),
-                batch,
-            ))
-            .await
-            .map_err(|e| e.to_string())?;
-        written += count;
-    }
-    Ok(stream)
 }
 
 /// Runs every benchmark and writes the report.
@@ -249,7 +212,7 @@ pub async fn run(out: Option<&str>) -> Result<(), String> {
                     command_id: CommandId::new(uuid::Uuid::new_v4().to_string())
                         .map_err(|e| e.to_string())?,
                     request_hash: "h".into(),
-                    response: None,
+                    receipt: None,
                 }),
             ),
         )
@@ -268,24 +231,26 @@ pub async fn run(out: Option<&str>) -> Result<(), String> {
     let _ = writeln!(report, "| one event, `Any` | {calls} |");
     let a = bench.seed("transfer-a", 5).await?;
     let b = bench.seed("transfer-b", 5).await?;
+    let transfer = Transfer {
+        transfer_id: EntityId::generate(),
+        from: EntityId::parse(a.entity_id()).map_err(|e| e.to_string())?,
+        to: EntityId::parse(b.entity_id()).map_err(|e| e.to_string())?,
+        amount: Amount::new(1).map_err(|e| e.to_string())?,
+    };
     let (_, calls) = bench
         .count(async {
             let _ = bench
                 .commands
-                .execute::<Account>(
+                .execute::<Account, _>(
                     &CommandContext::default(),
                     &[Target::new(a.clone()), Target::new(b.clone())],
                     &[],
                     |loaded| {
-                        let (sent, received) = eventfold::domain::account::decide_transfer(
-                            "t",
-                            (a.entity_id(), &loaded[0].state),
-                            (b.entity_id(), &loaded[1].state),
-                            1,
-                        )?;
+                        let (sent, received) =
+                            transfer.decide(&loaded[0].state, &loaded[1].state)?;
                         Ok(vec![sent, received])
                     },
-                    |_| json!({}),
+                    (),
                 )
                 .await;
         })
@@ -589,9 +554,12 @@ async fn watch(
             };
             let now = Instant::now();
             for item in output.items.unwrap_or_default() {
-                let Ok(row) = eventfold::codec::from_item::<
-                    eventfold::projection::accounts::AccountRow,
-                >(item, "row") else {
+                #[derive(serde::Deserialize)]
+                struct Checkpoint {
+                    account_id: String,
+                    version: u64,
+                }
+                let Ok(row) = eventfold::codec::from_item::<Checkpoint>(item, "row") else {
                     continue; // the totals rows
                 };
                 let previous = last

@@ -1,15 +1,12 @@
-//! The local environment and operator tools: resources from `infra/template.yaml`, the local
-//! runner (HTTP API and event source mappings calling the Lambda handlers in process), and
-//! operator commands (rebuild, redrive, snapshot backfill, benchmarks).
+//! The `eventfold` command: the local environment, operator commands and benchmarks, each its
+//! own module.
+//!
+//! - [`local`]: the template as the source of local resources, provisioning, the local runner
+//!   (API Gateway and event source mappings calling the Lambda handlers), the demo, and a
+//!   Lambda Runtime API for running function binaries;
+//! - [`ops`]: rebuild, redrive and snapshot backfill against an emulator or AWS;
+//! - [`bench`]: measurements written to `docs/BENCHMARKS.md`.
 
 pub mod bench;
-pub mod coldstart;
-pub mod demo;
-pub mod esm;
-pub mod filter;
-pub mod functions;
-pub mod gateway;
+pub mod local;
 pub mod ops;
-pub mod provision;
-pub mod runner;
-pub mod template;

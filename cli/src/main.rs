@@ -10,10 +10,10 @@
 
 use std::process::ExitCode;
 
-use eventfold_cli::functions::Functions;
-use eventfold_cli::provision::{Clients, provision};
-use eventfold_cli::runner::{LocalRunner, RunnerOptions};
-use eventfold_cli::template::Template;
+use eventfold_cli::local::functions::Functions;
+use eventfold_cli::local::provision::{Clients, provision};
+use eventfold_cli::local::runner::{LocalRunner, RunnerOptions};
+use eventfold_cli::local::template::Template;
 
 /// Resource prefix of the local environment.
 const LOCAL_PREFIX: &str = "eventfold";
@@ -141,7 +141,7 @@ async fn local(args: &Args) -> Result<(), String> {
         say(&format!("  {mapping}"));
     }
     if !args.flags.iter().any(|f| f == "no-demo") {
-        if let Err(error) = eventfold_cli::demo::run(&runner.url()).await {
+        if let Err(error) = eventfold_cli::local::demo::run(&runner.url()).await {
             say(&format!("demo failed: {error}"));
         }
     }

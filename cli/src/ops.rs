@@ -5,70 +5,44 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
 use aws_sdk_dynamodbstreams::types::ShardIteratorType;
+use bank::read_model::AccountsProjection;
 use eventfold::StreamId;
-use eventfold::codec;
 use eventfold::command::CommandService;
-use eventfold::error::{StoreError, from_sdk};
-use eventfold::names::{accounts, events};
-use eventfold::projection::accounts::{AccountsProjector, DynamoAccounts, Projected};
-use eventfold::snapshot::DynamoSnapshots;
+use eventfold::error::StoreError;
+use eventfold::names::events;
+use eventfold::projection::{BatchReport, Projector, StreamProjector, project_items};
+use eventfold::snapshot::{DynamoSnapshots, SnapshotOutcome};
 use eventfold::store::{DynamoStore, EventStore, ReadRange};
 use serde::Deserialize;
 
-use crate::provision::{Clients, Resources};
-use crate::template::Template;
+use crate::local::provision::{Clients, Resources};
+use crate::local::template::Template;
 
 /// What a rebuild did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RebuildReport {
-    pub events: usize,
-    pub applied: usize,
-    pub duplicates: usize,
-    pub repaired: usize,
-    pub skipped: usize,
+    /// Outcomes of the events replayed.
+    pub batch: BatchReport,
+    /// How long the replay took.
     pub elapsed: Duration,
 }
 
-impl RebuildReport {
-    fn count(&mut self, outcome: &Projected) {
-        self.events += 1;
-        match outcome {
-            Projected::Applied => self.applied += 1,
-            Projected::Duplicate => self.duplicates += 1,
-            Projected::Repaired { .. } => self.repaired += 1,
-            Projected::Skipped(_) => self.skipped += 1,
-        }
-    }
-
-    fn merge(&mut self, other: &Self) {
-        self.events += other.events;
-        self.applied += other.applied;
-        self.duplicates += other.duplicates;
-        self.repaired += other.repaired;
-        self.skipped += other.skipped;
-    }
-}
-
-/// Replays the whole events table into the projection: a parallel scan, one worker per
-/// segment (each sees its streams in version order). Safe while the stream consumer runs: the
-/// conditional checkpoint turns the overlap into duplicates.
+/// Replays the whole events table into a projection: a parallel scan, one worker per segment
+/// (each sees its streams in version order, a stream's consecutive events at once). Safe while
+/// the stream consumer runs: the conditional checkpoint turns the overlap into duplicates.
 pub async fn rebuild(
     store: &DynamoStore,
-    projector: &AccountsProjector,
+    projector: &dyn StreamProjector,
     segments: i32,
 ) -> Result<RebuildReport, StoreError> {
     let started = Instant::now();
     let workers = (0..segments).map(|segment| async move {
-        let mut report = RebuildReport::default();
+        let mut report = BatchReport::default();
         let mut start = None;
         loop {
             let (items, next) = store.scan_segment(segment, segments, start).await?;
-            for item in items {
-                let event = codec::decode_event(item, &store.settings().upcasters)?;
-                report.count(&projector.project(&event).await?);
-            }
+            report.merge(&project_items(projector, items).await?);
             start = next;
             if start.is_none() {
                 return Ok::<_, StoreError>(report);
@@ -77,60 +51,10 @@ pub async fn rebuild(
     });
     let mut total = RebuildReport::default();
     for report in futures::future::try_join_all(workers).await? {
-        total.merge(&report);
+        total.batch.merge(&report);
     }
     total.elapsed = started.elapsed();
     Ok(total)
-}
-
-/// Deletes every row of the accounts projection (totals included): a fresh table to rebuild.
-pub async fn clear_projection(
-    client: &aws_sdk_dynamodb::Client,
-    table: &str,
-) -> Result<usize, StoreError> {
-    let mut deleted = 0;
-    let mut start = None;
-    loop {
-        let output = client
-            .scan()
-            .table_name(table)
-            .projection_expression("#k")
-            .expression_attribute_names("#k", accounts::ACCOUNT_ID)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| from_sdk("Scan", e))?;
-        let keys = output.items.unwrap_or_default();
-        for chunk in keys.chunks(25) {
-            let mut requests: Vec<WriteRequest> = chunk
-                .iter()
-                .filter_map(|key| {
-                    DeleteRequest::builder()
-                        .set_key(Some(key.clone()))
-                        .build()
-                        .ok()
-                        .map(|d| WriteRequest::builder().delete_request(d).build())
-                })
-                .collect();
-            while !requests.is_empty() {
-                let result = client
-                    .batch_write_item()
-                    .request_items(table, requests.clone())
-                    .send()
-                    .await
-                    .map_err(|e| from_sdk("BatchWriteItem", e))?;
-                requests = result
-                    .unprocessed_items
-                    .and_then(|mut u| u.remove(table))
-                    .unwrap_or_default();
-            }
-            deleted += chunk.len();
-        }
-        start = output.last_evaluated_key;
-        if start.is_none() {
-            return Ok(deleted);
-        }
-    }
 }
 
 /// What a redrive did.
@@ -229,7 +153,7 @@ pub async fn redrive(
     clients: &Clients,
     dead_letter_url: &str,
     store: &dyn EventStore,
-    projector: &AccountsProjector,
+    projector: &dyn StreamProjector,
 ) -> Result<RedriveReport, String> {
     let mut report = RedriveReport::default();
     let mut seen = BTreeSet::new();
@@ -287,7 +211,7 @@ pub async fn redrive(
 async fn redrive_message(
     clients: &Clients,
     store: &dyn EventStore,
-    projector: &AccountsProjector,
+    projector: &dyn StreamProjector,
     body: &str,
 ) -> Result<usize, String> {
     let description: FailureDescription =
@@ -303,10 +227,13 @@ async fn redrive_message(
             .read_raw(&stream_id, ReadRange::from(version).to(version))
             .await
             .map_err(|e| e.to_string())?;
-        for event in store.upcast_all(raw.events).map_err(|e| e.to_string())? {
-            projector.project(&event).await.map_err(|e| e.to_string())?;
-            applied += 1;
-        }
+        let events = store.upcast_all(raw.events).map_err(|e| e.to_string())?;
+        projector
+            .project_stream(&events)
+            .await
+            .into_result()
+            .map_err(|e| e.to_string())?;
+        applied += events.len();
     }
     Ok(applied)
 }
@@ -328,12 +255,16 @@ impl OpsTarget {
         let sdk = eventfold::aws::load_sdk_config().await;
         let clients = Clients::new(&sdk);
         let config = eventfold::config::Config::from_env().map_err(|e| e.to_string())?;
+        let accounts_from_env = config
+            .var(bank::names::env::ACCOUNTS_TABLE)
+            .unwrap_or_default()
+            .to_owned();
         let (events_table, accounts_table, snapshots_table, dlq_name) =
             if config.events_table.is_empty() {
                 let template = Template::load_default().map_err(|e| e.to_string())?;
                 let name = |id: &str| {
                     let fifo = template.queue(id).is_some_and(|q| q.fifo);
-                    crate::provision::physical_name(prefix, id, fifo)
+                    crate::local::provision::physical_name(prefix, id, fifo)
                 };
                 (
                     name("EventsTable"),
@@ -344,7 +275,7 @@ impl OpsTarget {
             } else {
                 (
                     config.events_table.clone(),
-                    config.accounts_table.clone(),
+                    accounts_from_env,
                     config.snapshots_table.clone(),
                     std::env::var("PROJECTOR_DLQ_NAME").ok(),
                 )
@@ -376,9 +307,9 @@ impl OpsTarget {
     }
 
     /// The projector writing this target's read model.
-    pub fn projector(&self) -> AccountsProjector {
-        AccountsProjector::new(
-            Arc::new(DynamoAccounts::new(
+    pub fn projector(&self) -> Projector<AccountsProjection> {
+        bank::accounts_projector(
+            Arc::new(bank::accounts_read_model(
                 self.clients.dynamodb.clone(),
                 &self.accounts_table,
             )),
@@ -410,8 +341,11 @@ pub fn target_for(
 
 /// Snapshots one stream (`Account-<id>`) or every stream of a category (`Account`).
 pub async fn snapshot_backfill(target: &OpsTarget, what: &str) -> Result<(usize, usize), String> {
-    let commands = CommandService::new(target.store.clone()).with_snapshots(Arc::new(
-        DynamoSnapshots::new(target.clients.dynamodb.clone(), &target.snapshots_table),
+    let snapshotter = bank::snapshotter(CommandService::new(target.store.clone()).with_snapshots(
+        Arc::new(DynamoSnapshots::new(
+            target.clients.dynamodb.clone(),
+            &target.snapshots_table,
+        )),
     ));
     let streams = if what.contains('-') {
         vec![StreamId::parse(what).map_err(|e| e.to_string())?]
@@ -424,10 +358,10 @@ pub async fn snapshot_backfill(target: &OpsTarget, what: &str) -> Result<(usize,
     };
     let mut written = 0;
     for stream in &streams {
-        if let snapshot_streams::Outcome::Written(_) =
-            snapshot_streams::snapshot_stream(&commands, stream)
-                .await
-                .map_err(|e| e.to_string())?
+        if let SnapshotOutcome::Written(_) = snapshotter
+            .snapshot(stream)
+            .await
+            .map_err(|e| e.to_string())?
         {
             written += 1;
         }
@@ -443,20 +377,24 @@ fn say(line: &str) {
 /// `eventfold rebuild [--prefix P]`: clears the projection and replays the events table.
 pub async fn rebuild_command(prefix: &str) -> Result<(), String> {
     let target = OpsTarget::resolve(prefix).await?;
-    let cleared = clear_projection(&target.clients.dynamodb, &target.accounts_table)
+    let projector = target.projector();
+    let cleared = projector
+        .read_model()
+        .clear()
         .await
         .map_err(|e| e.to_string())?;
-    let report = rebuild(&target.store, &target.projector(), 4)
+    let report = rebuild(&target.store, &projector, 4)
         .await
         .map_err(|e| e.to_string())?;
+    let batch = &report.batch;
     say(&format!(
         "cleared {cleared} rows; replayed {} events in {:?}: {} applied, {} duplicates, {} repaired, {} skipped",
-        report.events,
+        batch.events(),
         report.elapsed,
-        report.applied,
-        report.duplicates,
-        report.repaired,
-        report.skipped
+        batch.applied,
+        batch.duplicates,
+        batch.repaired,
+        batch.skipped
     ));
     Ok(())
 }

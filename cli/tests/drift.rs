@@ -11,8 +11,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use eventfold::names::{accounts, commands, events, snapshots};
-use eventfold_cli::template::{Reference, Template};
+use bank::names::accounts;
+use eventfold::names::{commands, events, snapshots};
+use eventfold_cli::local::template::{Reference, Template};
 
 fn template() -> Template {
     Template::load_default().unwrap()
@@ -119,7 +120,7 @@ fn routes_in_code_template_and_openapi_agree() {
         .flat_map(|r| r.iter().map(|k| (*k).to_owned()))
         .collect();
     assert_eq!(in_code, served, "every route served is in the API, once");
-    let openapi: serde_json::Value = serde_json::from_str(eventfold::http::OPENAPI_JSON).unwrap();
+    let openapi: serde_json::Value = serde_json::from_str(bank::api::OPENAPI_JSON).unwrap();
     let mut documented = BTreeSet::new();
     for (path, operations) in openapi["paths"].as_object().unwrap() {
         for method in operations.as_object().unwrap().keys() {
@@ -136,7 +137,7 @@ fn routes_in_code_template_and_openapi_agree() {
 /// operations and set exactly their path parameters.
 #[test]
 fn openapi_links_name_real_operations_and_their_path_parameters() {
-    let openapi: serde_json::Value = serde_json::from_str(eventfold::http::OPENAPI_JSON).unwrap();
+    let openapi: serde_json::Value = serde_json::from_str(bank::api::OPENAPI_JSON).unwrap();
     let resolve = |value: &serde_json::Value| -> serde_json::Value {
         value["$ref"]
             .as_str()

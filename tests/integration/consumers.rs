@@ -10,9 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
 use aws_lambda_events::streams::DynamoDbEventResponse;
-use eventfold::projection::accounts::AccountsReadModel;
-use eventfold::projection::accounts::DynamoAccounts;
-use eventfold_cli::functions::StreamHandler;
+use eventfold_cli::local::functions::StreamHandler;
 use eventfold_cli::ops;
 use eventfold_tests::{
     TestEnv, events_by_stream, expected_accounts, projected_accounts, projection_converges,
@@ -30,16 +28,12 @@ async fn workload_projects_exactly_and_publishes_every_event_once_in_order() {
     );
     let expected = expected_accounts(&api.env).await;
     assert_eq!(expected.len(), 50);
-    let totals = DynamoAccounts::new(
-        api.env.clients.dynamodb.clone(),
-        api.env.resources.table("AccountsTable"),
-    )
-    .totals()
-    .await
-    .expect("totals");
+    let totals = bank::read_model::totals(&api.env.accounts())
+        .await
+        .expect("totals");
     let mut held = BTreeMap::new();
     for row in expected.values() {
-        *held.entry(row.currency.clone()).or_insert(0) += row.balance;
+        *held.entry(row.view.currency.clone()).or_insert(0) += row.view.balance;
     }
     assert_eq!(totals.held, held);
     assert_eq!(totals.accounts_open, 50);
@@ -212,22 +206,28 @@ async fn a_poison_event_goes_to_the_dead_letter_queue_and_redrive_completes_it()
         others.push(api.open_account(&format!("Other {n}"), "EUR").await);
     }
     let store = api.env.store(eventfold::StoreSettings::default());
-    let service =
-        eventfold::service::BankingService::new(eventfold::command::CommandService::new(store));
+    let commands = eventfold::command::CommandService::new(store);
     let context = eventfold::command::CommandContext::default();
-    let respond = |_: &[eventfold::store::WrittenStream]| json!({});
-    let eur = eventfold::domain::money::Currency::parse("EUR").expect("EUR");
-    use eventfold::domain::account::AccountCommand as C;
+    let victim_stream =
+        bank::service::account_stream(&eventfold::EntityId::parse(victim).expect("id"));
+    let eur = bank::domain::money::Currency::parse("EUR").expect("EUR");
+    let amount = |units| bank::domain::money::Amount::new(units).expect("amount");
+    use bank::domain::account::AccountCommand as C;
     for command in [
         C::Open {
-            owner: "Victim".into(),
+            owner: bank::domain::Name::parse("Victim").expect("name"),
             currency: eur,
         },
-        C::Deposit { amount: 10 },
-        C::Deposit { amount: 20 },
+        C::Deposit { amount: amount(10) },
+        C::Deposit { amount: amount(20) },
     ] {
-        service
-            .account_command(&context, victim, None, &command, &respond)
+        commands
+            .execute_one::<bank::domain::account::Account, _>(
+                &context,
+                eventfold::command::Target::new(victim_stream.clone()),
+                &command,
+                (),
+            )
             .await
             .expect("command");
     }
@@ -322,7 +322,9 @@ async fn rebuild_while_commands_arrive_equals_the_fold() {
         &api.env.clients,
         eventfold::StoreSettings::default(),
     );
-    let cleared = ops::clear_projection(&target.clients.dynamodb, &target.accounts_table)
+    let projector = target.projector();
+    let cleared = eventfold::projection::StreamProjector::read_model(&projector)
+        .clear()
         .await
         .expect("clear");
     assert!(cleared >= 10);
@@ -331,11 +333,11 @@ async fn rebuild_while_commands_arrive_equals_the_fold() {
         let api = api.clone();
         tokio::spawn(async move { workload(&api, 5, 100, 4, 12).await })
     };
-    let report = ops::rebuild(&target.store, &target.projector(), 4)
+    let report = ops::rebuild(&target.store, &projector, 4)
         .await
         .expect("rebuild");
     assert!(
-        report.events >= before,
+        report.batch.events() >= before,
         "the scan saw every event written before it: {report:?}"
     );
     more.await.expect("commands");
@@ -343,15 +345,11 @@ async fn rebuild_while_commands_arrive_equals_the_fold() {
         projection_converges(&api.env, Duration::from_secs(60)).await,
         "rebuild + stream did not converge"
     );
-    let totals = DynamoAccounts::new(
-        api.env.clients.dynamodb.clone(),
-        api.env.resources.table("AccountsTable"),
-    )
-    .totals()
-    .await
-    .expect("totals");
+    let totals = bank::read_model::totals(&api.env.accounts())
+        .await
+        .expect("totals");
     let expected = expected_accounts(&api.env).await;
     assert_eq!(totals.accounts_open as usize, expected.len());
-    let sum: i64 = expected.values().map(|r| r.balance).sum();
+    let sum: i64 = expected.values().map(|r| r.view.balance).sum();
     assert_eq!(totals.held.values().sum::<i64>(), sum);
 }

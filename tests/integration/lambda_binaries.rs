@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 use eventfold::store::EventStore;
-use eventfold_cli::coldstart;
+use eventfold_cli::local::coldstart;
 use eventfold_tests::{TestEnv, emulator_endpoint, template};
 use serde_json::Value;
 

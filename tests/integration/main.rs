@@ -11,5 +11,6 @@ mod consumers;
 mod emulator_quirks;
 mod http;
 mod lambda_binaries;
+mod orders_example;
 mod snapshots;
 mod store;

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use bank::domain::account::{Account, AccountCommand};
 use eventfold::aws::RequestCounter;
 use eventfold::command::{CommandContext, CommandService, Target};
-use eventfold::domain::account::{Account, AccountCommand};
 use eventfold::snapshot::{DynamoSnapshots, SnapshotStore};
 use eventfold::store::{DynamoStore, EventStore};
 use eventfold::{StoreSettings, StreamId};
@@ -150,7 +150,8 @@ async fn a_poison_snapshot_request_dead_letters_while_others_proceed() {
 /// cost as much as the table is large (moto deep-copies it) and 100 transactions would crawl.
 async fn seed_account(env: &TestEnv, id: &str, events: usize) -> StreamId {
     let memory = eventfold::MemoryStore::new();
-    let stream = eventfold_cli::bench::seed_account(&memory, id, events)
+    let id = eventfold::EntityId::parse(id).expect("id");
+    let stream = bank::testing::seed_account(&memory, &id, events)
         .await
         .expect("seed");
     let table = env.resources.table("EventsTable");
@@ -198,11 +199,13 @@ async fn deposit_cost(
         .events_folded;
     counter.reset();
     commands
-        .execute_one::<Account>(
+        .execute_one::<Account, _>(
             &CommandContext::default(),
             Target::new(stream.clone()),
-            &AccountCommand::Deposit { amount: 1 },
-            |_| json!({}),
+            &AccountCommand::Deposit {
+                amount: bank::domain::money::Amount::new(1).expect("amount"),
+            },
+            (),
         )
         .await
         .expect("deposit");
@@ -284,7 +287,8 @@ async fn backfill_snapshots_a_whole_category() {
     let env = TestEnv::new().await;
     let store = env.store(StoreSettings::default());
     for (id, events) in [("b1", 3), ("b2", 120), ("b3", 1)] {
-        eventfold_cli::bench::seed_account(store.as_ref(), id, events)
+        let id = eventfold::EntityId::parse(id).expect("id");
+        bank::testing::seed_account(store.as_ref(), &id, events)
             .await
             .expect("seed");
     }

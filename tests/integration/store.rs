@@ -1,4 +1,5 @@
-//! The event store conformance suite, run against both stores, plus concurrency on DynamoDB.
+//! The conformance suites on DynamoDB (the emulator): the event store and the read-model
+//! store, as the library defines them; plus concurrency on the DynamoDB event store.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -6,67 +7,35 @@ use std::sync::Arc;
 use eventfold::store::{
     AppendRequest, AppendResult, DynamoStore, EventStore, ExpectedVersion, NewCommand,
 };
-use eventfold::{CommandId, MemoryStore, NewEvent, StoreError, StreamId};
+use eventfold::testing::store_suite::{self, DynamoHarness};
+use eventfold::{CommandId, NewEvent, StoreError, StreamId};
 use eventfold_tests::TestEnv;
-use eventfold_tests::conformance::{self, DynamoHarness, MemoryHarness};
-
-fn memory() -> MemoryHarness {
-    MemoryHarness(Arc::new(
-        MemoryStore::with_settings(conformance::settings()),
-    ))
-}
 
 async fn dynamo() -> DynamoHarness {
     let env = TestEnv::new().await;
     DynamoHarness {
-        store: env.store(conformance::settings()),
+        store: env.store(store_suite::settings()),
         client: env.clients.dynamodb.clone(),
         table: env.events_table().to_owned(),
     }
 }
 
-macro_rules! conformance_suite {
-    ($($case:ident),* $(,)?) => {
-        mod memory_store {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    eventfold_tests::conformance::$case(&super::memory()).await;
-                }
-            )*
-        }
-        mod dynamo_store {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    eventfold_tests::conformance::$case(&super::dynamo().await).await;
-                }
-            )*
-        }
-    };
+mod dynamo_store {
+    eventfold::event_store_conformance!(super::dynamo().await);
 }
 
-conformance_suite!(
-    append_then_read_back,
-    expected_versions,
-    append_after_head,
-    multi_stream_atomicity,
-    transaction_item_limits,
-    invalid_appends_write_nothing,
-    large_stream_reads_every_page,
-    paged_reads,
-    as_of_reads,
-    idempotent_commands,
-    upcasting_on_read,
-    integrity_chain_detects_tampering,
-    snapshot_due_marking,
-);
+/// Each case on a fresh accounts table of its own (one case clears its store).
+mod dynamo_read_model {
+    eventfold::read_model_conformance!(std::sync::Arc::new(
+        eventfold_tests::TestEnv::new().await.accounts()
+    ));
+}
 
 /// 16 writers race on one stream with exact expectations: no gaps, no duplicates, no loss.
 #[tokio::test]
 async fn concurrent_exact_appends_never_fork_or_gap() {
     let env = TestEnv::new().await;
-    let store: Arc<dyn EventStore> = env.store(conformance::settings());
+    let store: Arc<dyn EventStore> = env.store(store_suite::settings());
     let id = StreamId::new("Race", "one").expect("id");
     let writers = 16;
     let per_writer = 6;
@@ -146,7 +115,7 @@ async fn a_store_without_a_commands_table_refuses_command_ids() {
     let store = DynamoStore::new(
         env.clients.dynamodb.clone(),
         env.events_table(),
-        conformance::settings(),
+        store_suite::settings(),
     );
     let id = StreamId::new("Plain", "one").expect("id");
     let event = || NewEvent::new("Happened", serde_json::json!({}));
@@ -158,20 +127,20 @@ async fn a_store_without_a_commands_table_refuses_command_ids() {
     let command = NewCommand {
         command_id: CommandId::new("c-1").expect("id"),
         request_hash: "h".into(),
-        response: None,
+        receipt: None,
     };
     let idempotent = AppendRequest::single(id.clone(), ExpectedVersion::Exact(1), vec![event()])
         .with_command(command);
     let refused = store.append(idempotent).await;
     assert!(
-        matches!(&refused, Err(StoreError::InvalidInput(m)) if m.contains("commands table")),
+        matches!(&refused, Err(StoreError::Misuse(m)) if m.contains("commands table")),
         "{refused:?}"
     );
     assert!(matches!(
         store
             .read_command(&CommandId::new("c-1").expect("id"))
             .await,
-        Err(StoreError::InvalidInput(_))
+        Err(StoreError::Misuse(_))
     ));
     assert_eq!(store.read_all(&id, 1).await.expect("read").len(), 1);
 }

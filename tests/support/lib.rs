@@ -8,7 +8,6 @@
     clippy::cast_sign_loss
 )]
 
-pub mod conformance;
 mod emulator;
 
 use std::sync::{Arc, OnceLock};
@@ -16,8 +15,8 @@ use std::sync::{Arc, OnceLock};
 use aws_sdk_dynamodb::config::Credentials;
 use eventfold::snapshot::DynamoSnapshots;
 use eventfold::store::{DynamoStore, StoreSettings};
-use eventfold_cli::provision::{Clients, Resources, provision};
-use eventfold_cli::template::Template;
+use eventfold_cli::local::provision::{Clients, Resources, provision};
+use eventfold_cli::local::template::Template;
 
 pub use emulator::emulator_endpoint;
 
@@ -106,6 +105,14 @@ impl TestEnv {
         )
     }
 
+    /// The accounts read model over this environment's table.
+    pub fn accounts(&self) -> eventfold::projection::DynamoReadModel {
+        bank::accounts_read_model(
+            self.clients.dynamodb.clone(),
+            self.resources.table("AccountsTable"),
+        )
+    }
+
     /// The snapshot store over this environment's table.
     pub fn snapshots(&self) -> Arc<DynamoSnapshots> {
         Arc::new(DynamoSnapshots::new(
@@ -119,7 +126,7 @@ impl TestEnv {
 #[derive(Debug)]
 pub struct RunningEnv {
     pub env: TestEnv,
-    pub runner: eventfold_cli::runner::LocalRunner,
+    pub runner: eventfold_cli::local::runner::LocalRunner,
     pub http: reqwest::Client,
 }
 
@@ -128,21 +135,21 @@ impl TestEnv {
     /// replace functions (e.g. with fault-injecting wrappers) first.
     pub async fn serve_with(
         self,
-        customize: impl FnOnce(&mut eventfold_cli::functions::Functions),
+        customize: impl FnOnce(&mut eventfold_cli::local::functions::Functions),
     ) -> RunningEnv {
-        let mut functions = eventfold_cli::functions::Functions::from_template(
+        let mut functions = eventfold_cli::local::functions::Functions::from_template(
             template(),
             &self.resources,
             &self.clients,
         )
         .expect("functions from the template");
         customize(&mut functions);
-        let runner = eventfold_cli::runner::LocalRunner::start(
+        let runner = eventfold_cli::local::runner::LocalRunner::start(
             template(),
             &self.resources,
             &self.clients,
             functions,
-            eventfold_cli::runner::RunnerOptions::default(),
+            eventfold_cli::local::runner::RunnerOptions::default(),
         )
         .await
         .expect("runner starts");
@@ -298,46 +305,36 @@ pub async fn events_by_stream(
 /// What the accounts table should hold: the fold of every account stream.
 pub async fn expected_accounts(
     env: &TestEnv,
-) -> std::collections::BTreeMap<String, eventfold::projection::accounts::AccountRow> {
+) -> std::collections::BTreeMap<String, bank::read_model::AccountRow> {
     events_by_stream(env)
         .await
         .into_iter()
         .filter(|(stream, _)| stream.starts_with("Account-"))
-        .filter_map(|(_, events)| eventfold::projection::accounts::expected_row(&events))
-        .map(|row| (row.account_id.clone(), row))
+        .filter_map(|(_, events)| bank::read_model::expected_row(&events))
+        .map(|row| (row.id.clone(), row))
         .collect()
 }
 
 /// What the accounts table holds (totals rows excluded).
 pub async fn projected_accounts(
     env: &TestEnv,
-) -> std::collections::BTreeMap<String, eventfold::projection::accounts::AccountRow> {
+) -> std::collections::BTreeMap<String, bank::read_model::AccountRow> {
+    use eventfold::projection::ReadModelStore;
+    let read_model = env.accounts();
     let mut rows = std::collections::BTreeMap::new();
-    let mut start = None;
-    loop {
-        let output = env
-            .clients
-            .dynamodb
-            .scan()
-            .table_name(env.resources.table("AccountsTable"))
-            .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .expect("scan");
-        for item in output.items.unwrap_or_default() {
-            let is_totals = matches!(item.get("account_id"), Some(aws_sdk_dynamodb::types::AttributeValue::S(id)) if id.starts_with('#'));
-            if !is_totals {
-                let row: eventfold::projection::accounts::AccountRow =
-                    eventfold::codec::from_item(item, "row").expect("row");
-                rows.insert(row.account_id.clone(), row);
-            }
-        }
-        start = output.last_evaluated_key;
-        if start.is_none() {
-            return rows;
-        }
+    for (id, stored) in read_model.rows().await.expect("rows") {
+        let Some(document) = stored.row else { continue };
+        let view = serde_json::from_value(serde_json::Value::Object(document)).expect("row");
+        rows.insert(
+            id.clone(),
+            bank::read_model::AccountRow {
+                id,
+                view,
+                version: stored.version,
+            },
+        );
     }
+    rows
 }
 
 /// Waits until the accounts table equals the fold of the events table, or `within` passes;

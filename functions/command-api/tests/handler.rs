@@ -12,11 +12,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
+use bank::service::BankingService;
 use command_api::App;
 use eventfold::command::{CommandService, RetryPolicy};
 use eventfold::envelope::StreamHead;
+use eventfold::error::{CurrentVersion, Unavailable};
+use eventfold::http::ApiRequest;
 use eventfold::ids::{CommandId, StreamId};
-use eventfold::service::BankingService;
 use eventfold::snapshot::MemorySnapshots;
 use eventfold::store::{
     AppendRequest, AppendResult, CommandRecord, EventStore, ItemPage, ReadRange, StoreSettings,
@@ -55,7 +57,13 @@ fn request(
     }
     event["pathParameters"] = Value::Object(params);
     for (name, value) in headers {
-        event["headers"][name.to_ascii_lowercase()] = json!(value);
+        let name = name.to_ascii_lowercase();
+        // An empty value removes the fixture's header of that name.
+        if value.is_empty() {
+            event["headers"].as_object_mut().unwrap().remove(&name);
+        } else {
+            event["headers"][name] = json!(value);
+        }
     }
     serde_json::from_value(event).unwrap()
 }
@@ -122,7 +130,7 @@ impl Fixture {
     ) -> Reply {
         Reply::new(
             self.app
-                .respond(request(route_key, path, body, headers))
+                .respond(ApiRequest::new(request(route_key, path, body, headers)))
                 .await,
         )
     }
@@ -549,22 +557,22 @@ async fn against(error: fn(&AppendRequest) -> StoreError) -> Reply {
         error,
     }));
     let open = Reply::new(
-        app.respond(request(
+        app.respond(ApiRequest::new(request(
             "POST /accounts",
             "/accounts",
             r#"{"owner":"A","currency":"EUR"}"#,
             &[],
-        ))
+        )))
         .await,
     );
     let a = open.body["id"].as_str().unwrap().to_owned();
     Reply::new(
-        app.respond(request(
+        app.respond(ApiRequest::new(request(
             "POST /accounts/{id}/deposits",
             &format!("/accounts/{a}/deposits"),
             r#"{"amount":1}"#,
             &[],
-        ))
+        )))
         .await,
     )
 }
@@ -574,7 +582,7 @@ async fn persistent_conflicts_are_409_with_retry_after() {
     let reply = against(|request| StoreError::Conflict {
         stream_id: request.writes[0].stream_id.clone(),
         expected: request.writes[0].expected,
-        actual: Some(99),
+        actual: CurrentVersion::At(99),
     })
     .await;
     reply.problem(409, "concurrency-conflict");
@@ -583,9 +591,15 @@ async fn persistent_conflicts_are_409_with_retry_after() {
 
 #[tokio::test]
 async fn an_unavailable_store_is_503_with_retry_after() {
-    let reply = against(|_| StoreError::Unavailable {
-        message: "throttled".into(),
-        retryable: true,
+    let reply = against(|_| {
+        StoreError::Unavailable(Box::new(Unavailable {
+            operation: "TransactWriteItems",
+            resource: "events".into(),
+            code: Some("ThrottlingException".into()),
+            retryable: true,
+            outcome_unknown: false,
+            source: "throttled".into(),
+        }))
     })
     .await;
     reply.problem(503, "store-unavailable");
@@ -602,6 +616,188 @@ async fn unknown_routes_are_404() {
     f.call("DELETE /accounts/{id}", "/accounts/a", "", &[])
         .await
         .problem(404, "route-not-found");
+}
+
+/// A parser differential: `{"amount":-5,"amount":300}` must not deposit 300 (or anything).
+#[tokio::test]
+async fn duplicate_keys_are_400_and_write_nothing() {
+    let f = Fixture::new();
+    let a = f.open().await;
+    let before = f.event_count();
+    for (route, path, body) in [
+        (
+            "POST /accounts/{id}/deposits",
+            format!("/accounts/{a}/deposits"),
+            r#"{"amount":-5,"amount":300}"#.to_owned(),
+        ),
+        (
+            "POST /accounts",
+            "/accounts".to_owned(),
+            r#"{"owner":"A","currency":"EUR","owner":"B"}"#.to_owned(),
+        ),
+        (
+            "POST /transfers",
+            "/transfers".to_owned(),
+            json!({"from": a, "to": "b", "amount": 1})
+                .to_string()
+                .replace('}', r#","amount":2}"#),
+        ),
+    ] {
+        let reply = f.call(route, &path, &body, &[]).await;
+        reply.problem(400, "malformed-json");
+        assert!(
+            reply.body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("duplicate key"),
+            "{body}: {:?}",
+            reply.body
+        );
+    }
+    assert_eq!(f.event_count(), before, "nothing written");
+}
+
+/// A body must be sent as JSON: anything else is 415 on every route that takes one, and
+/// writes nothing; a UTF-8 charset parameter is fine.
+#[tokio::test]
+async fn bodies_that_are_not_declared_json_are_415() {
+    let f = Fixture::new();
+    let a = f.open().await;
+    let before = f.event_count();
+    let routes = [
+        (
+            "POST /users",
+            "/users".to_owned(),
+            r#"{"email":"x@y.co","name":"X"}"#.to_owned(),
+        ),
+        (
+            "POST /accounts",
+            "/accounts".to_owned(),
+            r#"{"owner":"X","currency":"EUR"}"#.to_owned(),
+        ),
+        (
+            "POST /accounts/{id}/deposits",
+            format!("/accounts/{a}/deposits"),
+            r#"{"amount":5}"#.to_owned(),
+        ),
+        (
+            "POST /accounts/{id}/withdrawals",
+            format!("/accounts/{a}/withdrawals"),
+            r#"{"amount":5}"#.to_owned(),
+        ),
+        (
+            "POST /accounts/{id}/close",
+            format!("/accounts/{a}/close"),
+            "{}".to_owned(),
+        ),
+        (
+            "POST /transfers",
+            "/transfers".to_owned(),
+            json!({"from": a, "to": "b", "amount": 1}).to_string(),
+        ),
+    ];
+    for (route, path, body) in &routes {
+        for content_type in [
+            "",
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "application/json-patch+json",
+            "application/json; charset=latin1",
+            "multipart/form-data; boundary=x",
+        ] {
+            let reply = f
+                .call(route, path, body, &[("content-type", content_type)])
+                .await;
+            reply.problem(415, "unsupported-media-type");
+        }
+    }
+    assert_eq!(f.event_count(), before, "nothing written");
+    for content_type in [
+        "application/json; charset=utf-8",
+        "Application/JSON;Charset=\"UTF-8\"",
+    ] {
+        let reply = f
+            .call(
+                "POST /accounts/{id}/deposits",
+                &format!("/accounts/{a}/deposits"),
+                r#"{"amount":5}"#,
+                &[("content-type", content_type)],
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{content_type}: {:?}", reply.body);
+    }
+    // Closing without a body needs no content type.
+    let b = f.open().await;
+    let close = f
+        .call(
+            "POST /accounts/{id}/close",
+            &format!("/accounts/{b}/close"),
+            "",
+            &[("content-type", "")],
+        )
+        .await;
+    assert_eq!(close.status, 200);
+}
+
+/// Every answer to a command carries its command id: the client's key, or one generated so
+/// that a client whose answer was lost (or was a 503) can retry safely with it.
+#[tokio::test]
+async fn every_command_answer_carries_its_idempotency_key() {
+    let f = Fixture::new();
+    let a = f.open().await;
+    let given = f
+        .call(
+            "POST /accounts/{id}/deposits",
+            &format!("/accounts/{a}/deposits"),
+            r#"{"amount":5}"#,
+            &[("Idempotency-Key", "client-key-7")],
+        )
+        .await;
+    assert_eq!(given.header("idempotency-key"), Some("client-key-7"));
+    let generated = f
+        .call(
+            "POST /accounts/{id}/deposits",
+            &format!("/accounts/{a}/deposits"),
+            r#"{"amount":5}"#,
+            &[],
+        )
+        .await;
+    let key = generated.header("idempotency-key").unwrap().to_owned();
+    assert!(CommandId::new(key.clone()).is_ok(), "{key}");
+    let refused = f
+        .call(
+            "POST /accounts/{id}/withdrawals",
+            &format!("/accounts/{a}/withdrawals"),
+            r#"{"amount":99999}"#,
+            &[("Idempotency-Key", "client-key-8")],
+        )
+        .await;
+    refused.problem(422, "insufficient-funds");
+    assert_eq!(refused.header("idempotency-key"), Some("client-key-8"));
+    // The generated key replays the command it was generated for.
+    let replay = f
+        .call(
+            "POST /accounts/{id}/deposits",
+            &format!("/accounts/{a}/deposits"),
+            r#"{"amount":5}"#,
+            &[("Idempotency-Key", &key)],
+        )
+        .await;
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(replay.body, generated.body);
+    let unavailable = against(|_| {
+        StoreError::Unavailable(Box::new(Unavailable {
+            operation: "TransactWriteItems",
+            resource: "events".into(),
+            code: None,
+            retryable: false,
+            outcome_unknown: false,
+            source: "down".into(),
+        }))
+    })
+    .await;
+    unavailable.problem(503, "store-unavailable");
+    assert!(unavailable.header("idempotency-key").is_some());
 }
 
 fn hostile_json() -> impl Strategy<Value = String> {

@@ -5,6 +5,9 @@ use lambda_runtime::{Error, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     eventfold::telemetry::init();
-    let app = publish_events::App::from_env().await?;
-    lambda_runtime::run(service_fn(|event| publish_events::handle(&app, event))).await
+    let publisher = publish_events::from_env().await?;
+    lambda_runtime::run(service_fn(|event| {
+        publish_events::handle(&publisher, event)
+    }))
+    .await
 }

@@ -4,18 +4,19 @@
 use std::sync::Arc;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
-use eventfold::StreamId;
+use bank::api::OPENAPI_JSON;
+use bank::domain::account::AccountStatus;
+use bank::names::env as bank_env;
+use bank::read_model::account_row;
+use bank::service::BankingService;
 use eventfold::command::CommandService;
 use eventfold::config::Config;
-use eventfold::domain::account::AccountStatus;
 use eventfold::envelope::{RecordedEvent, format_timestamp};
 use eventfold::http::{
-    ApiRequest, OPENAPI_JSON, Problem, ProblemKind, etag, json_response, set_header,
+    ApiRequest, IntoProblem, Problem, deadline_from_lambda, etag, json_response, kinds, set_header,
 };
-use eventfold::ids::validate_entity_id;
 use eventfold::names::env;
-use eventfold::projection::accounts::{AccountsReadModel, DynamoAccounts};
-use eventfold::service::BankingService;
+use eventfold::projection::ReadModelStore;
 use eventfold::snapshot::DynamoSnapshots;
 use eventfold::store::{AsOf, EventStore};
 use lambda_runtime::{Error, LambdaEvent};
@@ -44,18 +45,22 @@ pub const ROUTES: &[&str] = &[
 ];
 
 /// The environment variables this function reads (checked against the template).
-pub const REQUIRED_ENV: &[&str] = &[env::EVENTS_TABLE, env::SNAPSHOTS_TABLE, env::ACCOUNTS_TABLE];
+pub const REQUIRED_ENV: &[&str] = &[
+    env::EVENTS_TABLE,
+    env::SNAPSHOTS_TABLE,
+    bank_env::ACCOUNTS_TABLE,
+];
 
 /// Everything a request needs, built once per process.
 #[derive(Clone, Debug)]
 pub struct App {
     service: BankingService,
-    read_model: Arc<dyn AccountsReadModel>,
+    read_model: Arc<dyn ReadModelStore>,
 }
 
 impl App {
     /// An app over a banking service and a read model (tests pass memory ones).
-    pub fn new(service: BankingService, read_model: Arc<dyn AccountsReadModel>) -> Self {
+    pub fn new(service: BankingService, read_model: Arc<dyn ReadModelStore>) -> Self {
         Self {
             service,
             read_model,
@@ -79,7 +84,8 @@ impl App {
             client.clone(),
             &config.snapshots_table,
         ));
-        let read_model = Arc::new(DynamoAccounts::new(client, &config.accounts_table));
+        let accounts_table = config.var(bank_env::ACCOUNTS_TABLE).unwrap_or_default();
+        let read_model = Arc::new(bank::accounts_read_model(client, accounts_table));
         Self::new(
             BankingService::new(CommandService::new(store).with_snapshots(snapshots)),
             read_model,
@@ -87,7 +93,7 @@ impl App {
     }
 
     /// Answers one request; never fails.
-    pub async fn respond(&self, request: ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+    pub async fn respond(&self, request: ApiRequest) -> ApiGatewayV2httpResponse {
         eventfold::http::respond(request, async |request| self.route(request).await).await
     }
 
@@ -99,36 +105,25 @@ impl App {
             VERIFY_STREAM => self.verify(request).await,
             OPENAPI => {
                 let document: Value = serde_json::from_str(OPENAPI_JSON)
-                    .map_err(|e| Problem::new(ProblemKind::Internal, e.to_string()))?;
+                    .map_err(|e| Problem::new(kinds::INTERNAL, "internal error").caused_by(&e))?;
                 Ok(json_response(200, &document))
             }
             other => Err(Problem::new(
-                ProblemKind::RouteNotFound,
+                kinds::ROUTE_NOT_FOUND,
                 format!("the query API has no route {other:?}"),
             )),
         }
     }
 
     async fn account_row(&self, request: &ApiRequest) -> Result<ApiGatewayV2httpResponse, Problem> {
-        let id = account_id(request)?;
-        let row = self
-            .read_model
-            .account(&id)
+        let id = request.entity_id("id")?;
+        let row = account_row(self.read_model.as_ref(), id.as_str())
             .await
-            .map_err(|e| Problem::from(&e))?
+            .map_err(|e| e.to_problem())?
             .ok_or_else(|| not_found(format!("no account {id} in the read model (yet)")))?;
-        let mut response = json_response(
-            200,
-            &json!({
-                "id": row.account_id,
-                "owner": row.owner,
-                "currency": row.currency,
-                "balance": row.balance,
-                "status": row.status,
-                "version": row.version,
-                "updated_at": row.updated_at,
-            }),
-        );
+        let body = serde_json::to_value(&row)
+            .map_err(|e| Problem::new(kinds::INTERNAL, "internal error").caused_by(&e))?;
+        let mut response = json_response(200, &body);
         set_header(&mut response, "etag", &etag(row.version));
         Ok(response)
     }
@@ -137,13 +132,13 @@ impl App {
         &self,
         request: &ApiRequest,
     ) -> Result<ApiGatewayV2httpResponse, Problem> {
-        let id = account_id(request)?;
+        let id = request.entity_id("id")?;
         let as_of = request.query("as_of").map(parse_as_of).transpose()?;
         let loaded = self
             .service
             .account_state(&id, as_of)
             .await
-            .map_err(|e| Problem::from(&e))?;
+            .map_err(|e| e.to_problem())?;
         if loaded.state.status == AccountStatus::Unopened {
             return Err(not_found(format!("no account {id}")));
         }
@@ -152,7 +147,7 @@ impl App {
             200,
             &json!({
                 "id": id,
-                "owner": state.owner,
+                "owner": state.owner.as_ref().map(ToString::to_string),
                 "currency": state.currency.map(|c| c.to_string()),
                 "balance": state.balance,
                 "status": state.status.as_str(),
@@ -167,7 +162,7 @@ impl App {
         &self,
         request: &ApiRequest,
     ) -> Result<ApiGatewayV2httpResponse, Problem> {
-        let stream_id = stream_id(request)?;
+        let stream_id = request.stream_id("stream_id")?;
         let from = match request.query("from") {
             None => 1,
             Some(text) => text
@@ -188,12 +183,12 @@ impl App {
         let page = store
             .read_stream(&stream_id, from, limit)
             .await
-            .map_err(|e| Problem::from(&e))?;
+            .map_err(|e| e.to_problem())?;
         if page.events.is_empty()
             && store
                 .read_head(&stream_id)
                 .await
-                .map_err(|e| Problem::from(&e))?
+                .map_err(|e| e.to_problem())?
                 .is_none()
         {
             return Err(not_found(format!("no stream {stream_id}")));
@@ -206,12 +201,12 @@ impl App {
     }
 
     async fn verify(&self, request: &ApiRequest) -> Result<ApiGatewayV2httpResponse, Problem> {
-        let stream_id = stream_id(request)?;
+        let stream_id = request.stream_id("stream_id")?;
         let store = self.service.commands().store();
         let verification = store
             .verify_stream(&stream_id)
             .await
-            .map_err(|e| Problem::from(&e))?;
+            .map_err(|e| e.to_problem())?;
         if matches!(
             verification,
             eventfold::Verification::Intact { events: 0, .. }
@@ -219,7 +214,7 @@ impl App {
             return Err(not_found(format!("no stream {stream_id}")));
         }
         let body = serde_json::to_value(&verification)
-            .map_err(|e| Problem::new(ProblemKind::Internal, e.to_string()))?;
+            .map_err(|e| Problem::new(kinds::INTERNAL, "internal error").caused_by(&e))?;
         Ok(json_response(200, &body))
     }
 }
@@ -229,7 +224,10 @@ pub async fn handle(
     app: &App,
     event: LambdaEvent<ApiGatewayV2httpRequest>,
 ) -> Result<ApiGatewayV2httpResponse, Error> {
-    Ok(app.respond(event.payload).await)
+    let deadline = deadline_from_lambda(&event.context);
+    Ok(app
+        .respond(ApiRequest::new(event.payload).with_deadline(deadline))
+        .await)
 }
 
 /// An event as the API shows it.
@@ -248,22 +246,11 @@ pub fn envelope_json(event: &RecordedEvent) -> Value {
 }
 
 fn invalid(detail: impl Into<String>) -> Problem {
-    Problem::new(ProblemKind::InvalidRequest, detail)
+    Problem::new(kinds::INVALID_REQUEST, detail)
 }
 
 fn not_found(detail: impl Into<String>) -> Problem {
-    Problem::new(ProblemKind::NotFound, detail)
-}
-
-fn account_id(request: &ApiRequest) -> Result<String, Problem> {
-    let id = request.path_param("id").unwrap_or_default();
-    validate_entity_id(id).map_err(|e| invalid(e.to_string()))?;
-    Ok(id.to_owned())
-}
-
-fn stream_id(request: &ApiRequest) -> Result<StreamId, Problem> {
-    StreamId::parse(request.path_param("stream_id").unwrap_or_default())
-        .map_err(|e| invalid(e.to_string()))
+    Problem::new(kinds::NOT_FOUND, detail)
 }
 
 /// `as_of`: a version (digits) or an RFC 3339 instant.

@@ -10,12 +10,14 @@ use std::sync::Arc;
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::encodings::Body;
+use bank::domain::Name;
+use bank::domain::account::AccountEvent;
+use bank::domain::money::{Amount, Currency};
+use bank::service::BankingService;
 use eventfold::aggregate::to_new_event;
 use eventfold::command::CommandService;
-use eventfold::domain::account::AccountEvent;
-use eventfold::domain::money::Currency;
-use eventfold::projection::accounts::{AccountsProjector, MemoryAccounts};
-use eventfold::service::BankingService;
+use eventfold::http::ApiRequest;
+use eventfold::projection::{MemoryReadModel, StreamProjector};
 use eventfold::snapshot::MemorySnapshots;
 use eventfold::store::{AppendRequest, EventStore, ExpectedVersion};
 use eventfold::{EventMetadata, MemoryStore, StreamId};
@@ -61,19 +63,19 @@ struct Setup {
 
 async fn setup() -> Setup {
     let store = Arc::new(MemoryStore::new());
-    let read_model = Arc::new(MemoryAccounts::new());
+    let read_model = Arc::new(MemoryReadModel::new(bank::names::accounts::ACCOUNT_ID));
     let eur = Currency::parse("EUR").unwrap();
     let events = [
         AccountEvent::AccountOpened {
-            owner: "Ada".into(),
+            owner: Name::parse("Ada").unwrap(),
             currency: eur,
         },
         AccountEvent::MoneyDeposited {
-            amount: 500,
+            amount: Amount::new(500).unwrap(),
             currency: eur,
         },
         AccountEvent::MoneyWithdrawn {
-            amount: 200,
+            amount: Amount::new(200).unwrap(),
             currency: eur,
         },
     ];
@@ -90,10 +92,12 @@ async fn setup() -> Setup {
         ))
         .await
         .unwrap();
-    let projector = AccountsProjector::new(read_model.clone(), store.clone());
-    for event in store.read_all(&stream, 1).await.unwrap() {
-        projector.project(&event).await.unwrap();
-    }
+    let projector = bank::accounts_projector(read_model.clone(), store.clone());
+    projector
+        .project_stream(&store.read_all(&stream, 1).await.unwrap())
+        .await
+        .into_result()
+        .unwrap();
     let service = BankingService::new(
         CommandService::new(store.clone()).with_snapshots(Arc::new(MemorySnapshots::new())),
     );
@@ -110,7 +114,9 @@ async fn get(
     params: &[(&str, &str)],
     query: &str,
 ) -> (i64, Value, http::HeaderMap) {
-    let response = app.respond(request(route_key, path, params, query)).await;
+    let response = app
+        .respond(ApiRequest::new(request(route_key, path, params, query)))
+        .await;
     let body = match response.body {
         Some(Body::Text(text)) => serde_json::from_str(&text).unwrap(),
         _ => Value::Null,

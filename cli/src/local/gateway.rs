@@ -1,0 +1,393 @@
+//! The local API Gateway: HTTP requests become API Gateway HTTP API (payload v2) events for the
+//! function the template routes them to, and the function's response becomes the HTTP
+//! response — status, headers, cookies, and base64 bodies decoded — as API Gateway does.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use aws_lambda_events::apigw::{
+    ApiGatewayV2httpRequest, ApiGatewayV2httpRequestContext,
+    ApiGatewayV2httpRequestContextHttpDescription, ApiGatewayV2httpResponse,
+};
+use aws_lambda_events::encodings::Body as EventBody;
+use base64::Engine;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::local::functions::HttpHandler;
+use crate::local::template::RouteSpec;
+
+/// API Gateway's payload limit for HTTP APIs (10 MB); bigger requests get 413 here as there.
+const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
+
+/// A route and the function that serves it.
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub method: String,
+    segments: Vec<Segment>,
+    pub path: String,
+    pub handler: Arc<dyn HttpHandler>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Param(String),
+}
+
+impl Route {
+    /// A route from the template, served by `handler`.
+    pub fn new(spec: &RouteSpec, handler: Arc<dyn HttpHandler>) -> Self {
+        let segments = spec
+            .path
+            .trim_start_matches('/')
+            .split('/')
+            .map(
+                |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Some(name) => Segment::Param(name.to_owned()),
+                    None => Segment::Literal(s.to_owned()),
+                },
+            )
+            .collect();
+        Self {
+            method: spec.method.clone(),
+            segments,
+            path: spec.path.clone(),
+            handler,
+        }
+    }
+
+    /// The route key API Gateway puts in the event.
+    pub fn key(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+
+    /// The path parameters if `path` matches, percent-decoded.
+    fn matches(&self, method: &str, path: &str) -> Option<BTreeMap<String, String>> {
+        if method != self.method {
+            return None;
+        }
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        if parts.len() != self.segments.len() {
+            return None;
+        }
+        let mut params = BTreeMap::new();
+        for (segment, part) in self.segments.iter().zip(parts) {
+            match segment {
+                Segment::Literal(literal) if literal == part => {}
+                Segment::Literal(_) => return None,
+                Segment::Param(_) if part.is_empty() => return None,
+                Segment::Param(name) => {
+                    params.insert(name.clone(), percent_decode(part)?);
+                }
+            }
+        }
+        Some(params)
+    }
+
+    /// How specific the route is: literal segments win over parameters, as in API Gateway.
+    fn specificity(&self) -> usize {
+        self.segments
+            .iter()
+            .filter(|s| matches!(s, Segment::Literal(_)))
+            .count()
+    }
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn decode_query_component(text: &str) -> String {
+    percent_decode(&text.replace('+', " ")).unwrap_or_else(|| text.to_owned())
+}
+
+/// The routing table.
+#[derive(Clone, Debug, Default)]
+pub struct Gateway {
+    routes: Vec<Route>,
+}
+
+impl Gateway {
+    /// A gateway over routes.
+    pub fn new(mut routes: Vec<Route>) -> Self {
+        routes.sort_by_key(|r| std::cmp::Reverse(r.specificity()));
+        Self { routes }
+    }
+
+    /// The routes served.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// Serves HTTP on `listener` until `shutdown` turns true.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = shutdown.changed() => return,
+            };
+            let Ok((stream, peer)) = accepted else {
+                continue;
+            };
+            let gateway = self.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request| {
+                    let gateway = gateway.clone();
+                    async move { Ok::<_, Infallible>(gateway.handle(request, peer).await) }
+                });
+                let connection =
+                    http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                if let Err(error) = connection.await {
+                    tracing::debug!(%error, "connection ended");
+                }
+            });
+        }
+    }
+
+    /// Handles one HTTP request.
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Full<Bytes>> {
+        let (parts, body) = request.into_parts();
+        let body = match http_body_util::Limited::new(body, MAX_REQUEST_BYTES)
+            .collect()
+            .await
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => {
+                return plain(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    r#"{"message":"Request Entity Too Large"}"#,
+                );
+            }
+        };
+        let path = parts.uri.path().to_owned();
+        let method = parts.method.as_str().to_owned();
+        let Some((route, params)) = self
+            .routes
+            .iter()
+            .find_map(|route| route.matches(&method, &path).map(|params| (route, params)))
+        else {
+            return plain(StatusCode::NOT_FOUND, r#"{"message":"Not Found"}"#);
+        };
+        let event = to_event(&route.key(), params, &parts, &body, peer);
+        match route.handler.invoke(event).await {
+            Ok(response) => from_response(response),
+            Err(error) => {
+                tracing::error!(route = %route.key(), %error, "function error");
+                plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    r#"{"message":"Internal Server Error"}"#,
+                )
+            }
+        }
+    }
+}
+
+fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Builds the payload v2 event API Gateway would send for a request matched to `route_key`.
+pub(crate) fn to_event(
+    route_key: &str,
+    params: BTreeMap<String, String>,
+    parts: &http::request::Parts,
+    body: &Bytes,
+    peer: SocketAddr,
+) -> ApiGatewayV2httpRequest {
+    let now = chrono::Utc::now();
+    let raw_query = parts.uri.query().unwrap_or_default().to_owned();
+    let mut headers = HeaderMap::new();
+    let mut cookies = Vec::new();
+    for name in parts.headers.keys() {
+        let values: Vec<&str> = parts
+            .headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if name == "cookie" {
+            cookies.extend(values.iter().flat_map(|v| v.split("; ")).map(str::to_owned));
+            continue;
+        }
+        // API Gateway joins repeated headers with commas.
+        if let Ok(value) = HeaderValue::from_str(&values.join(",")) {
+            headers.insert(name.clone(), value);
+        }
+    }
+    let mut query = BTreeMap::<String, Vec<String>>::new();
+    for pair in raw_query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        query
+            .entry(decode_query_component(key))
+            .or_default()
+            .push(decode_query_component(value));
+    }
+    let mut http_description = ApiGatewayV2httpRequestContextHttpDescription::default();
+    http_description.method = parts.method.clone();
+    http_description.path = Some(parts.uri.path().to_owned());
+    http_description.protocol = Some("HTTP/1.1".into());
+    http_description.source_ip = Some(peer.ip().to_string());
+    http_description.user_agent = parts
+        .headers
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut context = ApiGatewayV2httpRequestContext::default();
+    context.route_key = Some(route_key.to_owned());
+    context.account_id = Some("000000000000".into());
+    context.stage = Some("$default".into());
+    context.request_id = Some(uuid::Uuid::new_v4().to_string());
+    context.apiid = Some("local".into());
+    context.domain_name = parts
+        .headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    context.time = Some(now.format("%d/%b/%Y:%H:%M:%S %z").to_string());
+    context.time_epoch = now.timestamp_millis();
+    context.http = http_description;
+    let mut event = ApiGatewayV2httpRequest::default();
+    event.version = Some("2.0".into());
+    event.route_key = Some(route_key.to_owned());
+    event.raw_path = Some(parts.uri.path().to_owned());
+    event.raw_query_string = Some(raw_query);
+    event.cookies = (!cookies.is_empty()).then_some(cookies);
+    event.headers = headers;
+    event.query_string_parameters = query
+        .into_iter()
+        .map(|(k, v)| (k, v.join(",")))
+        .collect::<std::collections::HashMap<_, _>>()
+        .into();
+    event.path_parameters = params.into_iter().collect();
+    event.request_context = context;
+    if !body.is_empty() {
+        match std::str::from_utf8(body) {
+            Ok(text) => event.body = Some(text.to_owned()),
+            Err(_) => {
+                event.body = Some(base64::engine::general_purpose::STANDARD.encode(body));
+                event.is_base64_encoded = true;
+            }
+        }
+    }
+    event
+}
+
+/// Turns the function's response into HTTP as API Gateway does.
+fn from_response(response: ApiGatewayV2httpResponse) -> Response<Full<Bytes>> {
+    let bytes = match response.body {
+        None => Bytes::new(),
+        Some(EventBody::Text(text)) if response.is_base64_encoded => {
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map(Bytes::from)
+                .unwrap_or_default()
+        }
+        Some(EventBody::Text(text)) => Bytes::from(text),
+        Some(EventBody::Binary(bytes)) => Bytes::from(bytes),
+        Some(EventBody::Empty) => Bytes::new(),
+        Some(_) => Bytes::new(),
+    };
+    let mut http_response = Response::new(Full::new(bytes));
+    *http_response.status_mut() =
+        StatusCode::from_u16(u16::try_from(response.status_code).unwrap_or(500))
+            .unwrap_or(StatusCode::BAD_GATEWAY);
+    let headers = http_response.headers_mut();
+    for (name, value) in &response.multi_value_headers {
+        headers.append(name, value.clone());
+    }
+    for (name, value) in &response.headers {
+        headers.insert(name, value.clone());
+    }
+    for cookie in response.cookies {
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            headers.append("set-cookie", value);
+        }
+    }
+    if !headers.contains_key("content-type") {
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+    }
+    http_response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Nothing;
+
+    #[async_trait::async_trait]
+    impl HttpHandler for Nothing {
+        async fn invoke(
+            &self,
+            _: ApiGatewayV2httpRequest,
+        ) -> Result<ApiGatewayV2httpResponse, String> {
+            Err("unused".into())
+        }
+    }
+
+    fn route(method: &str, path: &str) -> Route {
+        Route::new(
+            &RouteSpec {
+                logical_id: "R".into(),
+                method: method.into(),
+                path: path.into(),
+                function: "F".into(),
+            },
+            Arc::new(Nothing),
+        )
+    }
+
+    #[test]
+    fn routes_match_like_api_gateway() {
+        let deposits = route("POST", "/accounts/{id}/deposits");
+        let params = deposits
+            .matches("POST", "/accounts/a%2Fb/deposits")
+            .expect("matches");
+        assert_eq!(params["id"], "a/b");
+        assert!(deposits.matches("GET", "/accounts/a/deposits").is_none());
+        assert!(deposits.matches("POST", "/accounts//deposits").is_none());
+        assert!(deposits.matches("POST", "/accounts/a/deposits/x").is_none());
+        assert!(
+            route("GET", "/openapi.json")
+                .matches("GET", "/openapi.json")
+                .is_some()
+        );
+    }
+}

@@ -1,0 +1,305 @@
+//! Creates the template's tables and queues in an emulator (or any account), under a name
+//! prefix, and resolves each function's environment to the names it created.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    StreamSpecification, StreamViewType, TableStatus, TimeToLiveSpecification,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use eventfold::config::Config;
+
+use crate::local::template::{FunctionSpec, Reference, TableSpec, Template};
+
+/// Resource creation failed.
+#[derive(Debug, thiserror::Error)]
+#[error("provisioning: {0}")]
+pub struct ProvisionError(pub String);
+
+fn fail(context: &str, error: impl std::fmt::Display) -> ProvisionError {
+    ProvisionError(format!("{context}: {error}"))
+}
+
+/// The SDK clients of the local environment, built once.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub streams: aws_sdk_dynamodbstreams::Client,
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+impl Clients {
+    /// Clients sharing one SDK configuration.
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        Self {
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
+            streams: aws_sdk_dynamodbstreams::Client::new(config),
+            sqs: aws_sdk_sqs::Client::new(config),
+        }
+    }
+}
+
+/// A queue as created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueRef {
+    pub name: String,
+    pub url: String,
+    pub arn: String,
+}
+
+/// The physical names of everything created, by logical id.
+#[derive(Clone, Debug, Default)]
+pub struct Resources {
+    pub prefix: String,
+    pub tables: BTreeMap<String, String>,
+    pub stream_arns: BTreeMap<String, String>,
+    pub queues: BTreeMap<String, QueueRef>,
+    pub parameters: BTreeMap<String, String>,
+}
+
+impl Resources {
+    /// A table's physical name.
+    pub fn table(&self, logical_id: &str) -> &str {
+        self.tables.get(logical_id).map_or("", String::as_str)
+    }
+
+    /// A queue as created.
+    pub fn queue(&self, logical_id: &str) -> Option<&QueueRef> {
+        self.queues.get(logical_id)
+    }
+
+    /// A queue's URL.
+    pub fn queue_url(&self, logical_id: &str) -> &str {
+        self.queues.get(logical_id).map_or("", |q| q.url.as_str())
+    }
+
+    /// What `!Ref`/`!GetAtt` resolve to here.
+    pub fn resolve(&self, reference: &Reference) -> Result<String, ProvisionError> {
+        let missing = || ProvisionError(format!("cannot resolve {reference:?}"));
+        match reference {
+            Reference::Literal(value) => Ok(value.clone()),
+            Reference::Ref(id) => self
+                .tables
+                .get(id)
+                .cloned()
+                .or_else(|| self.queues.get(id).map(|q| q.url.clone()))
+                .or_else(|| self.parameters.get(id).cloned())
+                .ok_or_else(missing),
+            Reference::GetAtt(id, attribute) => match attribute.as_str() {
+                "StreamArn" => self.stream_arns.get(id).cloned().ok_or_else(missing),
+                "Arn" => self
+                    .queues
+                    .get(id)
+                    .map(|q| q.arn.clone())
+                    .ok_or_else(missing),
+                "QueueName" => self
+                    .queues
+                    .get(id)
+                    .map(|q| q.name.clone())
+                    .ok_or_else(missing),
+                _ => Err(missing()),
+            },
+        }
+    }
+
+    /// A function's environment variables, resolved.
+    pub fn environment(
+        &self,
+        function: &FunctionSpec,
+    ) -> Result<BTreeMap<String, String>, ProvisionError> {
+        function
+            .environment
+            .iter()
+            .map(|(name, reference)| Ok((name.clone(), self.resolve(reference)?)))
+            .collect()
+    }
+
+    /// A function's typed configuration, read from its resolved environment exactly as the
+    /// Lambda reads its real one.
+    pub fn config(&self, function: &FunctionSpec) -> Result<Config, ProvisionError> {
+        let environment = self.environment(function)?;
+        Config::from_vars(environment).map_err(|e| fail(&function.logical_id, e))
+    }
+}
+
+/// The physical name of a resource under a prefix.
+pub fn physical_name(prefix: &str, logical_id: &str, fifo: bool) -> String {
+    if fifo {
+        format!("{prefix}-{logical_id}.fifo")
+    } else {
+        format!("{prefix}-{logical_id}")
+    }
+}
+
+/// Creates (or finds) every table and queue of the template under `prefix`.
+pub async fn provision(
+    template: &Template,
+    clients: &Clients,
+    prefix: &str,
+) -> Result<Resources, ProvisionError> {
+    let mut resources = Resources {
+        prefix: prefix.to_owned(),
+        parameters: template.parameters.clone(),
+        ..Resources::default()
+    };
+    let tables = futures::future::try_join_all(template.tables.iter().map(|table| {
+        create_table(
+            &clients.dynamodb,
+            table,
+            physical_name(prefix, &table.logical_id, false),
+        )
+    }))
+    .await?;
+    for (table, (name, stream_arn)) in template.tables.iter().zip(tables) {
+        resources.tables.insert(table.logical_id.clone(), name);
+        if let Some(arn) = stream_arn {
+            resources.stream_arns.insert(table.logical_id.clone(), arn);
+        }
+    }
+    // Dead-letter queues first: the queues that redrive to them need their ARNs.
+    let mut pending: Vec<_> = template.queues.iter().collect();
+    while !pending.is_empty() {
+        let (ready, waiting): (Vec<_>, Vec<_>) = pending.into_iter().partition(|queue| {
+            queue
+                .redrive
+                .as_ref()
+                .is_none_or(|(dlq, _)| resources.queues.contains_key(dlq))
+        });
+        if ready.is_empty() {
+            return Err(ProvisionError("queues redrive in a cycle".into()));
+        }
+        for queue in ready {
+            let name = physical_name(prefix, &queue.logical_id, queue.fifo);
+            let mut request = clients.sqs.create_queue().queue_name(&name);
+            if queue.fifo {
+                request = request
+                    .attributes(QueueAttributeName::FifoQueue, "true")
+                    .attributes(
+                        QueueAttributeName::ContentBasedDeduplication,
+                        queue.content_based_deduplication.to_string(),
+                    );
+            }
+            if let Some(timeout) = queue.visibility_timeout {
+                request =
+                    request.attributes(QueueAttributeName::VisibilityTimeout, timeout.to_string());
+            }
+            if let Some((dlq, max_receives)) = &queue.redrive {
+                let policy = serde_json::json!({
+                    "deadLetterTargetArn": resources.queues[dlq].arn,
+                    "maxReceiveCount": max_receives,
+                });
+                request = request.attributes(QueueAttributeName::RedrivePolicy, policy.to_string());
+            }
+            let url = request
+                .send()
+                .await
+                .map_err(|e| fail(&name, aws_sdk_sqs::error::DisplayErrorContext(e)))?
+                .queue_url
+                .ok_or_else(|| ProvisionError(format!("{name}: no queue URL")))?;
+            let arn = clients
+                .sqs
+                .get_queue_attributes()
+                .queue_url(&url)
+                .attribute_names(QueueAttributeName::QueueArn)
+                .send()
+                .await
+                .map_err(|e| fail(&name, aws_sdk_sqs::error::DisplayErrorContext(e)))?
+                .attributes
+                .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+                .ok_or_else(|| ProvisionError(format!("{name}: no queue ARN")))?;
+            resources
+                .queues
+                .insert(queue.logical_id.clone(), QueueRef { name, url, arn });
+        }
+        pending = waiting;
+    }
+    Ok(resources)
+}
+
+async fn create_table(
+    client: &aws_sdk_dynamodb::Client,
+    table: &TableSpec,
+    name: String,
+) -> Result<(String, Option<String>), ProvisionError> {
+    let mut request = client
+        .create_table()
+        .table_name(&name)
+        .billing_mode(BillingMode::PayPerRequest);
+    for (attribute, kind) in &table.attributes {
+        request = request.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(attribute)
+                .attribute_type(ScalarAttributeType::from(kind.as_str()))
+                .build()
+                .map_err(|e| fail(&name, e))?,
+        );
+    }
+    let keys = std::iter::once((&table.hash_key, KeyType::Hash))
+        .chain(table.range_key.iter().map(|k| (k, KeyType::Range)));
+    for (key, kind) in keys {
+        request = request.key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(key)
+                .key_type(kind)
+                .build()
+                .map_err(|e| fail(&name, e))?,
+        );
+    }
+    if let Some(view) = &table.stream_view_type {
+        request = request.stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::from(view.as_str()))
+                .build()
+                .map_err(|e| fail(&name, e))?,
+        );
+    }
+    match request.send().await {
+        Ok(_) => {}
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(aws_sdk_dynamodb::operation::create_table::CreateTableError::is_resource_in_use_exception) => {}
+        Err(e) => return Err(fail(&name, aws_sdk_dynamodb::error::DisplayErrorContext(e))),
+    }
+    let mut stream_arn = None;
+    for _ in 0..120 {
+        let description = client
+            .describe_table()
+            .table_name(&name)
+            .send()
+            .await
+            .map_err(|e| fail(&name, aws_sdk_dynamodb::error::DisplayErrorContext(e)))?
+            .table
+            .ok_or_else(|| ProvisionError(format!("{name}: no description")))?;
+        stream_arn = description.latest_stream_arn.clone();
+        if description.table_status == Some(TableStatus::Active) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if let Some(attribute) = &table.ttl_attribute {
+        let result = client
+            .update_time_to_live()
+            .table_name(&name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(attribute)
+                    .enabled(true)
+                    .build()
+                    .map_err(|e| fail(&name, e))?,
+            )
+            .send()
+            .await;
+        // Already enabled on a reused table is fine.
+        if let Err(e) = result {
+            if e.as_service_error()
+                .is_none_or(|s| s.meta().code() != Some("ValidationException"))
+            {
+                return Err(fail(&name, aws_sdk_dynamodb::error::DisplayErrorContext(e)));
+            }
+        }
+    }
+    Ok((name, stream_arn))
+}

@@ -1,0 +1,60 @@
+//! An e-commerce order service built only on the eventfold library: the seeds' first use
+//! case, and the proof that a new event-sourced service writes domain code and little else.
+//!
+//! - [`order`]: the aggregate, pure `decide`/`evolve`;
+//! - [`values`]: SKUs, quantities and cents, parsed once;
+//! - [`projection`]: orders per customer, with totals, as a projection;
+//! - [`Orders`]: one method to run a command against an order.
+//!
+//! Storage, idempotency, retries, checkpoints, gap repair and snapshots are the library's.
+
+pub mod order;
+pub mod projection;
+pub mod scenario;
+pub mod values;
+
+use eventfold::EntityId;
+use eventfold::StreamId;
+use eventfold::aggregate::Aggregate;
+use eventfold::command::{CommandContext, CommandError, CommandService, Executed, Target};
+
+use crate::order::{Order, OrderCommand, OrderError};
+
+/// Orders over a command service.
+#[derive(Clone, Debug)]
+pub struct Orders {
+    commands: CommandService,
+}
+
+impl Orders {
+    /// Orders stored through `commands`.
+    pub fn new(commands: CommandService) -> Self {
+        Self { commands }
+    }
+
+    /// The stream of an order.
+    pub fn stream(order: &EntityId) -> StreamId {
+        StreamId::for_entity(Order::CATEGORY, order).expect("Order is a valid category")
+    }
+
+    /// Runs one command on an order; the new version is in the result's streams.
+    pub async fn handle(
+        &self,
+        context: &CommandContext,
+        order: &EntityId,
+        command: &OrderCommand,
+    ) -> Result<Executed<()>, CommandError<OrderError>> {
+        self.commands
+            .execute_one::<Order, _>(context, Target::new(Self::stream(order)), command, ())
+            .await
+    }
+
+    /// An order's current state, folded from its events.
+    pub async fn load(&self, order: &EntityId) -> Result<Order, eventfold::StoreError> {
+        Ok(self
+            .commands
+            .load::<Order>(&Self::stream(order))
+            .await?
+            .state)
+    }
+}

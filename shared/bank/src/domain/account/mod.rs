@@ -1,0 +1,363 @@
+//! A bank account: opened with an owner and a currency, money in and out in that currency,
+//! transfers between accounts, closed only when empty; nothing happens to a closed account.
+
+use eventfold::EntityId;
+use eventfold::aggregate::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+
+use super::Name;
+use super::money::{Amount, Currency};
+
+#[cfg(test)]
+mod tests;
+
+/// Where an account is in its life.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountStatus {
+    /// No account has been opened under this id.
+    #[default]
+    Unopened,
+    /// Open for business.
+    Open,
+    /// Closed at a zero balance; nothing happens to it any more.
+    Closed,
+}
+
+impl AccountStatus {
+    /// The status as the API and read model spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unopened => "unopened",
+            Self::Open => "open",
+            Self::Closed => "closed",
+        }
+    }
+}
+
+/// The state of one account, folded from its events.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// Where it is in its life.
+    pub status: AccountStatus,
+    /// The owner's name (`None` until opened).
+    pub owner: Option<Name>,
+    /// Its currency (`None` until opened).
+    pub currency: Option<Currency>,
+    /// Minor units; never negative.
+    pub balance: i64,
+}
+
+/// What can be asked of an account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccountCommand {
+    /// Open it.
+    Open {
+        /// Whose it is.
+        owner: Name,
+        /// What it holds.
+        currency: Currency,
+    },
+    /// Pay money in.
+    Deposit {
+        /// How much.
+        amount: Amount,
+    },
+    /// Pay money out.
+    Withdraw {
+        /// How much.
+        amount: Amount,
+    },
+    /// The sending half of a transfer.
+    SendTransfer {
+        /// The transfer.
+        transfer_id: EntityId,
+        /// The receiving account.
+        to: EntityId,
+        /// How much.
+        amount: Amount,
+    },
+    /// The receiving half of a transfer; `currency` is the sender's.
+    ReceiveTransfer {
+        /// The transfer.
+        transfer_id: EntityId,
+        /// The sending account.
+        from: EntityId,
+        /// How much.
+        amount: Amount,
+        /// The sender's currency.
+        currency: Currency,
+    },
+    /// Close it (only when empty).
+    Close,
+}
+
+/// What happened to an account. Money events carry their currency so that consumers need no
+/// state to interpret them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", deny_unknown_fields)]
+pub enum AccountEvent {
+    AccountOpened {
+        owner: Name,
+        currency: Currency,
+    },
+    MoneyDeposited {
+        amount: Amount,
+        currency: Currency,
+    },
+    MoneyWithdrawn {
+        amount: Amount,
+        currency: Currency,
+    },
+    TransferSent {
+        transfer_id: EntityId,
+        to: EntityId,
+        amount: Amount,
+        currency: Currency,
+    },
+    TransferReceived {
+        transfer_id: EntityId,
+        from: EntityId,
+        amount: Amount,
+        currency: Currency,
+    },
+    AccountClosed {},
+}
+
+/// The event types of an account, as stored.
+pub const ACCOUNT_EVENT_TYPES: [&str; 6] = [
+    "AccountOpened",
+    "MoneyDeposited",
+    "MoneyWithdrawn",
+    "TransferSent",
+    "TransferReceived",
+    "AccountClosed",
+];
+
+impl DomainEvent for AccountEvent {
+    fn event_type(&self) -> &'static str {
+        let index = match self {
+            Self::AccountOpened { .. } => 0,
+            Self::MoneyDeposited { .. } => 1,
+            Self::MoneyWithdrawn { .. } => 2,
+            Self::TransferSent { .. } => 3,
+            Self::TransferReceived { .. } => 4,
+            Self::AccountClosed {} => 5,
+        };
+        ACCOUNT_EVENT_TYPES[index]
+    }
+}
+
+/// Why an account refused a command: business rules only.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AccountError {
+    /// No account under this id.
+    #[error("no such account")]
+    NotFound,
+    /// Opened already.
+    #[error("the account is already open")]
+    AlreadyOpen,
+    /// Closed; nothing happens to it.
+    #[error("the account is closed")]
+    Closed,
+    /// A withdrawal or transfer beyond the balance.
+    #[error("insufficient funds: balance {balance}, requested {requested}")]
+    InsufficientFunds {
+        /// The balance.
+        balance: i64,
+        /// The amount asked for.
+        requested: i64,
+    },
+    /// Money in another currency than the account's.
+    #[error("currency mismatch: the account holds {account}, the operation is in {requested}")]
+    CurrencyMismatch {
+        /// The account's currency.
+        account: Currency,
+        /// The operation's.
+        requested: Currency,
+    },
+    /// Closing an account that holds money.
+    #[error("the balance is {balance}; only an empty account can be closed")]
+    BalanceNotZero {
+        /// The balance.
+        balance: i64,
+    },
+    /// A transfer from an account to itself.
+    #[error("a transfer needs two different accounts")]
+    SameAccount,
+    /// A balance beyond `i64`.
+    #[error("the balance would exceed the largest representable amount")]
+    BalanceOverflow,
+}
+
+impl Account {
+    fn open_currency(&self) -> Result<Currency, AccountError> {
+        match (self.status, self.currency) {
+            (AccountStatus::Unopened, _) | (_, None) => Err(AccountError::NotFound),
+            (AccountStatus::Closed, _) => Err(AccountError::Closed),
+            (AccountStatus::Open, Some(currency)) => Ok(currency),
+        }
+    }
+
+    fn credit(&self, amount: Amount) -> Result<(), AccountError> {
+        self.balance
+            .checked_add(amount.minor_units())
+            .map(drop)
+            .ok_or(AccountError::BalanceOverflow)
+    }
+
+    fn debit(&self, amount: Amount) -> Result<(), AccountError> {
+        if amount.minor_units() > self.balance {
+            return Err(AccountError::InsufficientFunds {
+                balance: self.balance,
+                requested: amount.minor_units(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Aggregate for Account {
+    const CATEGORY: &'static str = "Account";
+    const STATE_SCHEMA: u32 = 2;
+
+    type Event = AccountEvent;
+    type Command = AccountCommand;
+    type Error = AccountError;
+
+    fn decide(&self, command: &AccountCommand) -> Result<Vec<AccountEvent>, AccountError> {
+        use AccountCommand as C;
+        use AccountEvent as E;
+        let event = match command {
+            C::Open { owner, currency } => {
+                if self.status != AccountStatus::Unopened {
+                    return Err(AccountError::AlreadyOpen);
+                }
+                E::AccountOpened {
+                    owner: owner.clone(),
+                    currency: *currency,
+                }
+            }
+            C::Deposit { amount } => {
+                let currency = self.open_currency()?;
+                self.credit(*amount)?;
+                E::MoneyDeposited {
+                    amount: *amount,
+                    currency,
+                }
+            }
+            C::Withdraw { amount } => {
+                let currency = self.open_currency()?;
+                self.debit(*amount)?;
+                E::MoneyWithdrawn {
+                    amount: *amount,
+                    currency,
+                }
+            }
+            C::SendTransfer {
+                transfer_id,
+                to,
+                amount,
+            } => {
+                let currency = self.open_currency()?;
+                self.debit(*amount)?;
+                E::TransferSent {
+                    transfer_id: transfer_id.clone(),
+                    to: to.clone(),
+                    amount: *amount,
+                    currency,
+                }
+            }
+            C::ReceiveTransfer {
+                transfer_id,
+                from,
+                amount,
+                currency,
+            } => {
+                let own = self.open_currency()?;
+                if own != *currency {
+                    return Err(AccountError::CurrencyMismatch {
+                        account: own,
+                        requested: *currency,
+                    });
+                }
+                self.credit(*amount)?;
+                E::TransferReceived {
+                    transfer_id: transfer_id.clone(),
+                    from: from.clone(),
+                    amount: *amount,
+                    currency: *currency,
+                }
+            }
+            C::Close => {
+                self.open_currency()?;
+                if self.balance != 0 {
+                    return Err(AccountError::BalanceNotZero {
+                        balance: self.balance,
+                    });
+                }
+                E::AccountClosed {}
+            }
+        };
+        Ok(vec![event])
+    }
+
+    fn evolve(mut self, event: &AccountEvent) -> Self {
+        use AccountEvent as E;
+        match event {
+            E::AccountOpened { owner, currency } => {
+                self.status = AccountStatus::Open;
+                self.owner = Some(owner.clone());
+                self.currency = Some(*currency);
+            }
+            E::MoneyDeposited { amount, .. } | E::TransferReceived { amount, .. } => {
+                self.balance = self.balance.saturating_add(amount.minor_units());
+            }
+            E::MoneyWithdrawn { amount, .. } | E::TransferSent { amount, .. } => {
+                self.balance = self.balance.saturating_sub(amount.minor_units());
+            }
+            E::AccountClosed {} => self.status = AccountStatus::Closed,
+        }
+        self
+    }
+}
+
+/// A transfer between two accounts, decided over both.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transfer {
+    /// The transfer's id (both events carry it).
+    pub transfer_id: EntityId,
+    /// The sending account.
+    pub from: EntityId,
+    /// The receiving account.
+    pub to: EntityId,
+    /// How much.
+    pub amount: Amount,
+}
+
+impl Transfer {
+    /// Decides both halves: events for the source and for the destination. Either both
+    /// succeed or neither does; the caller appends them in one transaction.
+    pub fn decide(
+        &self,
+        source: &Account,
+        destination: &Account,
+    ) -> Result<(Vec<AccountEvent>, Vec<AccountEvent>), AccountError> {
+        if self.from == self.to {
+            return Err(AccountError::SameAccount);
+        }
+        let sent = source.decide(&AccountCommand::SendTransfer {
+            transfer_id: self.transfer_id.clone(),
+            to: self.to.clone(),
+            amount: self.amount,
+        })?;
+        let currency = source.currency.ok_or(AccountError::NotFound)?;
+        let received = destination.decide(&AccountCommand::ReceiveTransfer {
+            transfer_id: self.transfer_id.clone(),
+            from: self.from.clone(),
+            amount: self.amount,
+            currency,
+        })?;
+        Ok((sent, received))
+    }
+}

@@ -1,0 +1,253 @@
+//! The bank's service: one method per command, over the library's command service.
+//!
+//! Each method takes a parsed request and returns what happened as data ([`Executed`] with a
+//! typed receipt); the handler says it in HTTP. Ids the service generates travel in the
+//! receipt, which the commands table keeps, so a repeated command reports the same ids.
+
+use eventfold::aggregate::{Aggregate, to_new_event};
+use eventfold::command::{
+    Claim, CommandContext, CommandError, CommandService, Executed, Loaded, Target,
+};
+use eventfold::error::StoreError;
+use eventfold::store::AsOf;
+use eventfold::{EntityId, StreamId};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::api::{OpenAccount, RegisterUser, TransferMoney};
+use crate::domain::account::{Account, AccountCommand, AccountError, Transfer};
+use crate::domain::user::{Email, User, UserCommand, UserError};
+
+/// Why the bank refused a command, across its aggregates.
+#[derive(Debug, thiserror::Error)]
+pub enum BankError {
+    /// An account refused.
+    #[error(transparent)]
+    Account(#[from] AccountError),
+    /// A user refused.
+    #[error(transparent)]
+    User(#[from] UserError),
+}
+
+/// What every bank command returns.
+pub type BankResult<R> = Result<Executed<R>, CommandError<BankError>>;
+
+/// The receipt of a command that created something: its id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Created {
+    /// The new user's or account's id.
+    pub id: EntityId,
+}
+
+/// The receipt of a transfer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transferred {
+    /// The transfer's id, carried by both events.
+    pub transfer_id: EntityId,
+}
+
+/// The category of email-address claims: `UserEmail-<sha256 of the normalised address>`.
+pub const EMAIL_CLAIM_CATEGORY: &str = "UserEmail";
+
+/// The stream that claims an address; hashed, so ids stay within the id charset and length
+/// and the address itself is not a key.
+pub fn email_claim_stream(email: &Email) -> Result<StreamId, StoreError> {
+    let digest = hex::encode(Sha256::digest(email.as_str().as_bytes()));
+    StreamId::new(EMAIL_CLAIM_CATEGORY, &digest).map_err(|e| StoreError::misuse(e.to_string()))
+}
+
+/// The stream of an account.
+pub fn account_stream(id: &EntityId) -> StreamId {
+    stream_of::<Account>(id)
+}
+
+/// The stream of a user.
+pub fn user_stream(id: &EntityId) -> StreamId {
+    stream_of::<User>(id)
+}
+
+fn stream_of<A: Aggregate>(id: &EntityId) -> StreamId {
+    StreamId::for_entity(A::CATEGORY, id).expect("the bank's categories are valid (tested)")
+}
+
+/// The event of an email claim stream: which user holds the address.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", deny_unknown_fields)]
+pub enum ClaimEvent {
+    /// The address is claimed.
+    EmailClaimed {
+        /// By whom.
+        user_id: EntityId,
+    },
+}
+
+impl eventfold::aggregate::DomainEvent for ClaimEvent {
+    fn event_type(&self) -> &'static str {
+        "EmailClaimed"
+    }
+}
+
+/// Bank accounts and users.
+#[derive(Clone, Debug)]
+pub struct BankingService {
+    commands: CommandService,
+}
+
+impl BankingService {
+    /// A service over a command service.
+    pub fn new(commands: CommandService) -> Self {
+        Self { commands }
+    }
+
+    /// The command service underneath.
+    pub fn commands(&self) -> &CommandService {
+        &self.commands
+    }
+
+    /// Registers a user, claiming the normalised address in the same transaction.
+    pub async fn register_user(
+        &self,
+        context: &CommandContext,
+        request: &RegisterUser,
+    ) -> BankResult<Created> {
+        let user_id = EntityId::generate();
+        let claim = Claim {
+            stream_id: email_claim_stream(&request.email)?,
+            event: to_new_event(
+                &ClaimEvent::EmailClaimed {
+                    user_id: user_id.clone(),
+                },
+                &context.metadata,
+            )?,
+        };
+        let command = UserCommand::Register {
+            email: request.email.clone(),
+            name: request.name.clone(),
+        };
+        self.commands
+            .execute::<User, _>(
+                context,
+                &[Target::new(user_stream(&user_id))],
+                &[claim],
+                |loaded: &[Loaded<User>]| Ok(vec![loaded[0].state.decide(&command)?]),
+                Created {
+                    id: user_id.clone(),
+                },
+            )
+            .await
+            .map_err(|error| match error {
+                CommandError::ClaimTaken { .. } => {
+                    CommandError::Rejected(BankError::User(UserError::EmailTaken))
+                }
+                other => other.map_rejected(BankError::User),
+            })
+    }
+
+    /// Opens an account under a new id.
+    pub async fn open_account(
+        &self,
+        context: &CommandContext,
+        request: &OpenAccount,
+    ) -> BankResult<Created> {
+        let id = EntityId::generate();
+        let command = AccountCommand::Open {
+            owner: request.owner.clone(),
+            currency: request.currency,
+        };
+        self.commands
+            .execute_one::<Account, _>(
+                context,
+                Target::new(account_stream(&id)),
+                &command,
+                Created { id: id.clone() },
+            )
+            .await
+            .map_err(|e| e.map_rejected(BankError::Account))
+    }
+
+    /// Runs a command on an existing account, optionally pinned to a version (`If-Match`).
+    pub async fn act_on_account(
+        &self,
+        context: &CommandContext,
+        account: &EntityId,
+        if_match: Option<u64>,
+        command: &AccountCommand,
+    ) -> BankResult<()> {
+        self.commands
+            .execute_one::<Account, _>(
+                context,
+                Target::new(account_stream(account)).if_match(if_match),
+                command,
+                (),
+            )
+            .await
+            .map_err(|e| e.map_rejected(BankError::Account))
+    }
+
+    /// Moves money between two accounts: both streams in one transaction. `if_match` pins
+    /// the source account's version.
+    pub async fn transfer(
+        &self,
+        context: &CommandContext,
+        request: &TransferMoney,
+        if_match: Option<u64>,
+    ) -> BankResult<Transferred> {
+        if request.from == request.to {
+            return Err(CommandError::Rejected(AccountError::SameAccount.into()));
+        }
+        let transfer = Transfer {
+            transfer_id: EntityId::generate(),
+            from: request.from.clone(),
+            to: request.to.clone(),
+            amount: request.amount,
+        };
+        let targets = [
+            Target::new(account_stream(&transfer.from)).if_match(if_match),
+            Target::new(account_stream(&transfer.to)),
+        ];
+        self.commands
+            .execute::<Account, _>(
+                context,
+                &targets,
+                &[],
+                |loaded: &[Loaded<Account>]| {
+                    let (sent, received) = transfer.decide(&loaded[0].state, &loaded[1].state)?;
+                    Ok(vec![sent, received])
+                },
+                Transferred {
+                    transfer_id: transfer.transfer_id.clone(),
+                },
+            )
+            .await
+            .map_err(|e| e.map_rejected(BankError::Account))
+    }
+
+    /// An account's state folded from its events: now (via its snapshot) or as of a point.
+    pub async fn account_state(
+        &self,
+        id: &EntityId,
+        as_of: Option<AsOf>,
+    ) -> Result<Loaded<Account>, StoreError> {
+        let stream_id = account_stream(id);
+        match as_of {
+            Some(as_of) => self.commands.load_as_of::<Account>(&stream_id, as_of).await,
+            None => self.commands.load::<Account>(&stream_id).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn categories_are_valid_and_claims_hash_the_address() {
+        let id = EntityId::parse("a-1").expect("valid");
+        assert_eq!(account_stream(&id).as_str(), "Account-a-1");
+        assert_eq!(user_stream(&id).as_str(), "User-a-1");
+        let claim =
+            email_claim_stream(&Email::parse("Ada@Example.com").expect("valid")).expect("valid");
+        assert_eq!(claim.category(), EMAIL_CLAIM_CATEGORY);
+        assert!(!claim.as_str().contains("ada"));
+    }
+}

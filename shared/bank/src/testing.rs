@@ -1,0 +1,47 @@
+//! Fixtures (feature `testing`): account streams written straight through a store, for tests
+//! and benchmarks of long streams.
+
+use eventfold::aggregate::to_new_event;
+use eventfold::error::StoreError;
+use eventfold::store::EventStore;
+use eventfold::{EntityId, EventMetadata, StreamId};
+
+use crate::domain::Name;
+use crate::domain::account::AccountEvent;
+use crate::domain::money::{Amount, Currency};
+use crate::service::account_stream;
+
+/// The events of an account opened in EUR and then given `events - 1` deposits of 1.
+pub fn account_history(events: usize) -> Vec<AccountEvent> {
+    let eur = Currency::parse("EUR").expect("EUR is a currency");
+    let one = Amount::new(1).expect("1 is an amount");
+    let opened = AccountEvent::AccountOpened {
+        owner: Name::parse("Seed").expect("a valid name"),
+        currency: eur,
+    };
+    std::iter::once(opened)
+        .chain(std::iter::repeat_n(
+            AccountEvent::MoneyDeposited {
+                amount: one,
+                currency: eur,
+            },
+            events.saturating_sub(1),
+        ))
+        .take(events)
+        .collect()
+}
+
+/// Writes an account stream of `events` events ([`account_history`]), 99 per transaction.
+pub async fn seed_account(
+    store: &dyn EventStore,
+    id: &EntityId,
+    events: usize,
+) -> Result<StreamId, StoreError> {
+    let stream = account_stream(id);
+    let new_events = account_history(events)
+        .iter()
+        .map(|e| to_new_event(e, &EventMetadata::default()))
+        .collect::<Result<Vec<_>, _>>()?;
+    eventfold::testing::append_in_chunks(store, &stream, new_events).await?;
+    Ok(stream)
+}

@@ -1,0 +1,83 @@
+//! Every table key, attribute name and environment variable the library uses, in one place.
+//!
+//! A drift test checks these against `infra/template.yaml`, so code and template cannot disagree.
+
+/// Events table: one item per event, keyed by stream and version.
+pub mod events {
+    /// Partition key (S): `<Category>-<id>`.
+    pub const STREAM_ID: &str = "stream_id";
+    /// Sort key (N): 1-based, gap-free per stream.
+    pub const VERSION: &str = "version";
+    /// The event's UUIDv7 (S).
+    pub const EVENT_ID: &str = "event_id";
+    /// The event type (S).
+    pub const EVENT_TYPE: &str = "event_type";
+    /// The payload's schema version (N).
+    pub const SCHEMA_VERSION: &str = "schema_version";
+    /// When it happened (S, RFC 3339, microseconds, UTC).
+    pub const OCCURRED_AT: &str = "occurred_at";
+    /// The payload (M).
+    pub const PAYLOAD: &str = "payload";
+    /// Correlation, causation, command and actor (M).
+    pub const METADATA: &str = "metadata";
+    /// The integrity chain value (S, hex SHA-256).
+    pub const CHAIN: &str = "chain";
+    /// Present (and true) only on the event at which a stream crossed its snapshot interval.
+    pub const SNAPSHOT_DUE: &str = "snapshot_due";
+}
+
+/// Commands table: idempotency records, written in the same transaction as the events.
+pub mod commands {
+    /// Partition key (S).
+    pub const COMMAND_ID: &str = "command_id";
+    /// Fingerprint of the request (S).
+    pub const REQUEST_HASH: &str = "request_hash";
+    /// Streams and versions written (L).
+    pub const STREAMS: &str = "streams";
+    /// What the command generated, reported again on a repeat (M).
+    pub const RECEIPT: &str = "receipt";
+    /// When it ran (S).
+    pub const RECORDED_AT: &str = "recorded_at";
+    /// TTL attribute (N, epoch seconds).
+    pub const EXPIRES_AT: &str = "expires_at";
+}
+
+/// Snapshots table: the latest folded state of a stream.
+pub mod snapshots {
+    /// Partition key (S).
+    pub const STREAM_ID: &str = "stream_id";
+    /// The version the state reflects (N).
+    pub const VERSION: &str = "version";
+    /// The state (M).
+    pub const STATE: &str = "state";
+    /// The aggregate's state schema (N).
+    pub const STATE_SCHEMA: &str = "state_schema";
+    /// When it was taken (S).
+    pub const TAKEN_AT: &str = "taken_at";
+}
+
+/// Read-model tables: one item per row, keyed by the table's own key attribute.
+pub mod read_model {
+    /// Last applied version of the row's stream: the per-row checkpoint (N).
+    pub const VERSION: &str = "version";
+}
+
+/// Environment variables the library reads, once at start, into [`crate::config::Config`].
+pub mod env {
+    /// The events table's name.
+    pub const EVENTS_TABLE: &str = "EVENTS_TABLE";
+    /// The commands table's name.
+    pub const COMMANDS_TABLE: &str = "COMMANDS_TABLE";
+    /// The snapshots table's name.
+    pub const SNAPSHOTS_TABLE: &str = "SNAPSHOTS_TABLE";
+    /// The subscribers' FIFO queue.
+    pub const EVENTS_QUEUE_URL: &str = "EVENTS_QUEUE_URL";
+    /// The snapshot request queue.
+    pub const SNAPSHOT_QUEUE_URL: &str = "SNAPSHOT_QUEUE_URL";
+    /// Events between snapshots (0: none).
+    pub const SNAPSHOT_EVERY: &str = "SNAPSHOT_EVERY";
+    /// Largest event item accepted, in bytes.
+    pub const MAX_EVENT_BYTES: &str = "MAX_EVENT_BYTES";
+    /// Days command records are kept.
+    pub const COMMAND_TTL_DAYS: &str = "COMMAND_TTL_DAYS";
+}

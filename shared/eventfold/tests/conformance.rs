@@ -1,0 +1,12 @@
+//! The conformance suites on the in-memory implementations (the DynamoDB ones run in the
+//! workspace's integration tests, against the emulator).
+
+mod event_store {
+    eventfold::event_store_conformance!(eventfold::testing::store_suite::MemoryHarness::new());
+}
+
+mod read_model {
+    eventfold::read_model_conformance!(std::sync::Arc::new(
+        eventfold::projection::MemoryReadModel::new("id")
+    ));
+}

@@ -1,0 +1,37 @@
+//! The example order service on DynamoDB: its own tables, the library's DynamoDB event store
+//! and read-model store, the same scenario its crate runs on the memory stores.
+
+use std::sync::Arc;
+
+use eventfold::DynamoStore;
+use eventfold::projection::DynamoReadModel;
+use eventfold::testing::{TableShape, create_table};
+use orders::projection::ORDER_ID;
+
+#[tokio::test]
+async fn orders_per_customer_on_dynamodb() {
+    let sdk = eventfold_tests::sdk_config().await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let prefix = format!("orders{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let (events, commands, rows) = (
+        format!("{prefix}-events"),
+        format!("{prefix}-commands"),
+        format!("{prefix}-orders"),
+    );
+    for (name, shape) in [
+        (&events, TableShape::EVENTS),
+        (&commands, TableShape::COMMANDS),
+        (&rows, TableShape::read_model(ORDER_ID)),
+    ] {
+        create_table(&client, name, shape).await.expect("table");
+    }
+    let store = Arc::new(
+        DynamoStore::new(client.clone(), &events, eventfold::StoreSettings::default())
+            .with_commands_table(&commands),
+    );
+    let read_model = Arc::new(DynamoReadModel::new(client, &rows, ORDER_ID));
+    let seen = orders::scenario::run(store, read_model)
+        .await
+        .expect("the scenario runs");
+    seen.assert_as_expected();
+}
