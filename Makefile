@@ -20,12 +20,15 @@ MOTO_VERSION := 5.2.5
 CARGO_LAMBDA_VERSION := 1.9.2
 SAM_CLI_VERSION := 1.170.0
 SCHEMATHESIS_VERSION := 4.32.5
+CARGO_DENY_VERSION := 0.20.2
 
 TOOLS_VENV := .venv
 TOOLS_STAMP := $(TOOLS_VENV)/.installed-cargo-lambda-$(CARGO_LAMBDA_VERSION)-sam-$(SAM_CLI_VERSION)
 MINISTACK_STAMP := .venv-ministack/.installed-$(MINISTACK_VERSION)
 MOTO_STAMP := .venv-moto/.installed-$(MOTO_VERSION)
 SCHEMATHESIS_STAMP := .venv-schemathesis/.installed-$(SCHEMATHESIS_VERSION)
+CARGO_DENY_STAMP := .tools/.installed-cargo-deny-$(CARGO_DENY_VERSION)
+CARGO_DENY := .tools/bin/cargo-deny
 EMULATOR_STAMP := $(if $(filter moto,$(EMULATOR)),$(MOTO_STAMP),$(MINISTACK_STAMP))
 
 SAM := $(TOOLS_VENV)/bin/sam
@@ -33,7 +36,7 @@ CFN_LINT := $(TOOLS_VENV)/bin/cfn-lint
 CARGO_LAMBDA := $(TOOLS_VENV)/bin/cargo-lambda
 FUNCTIONS := command-api query-api project-accounts publish-events snapshot-streams
 
-.PHONY: help local test lint docs validate build bench deploy rebuild-projection redrive snapshot \
+.PHONY: help local test lint docs deny soak validate build bench deploy rebuild-projection redrive snapshot \
         tools emulator-deps test-deps clean distclean
 
 help: ## List the targets
@@ -44,10 +47,10 @@ local: emulator-deps ## Start the emulator, create resources, serve the API and 
 	cargo build -p eventfold-cli
 	scripts/local.sh
 
-test: tools emulator-deps test-deps ## Everything CI checks: fmt, clippy, docs, template lint, unit, handler and emulator tests, API fuzzing
+test: tools emulator-deps test-deps ## Everything CI checks: fmt, clippy, docs, licenses, template lint, unit, handler, emulator and fault tests, API fuzzing
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	$(MAKE) --no-print-directory docs
+	$(MAKE) --no-print-directory docs deny
 	$(MAKE) --no-print-directory validate
 	cargo build --workspace --all-targets
 	scripts/with-emulator.sh scripts/test-suite.sh
@@ -57,6 +60,14 @@ lint: tools ## fmt check, clippy -D warnings, sam validate --lint
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(SAM) validate --lint -t infra/template.yaml
+
+deny: $(CARGO_DENY_STAMP) ## Licenses, banned crates and sources of every dependency (cargo deny)
+	$(CARGO_DENY) check licenses bans sources
+
+soak: emulator-deps ## The fault test at length: SOAK_COMMANDS commands (default 3000) under resets, lost answers and a blackhole
+	cargo build -p eventfold-tests --tests
+	FAULT_COMMANDS=$${SOAK_COMMANDS:-3000} FAULT_ACCOUNTS=$${SOAK_ACCOUNTS:-20} FAULT_SEED=$${SOAK_SEED:-$$(date +%s)} \
+	  scripts/with-emulator.sh cargo test -p eventfold-tests --test integration faults:: -- --nocapture
 
 docs: ## The library's API documentation, warnings refused (target/doc/eventfold/index.html)
 	RUSTDOCFLAGS="-D warnings" cargo doc -p eventfold --no-deps --all-features
@@ -108,6 +119,10 @@ $(MOTO_STAMP):
 	.venv-moto/bin/pip install -q "moto[server]==$(MOTO_VERSION)"
 	touch $@
 
+$(CARGO_DENY_STAMP):
+	cargo install --quiet --locked --no-default-features --root .tools cargo-deny@$(CARGO_DENY_VERSION)
+	touch $@
+
 test-deps: $(SCHEMATHESIS_STAMP) ## schemathesis (API fuzzing against the OpenAPI document) in its own venv
 $(SCHEMATHESIS_STAMP):
 	rm -rf .venv-schemathesis
@@ -121,4 +136,4 @@ clean: ## Stop emulators this project started; remove build output and local sta
 	rm -rf .local target .aws-sam
 
 distclean: clean ## clean, and remove every installed tool
-	rm -rf $(TOOLS_VENV) .venv-ministack .venv-moto .venv-schemathesis
+	rm -rf $(TOOLS_VENV) .venv-ministack .venv-moto .venv-schemathesis .tools

@@ -78,7 +78,13 @@ async fn main() -> ExitCode {
             )
             .await
         }
-        "bench" => eventfold_cli::bench::run(args.options.get("out").map(String::as_str)).await,
+        "bench" => {
+            eventfold_cli::bench::run(
+                args.options.get("out").map(String::as_str),
+                args.options.get("only").map(String::as_str),
+            )
+            .await
+        }
         _ => {
             say(include_str!("usage.txt"));
             Ok(())

@@ -9,6 +9,7 @@
 
 mod consumers;
 mod emulator_quirks;
+mod faults;
 mod http;
 mod lambda_binaries;
 mod orders_example;

@@ -9,6 +9,7 @@
 )]
 
 mod emulator;
+pub mod faults;
 
 use std::sync::{Arc, OnceLock};
 
@@ -163,6 +164,39 @@ impl TestEnv {
     /// Starts the local runner with the template's functions.
     pub async fn serve(self) -> RunningEnv {
         self.serve_with(|_| {}).await
+    }
+
+    /// Starts the local runner with the functions' (and the event source mappings') AWS
+    /// clients talking to `endpoint` instead of the emulator: a fault proxy in front of it.
+    pub async fn serve_through(self, endpoint: &str) -> RunningEnv {
+        let sdk = eventfold::aws::load_sdk_config_with(|loader| {
+            loader
+                .endpoint_url(endpoint)
+                .region(aws_config::Region::new("us-east-1"))
+                .credentials_provider(Credentials::new("test", "test", None, None, "proxied"))
+        })
+        .await;
+        let clients = Clients::new(&sdk);
+        let functions = eventfold_cli::local::functions::Functions::from_template(
+            template(),
+            &self.resources,
+            &clients,
+        )
+        .expect("functions from the template");
+        let runner = eventfold_cli::local::runner::LocalRunner::start(
+            template(),
+            &self.resources,
+            &clients,
+            functions,
+            eventfold_cli::local::runner::RunnerOptions::default(),
+        )
+        .await
+        .expect("runner starts");
+        RunningEnv {
+            env: self,
+            runner,
+            http: reqwest::Client::new(),
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
@@ -50,20 +51,27 @@ pub fn through_json<In: Serialize, Out: DeserializeOwned>(
     serde_json::from_slice(&bytes).map_err(|e| format!("event does not deserialize: {e}"))
 }
 
-fn event<T>(payload: T) -> LambdaEvent<T> {
-    LambdaEvent::new(payload, Context::default())
+/// The event as the runtime hands it over: with a request id and the deadline the function's
+/// `Timeout` gives, so handlers budget their time as they do on Lambda.
+fn event<T>(payload: T, timeout: Duration) -> LambdaEvent<T> {
+    let mut context = Context::default();
+    context.request_id = uuid::Uuid::new_v4().to_string();
+    let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+    context.deadline = now_ms + u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+    LambdaEvent::new(payload, context)
 }
 
 macro_rules! handler {
     ($wrapper:ident, $trait:ident, $app:ty, $handle:path, $event:ty, $response:ty) => {
+        /// The function's handler and its `Timeout`.
         #[derive(Debug)]
-        pub struct $wrapper(pub $app);
+        pub struct $wrapper(pub $app, pub Duration);
 
         #[async_trait]
         impl $trait for $wrapper {
             async fn invoke(&self, payload: $event) -> Result<$response, FunctionError> {
                 let payload: $event = through_json(&payload)?;
-                let response = $handle(&self.0, event(payload))
+                let response = $handle(&self.0, event(payload, self.1))
                     .await
                     .map_err(|e| e.to_string())?;
                 through_json(&response)
@@ -133,27 +141,36 @@ impl Functions {
         for spec in &template.functions {
             let config = resources.config(spec)?;
             let id = spec.logical_id.clone();
+            let timeout = Duration::from_secs(u64::from(spec.timeout_seconds));
             let dynamodb = clients.dynamodb.clone();
             match spec.binary.as_str() {
                 "command-api" => {
                     let app = command_api::App::from_config(&config, dynamodb);
-                    functions.http.insert(id, Arc::new(CommandApi(app)));
+                    functions
+                        .http
+                        .insert(id, Arc::new(CommandApi(app, timeout)));
                 }
                 "query-api" => {
                     let app = query_api::App::from_config(&config, dynamodb);
-                    functions.http.insert(id, Arc::new(QueryApi(app)));
+                    functions.http.insert(id, Arc::new(QueryApi(app, timeout)));
                 }
                 "project-accounts" => {
                     let app = project_accounts::App::from_config(&config, dynamodb);
-                    functions.streams.insert(id, Arc::new(ProjectAccounts(app)));
+                    functions
+                        .streams
+                        .insert(id, Arc::new(ProjectAccounts(app, timeout)));
                 }
                 "publish-events" => {
                     let app = publish_events::from_config(&config, clients.sqs.clone());
-                    functions.streams.insert(id, Arc::new(PublishEvents(app)));
+                    functions
+                        .streams
+                        .insert(id, Arc::new(PublishEvents(app, timeout)));
                 }
                 "snapshot-streams" => {
                     let app = snapshot_streams::from_config(&config, dynamodb);
-                    functions.queues.insert(id, Arc::new(SnapshotStreams(app)));
+                    functions
+                        .queues
+                        .insert(id, Arc::new(SnapshotStreams(app, timeout)));
                 }
                 other => return Err(ProvisionError(format!("no handler for binary {other}"))),
             }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_lambda_events::apigw::{
     ApiGatewayV2httpRequest, ApiGatewayV2httpRequestContext,
@@ -14,16 +15,18 @@ use aws_lambda_events::apigw::{
 use aws_lambda_events::encodings::Body as EventBody;
 use base64::Engine;
 use bytes::Bytes;
+use eventfold::http::{PROBLEM_JSON, Problem, kinds};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::local::functions::HttpHandler;
+use crate::local::head::{self, HeadRefusal};
 use crate::local::template::RouteSpec;
 
 /// API Gateway's payload limit for HTTP APIs (10 MB); bigger requests get 413 here as there.
@@ -124,17 +127,46 @@ fn decode_query_component(text: &str) -> String {
     percent_decode(&text.replace('+', " ")).unwrap_or_else(|| text.to_owned())
 }
 
+/// How long a client may take to send its request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The whole head (also how long an idle connection is kept).
+    pub head_timeout: Duration,
+    /// The body, once the head is in.
+    pub body_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            head_timeout: head::HEAD_TIMEOUT,
+            body_timeout: head::BODY_TIMEOUT,
+        }
+    }
+}
+
 /// The routing table.
 #[derive(Clone, Debug, Default)]
 pub struct Gateway {
     routes: Vec<Route>,
+    limits: Limits,
 }
 
 impl Gateway {
     /// A gateway over routes.
     pub fn new(mut routes: Vec<Route>) -> Self {
         routes.sort_by_key(|r| std::cmp::Reverse(r.specificity()));
-        Self { routes }
+        Self {
+            routes,
+            limits: Limits::default(),
+        }
+    }
+
+    /// The same gateway with other time limits.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The routes served.
@@ -142,7 +174,9 @@ impl Gateway {
         &self.routes
     }
 
-    /// Serves HTTP on `listener` until `shutdown` turns true.
+    /// Serves HTTP on `listener` until `shutdown` turns true: one request per connection,
+    /// whose head is read within the head timeout and the head limits, and whose body within
+    /// the body timeout; every refusal is problem+json.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
@@ -156,18 +190,34 @@ impl Gateway {
             let Ok((stream, peer)) = accepted else {
                 continue;
             };
+            tokio::spawn(self.clone().serve_connection(stream, peer));
+        }
+    }
+
+    async fn serve_connection(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr) {
+        let read = match head::read_head(&mut stream, self.limits.head_timeout).await {
+            Ok(read) => read,
+            Err(HeadRefusal::Answer(problem)) => {
+                tracing::debug!(%peer, status = problem.status(), "request head refused");
+                head::answer_and_close(&mut stream, &problem).await;
+                return;
+            }
+            Err(HeadRefusal::Gone) => return,
+        };
+        let head_timeout = self.limits.head_timeout;
+        let service = service_fn(move |request| {
             let gateway = self.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |request| {
-                    let gateway = gateway.clone();
-                    async move { Ok::<_, Infallible>(gateway.handle(request, peer).await) }
-                });
-                let connection =
-                    http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-                if let Err(error) = connection.await {
-                    tracing::debug!(%error, "connection ended");
-                }
-            });
+            async move { Ok::<_, Infallible>(gateway.handle(request, peer).await) }
+        });
+        // The head is complete and checked: hyper parses it at once. One request per
+        // connection, so that every request passes the checks above.
+        let connection = http1::Builder::new()
+            .keep_alive(false)
+            .timer(TokioTimer::new())
+            .header_read_timeout(head_timeout)
+            .serve_connection(TokioIo::new(head::Rewind::new(read, stream)), service);
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "connection ended");
         }
     }
 
@@ -178,47 +228,110 @@ impl Gateway {
         peer: SocketAddr,
     ) -> Response<Full<Bytes>> {
         let (parts, body) = request.into_parts();
-        let body = match http_body_util::Limited::new(body, MAX_REQUEST_BYTES)
-            .collect()
-            .await
-        {
-            Ok(collected) => collected.to_bytes(),
+        let path = parts.uri.path().to_owned();
+        let collected = tokio::time::timeout(
+            self.limits.body_timeout,
+            http_body_util::Limited::new(body, MAX_REQUEST_BYTES).collect(),
+        )
+        .await;
+        let body = match collected {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(error)) if error.is::<LengthLimitError>() => {
+                return problem(
+                    &path,
+                    Problem::new(
+                        kinds::PAYLOAD_TOO_LARGE,
+                        format!("the body is over {MAX_REQUEST_BYTES} bytes"),
+                    ),
+                );
+            }
+            Ok(Err(error)) => {
+                return problem(
+                    &path,
+                    Problem::new(
+                        kinds::INVALID_REQUEST,
+                        format!("the body could not be read: {error}"),
+                    ),
+                );
+            }
             Err(_) => {
-                return plain(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    r#"{"message":"Request Entity Too Large"}"#,
+                return problem(
+                    &path,
+                    Problem::new(
+                        head::REQUEST_TIMEOUT,
+                        format!(
+                            "the body did not arrive within {} ms",
+                            self.limits.body_timeout.as_millis()
+                        ),
+                    ),
                 );
             }
         };
-        let path = parts.uri.path().to_owned();
         let method = parts.method.as_str().to_owned();
         let Some((route, params)) = self
             .routes
             .iter()
             .find_map(|route| route.matches(&method, &path).map(|params| (route, params)))
         else {
-            return plain(StatusCode::NOT_FOUND, r#"{"message":"Not Found"}"#);
+            return self.no_route(&method, &path);
         };
         let event = to_event(&route.key(), params, &parts, &body, peer);
         match route.handler.invoke(event).await {
             Ok(response) => from_response(response),
             Err(error) => {
                 tracing::error!(route = %route.key(), %error, "function error");
-                plain(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    r#"{"message":"Internal Server Error"}"#,
-                )
+                problem(&path, Problem::new(kinds::INTERNAL, "the function failed"))
             }
         }
     }
+
+    /// 405 with `Allow` when the path has routes for other methods, else 404.
+    fn no_route(&self, method: &str, path: &str) -> Response<Full<Bytes>> {
+        let mut allowed: Vec<&str> = self
+            .routes
+            .iter()
+            .filter(|route| route.matches(&route.method, path).is_some())
+            .map(|route| route.method.as_str())
+            .collect();
+        allowed.sort_unstable();
+        allowed.dedup();
+        if allowed.is_empty() {
+            return problem(
+                path,
+                Problem::new(
+                    kinds::ROUTE_NOT_FOUND,
+                    format!("no route for {method} {path}"),
+                ),
+            );
+        }
+        let allow = allowed.join(", ");
+        let mut response = problem(
+            path,
+            Problem::new(
+                kinds::METHOD_NOT_ALLOWED,
+                format!("{path} takes {allow}, not {method}"),
+            ),
+        );
+        if let Ok(value) = HeaderValue::from_str(&allow) {
+            response.headers_mut().insert("allow", value);
+        }
+        response
+    }
 }
 
-fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+/// A problem+json answer of the gateway's own.
+fn problem(instance: &str, problem: Problem) -> Response<Full<Bytes>> {
+    let status = StatusCode::from_u16(problem.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut response = Response::new(Full::new(Bytes::from(problem.body(instance).to_string())));
     *response.status_mut() = status;
     response
         .headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/json"));
+        .insert("content-type", HeaderValue::from_static(PROBLEM_JSON));
+    if let Some(seconds) = problem.retry_after {
+        response
+            .headers_mut()
+            .insert("retry-after", HeaderValue::from(seconds));
+    }
     response
 }
 

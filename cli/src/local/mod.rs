@@ -7,6 +7,7 @@ pub mod esm;
 pub mod filter;
 pub mod functions;
 pub mod gateway;
+pub mod head;
 pub mod provision;
 pub mod runner;
 pub mod template;

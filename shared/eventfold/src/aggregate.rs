@@ -27,7 +27,7 @@ pub trait DomainEvent: Serialize + DeserializeOwned + Clone + Debug + Send + Syn
 pub trait Aggregate:
     Default + Clone + Debug + Send + Sync + Serialize + DeserializeOwned + 'static
 {
-    /// The stream category, e.g. `Account` for streams `Account-<id>`.
+    /// The stream category, e.g. `Order` for streams `Order-<id>`.
     const CATEGORY: &'static str;
     /// Version of the serialized state; bump it whenever the state's shape or meaning changes,
     /// and older snapshots are ignored.

@@ -11,7 +11,9 @@ use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 /// `AWS_ENDPOINT_URL` for an emulator), with rustls on ring and bounded retries and timeouts.
 ///
 /// Retries: the standard mode (exponential backoff with jitter, throttling-aware), three
-/// attempts, so a Lambda answers well within API Gateway's 30 s even when DynamoDB throttles.
+/// attempts. Timeouts fit a command's budget (a 15 s function less its margin): an attempt
+/// that DynamoDB (single-digit milliseconds) has not answered in 3 s is lost, and one call
+/// with its retries gives up after 9 s, leaving the deadline room to answer.
 pub async fn load_sdk_config() -> SdkConfig {
     load_sdk_config_with(|loader| loader).await
 }
@@ -29,9 +31,9 @@ pub async fn load_sdk_config_with(
         .retry_config(RetryConfig::standard().with_max_attempts(3))
         .timeout_config(
             TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .operation_attempt_timeout(Duration::from_secs(5))
-                .operation_timeout(Duration::from_secs(12))
+                .connect_timeout(Duration::from_secs(1))
+                .operation_attempt_timeout(Duration::from_secs(3))
+                .operation_timeout(Duration::from_secs(9))
                 .build(),
         );
     customize(loader).load().await

@@ -93,10 +93,10 @@ mod tests {
 
     fn sample() -> RecordedEvent {
         RecordedEvent {
-            stream_id: StreamId::parse("Account-1").expect("valid"),
+            stream_id: StreamId::parse("Order-1").expect("valid"),
             version: 3,
             event_id: uuid::Uuid::now_v7(),
-            event_type: "MoneyDeposited".into(),
+            event_type: "ItemAdded".into(),
             schema_version: 1,
             occurred_at: now(),
             metadata: EventMetadata {

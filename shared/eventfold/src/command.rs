@@ -10,7 +10,8 @@
 //! caller's receipt (the ids the command generated). A repeat of a command returns the first
 //! execution's, read from the commands table, so whoever renders it answers identically.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures::future::try_join_all;
@@ -45,19 +46,23 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
-            max_attempts: 50,
+            max_attempts: 100,
             base_delay: Duration::from_millis(2),
-            max_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
         }
     }
 }
 
 impl RetryPolicy {
-    /// "Full jitter": a random delay up to an exponentially growing cap.
-    fn delay(&self, attempt: u32) -> Duration {
-        let cap = self
-            .base_delay
-            .saturating_mul(2u32.saturating_pow(attempt.min(16)))
+    /// "Full jitter" in units of the store's own round trip: a random delay up to a cap that
+    /// doubles with each attempt, starting from the last append's duration (or `base_delay`,
+    /// if that was shorter). Contenders then spread over about as many round trips as there
+    /// are of them, whatever the store's latency, so few attempts are wasted and the stream's
+    /// throughput stays up.
+    fn delay(&self, attempt: u32, round_trip: Duration) -> Duration {
+        let cap = round_trip
+            .max(self.base_delay)
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(16)))
             .min(self.max_delay);
         cap.mul_f64(fastrand::f64())
     }
@@ -90,6 +95,9 @@ pub struct CommandContext {
     /// When the caller stops waiting (a Lambda's deadline less a margin): retries stop, and
     /// a store call still running is abandoned, in time to answer.
     pub deadline: Option<Instant>,
+    /// The command id was generated for this very request, so no earlier execution can
+    /// exist and the read that looks for one is skipped.
+    pub fresh_id: bool,
 }
 
 impl CommandContext {
@@ -313,16 +321,65 @@ pub struct CommandService {
     store: Arc<dyn EventStore>,
     snapshots: Option<Arc<dyn SnapshotStore>>,
     retry: RetryPolicy,
+    gates: Option<Arc<StreamGates>>,
+}
+
+/// One queue per stream for the commands of one process: a command waits for the one before
+/// it on the same stream instead of racing it to a conflict. Writers in other processes still
+/// meet at the conditional write.
+#[derive(Debug, Default)]
+struct StreamGates {
+    gates: std::sync::Mutex<HashMap<StreamId, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+impl StreamGates {
+    /// The gates of `streams` (sorted, so multi-stream commands cannot deadlock).
+    fn for_streams<'a>(
+        &self,
+        streams: impl Iterator<Item = &'a StreamId>,
+    ) -> Vec<Arc<tokio::sync::Mutex<()>>> {
+        let mut streams: Vec<&StreamId> = streams.collect();
+        streams.sort_unstable();
+        streams.dedup();
+        let mut gates = self
+            .gates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if gates.len() > 4096 {
+            gates.retain(|_, gate| gate.strong_count() > 0);
+        }
+        streams
+            .into_iter()
+            .map(|stream| {
+                if let Some(gate) = gates.get(stream).and_then(Weak::upgrade) {
+                    return gate;
+                }
+                let gate = Arc::new(tokio::sync::Mutex::new(()));
+                gates.insert(stream.clone(), Arc::downgrade(&gate));
+                gate
+            })
+            .collect()
+    }
 }
 
 impl CommandService {
-    /// A service over a store, without snapshots.
+    /// A service over a store, without snapshots, queueing the commands of this process per
+    /// stream.
     pub fn new(store: Arc<dyn EventStore>) -> Self {
         Self {
             store,
             snapshots: None,
             retry: RetryPolicy::default(),
+            gates: Some(Arc::default()),
         }
+    }
+
+    /// Lets this process's commands on one stream race each other to the conditional write
+    /// (as separate processes do) instead of queueing; for measurements.
+    #[must_use]
+    pub fn without_stream_queues(mut self) -> Self {
+        self.gates = None;
+        self
     }
 
     /// Uses snapshots to load long streams.
@@ -494,6 +551,16 @@ impl CommandService {
     {
         let receipt_value = serde_json::to_value(&receipt)
             .map_err(|e| StoreError::misuse(format!("the receipt does not serialize: {e}")))?;
+        let gates = self.gates.as_ref().map_or_else(Vec::new, |gates| {
+            gates.for_streams(targets.iter().map(|t| &t.stream_id))
+        });
+        let mut _held = Vec::with_capacity(gates.len());
+        for gate in &gates {
+            let guard = self
+                .within::<_, A::Error>(context, false, async { Ok(gate.lock().await) })
+                .await?;
+            _held.push(guard);
+        }
         // The idempotency check and the loads are independent: one round trip of latency, not
         // two (a replay wastes the load, and replays are rare).
         let (replayed, loaded) = self
@@ -522,11 +589,13 @@ impl CommandService {
             let decided = decide(&loaded).map_err(CommandError::Rejected)?;
             let request =
                 self.append_request(context, &loaded, &decided, claims, &receipt_value)?;
+            let sent = Instant::now();
             let appended = self
                 .within(context, true, async {
                     Ok(self.store.append(request).await)
                 })
                 .await?;
+            let round_trip = sent.elapsed();
             let retry_after_conflict = match appended {
                 Ok(AppendResult::Written(outcome)) => {
                     return Ok(Executed {
@@ -543,7 +612,9 @@ impl CommandService {
                 Err(error) if self.may_retry(context, &error) => {
                     tracing::warn!(attempt, error = %crate::error::error_chain(&error),
                         "append failed; retrying");
-                    if attempt >= self.retry.max_attempts || !self.backoff(context, attempt).await {
+                    if attempt >= self.retry.max_attempts
+                        || !self.backoff(context, attempt, round_trip).await
+                    {
                         return self.settle(context, error).await;
                     }
                     attempt += 1;
@@ -551,7 +622,9 @@ impl CommandService {
                 }
                 Err(error) => return self.settle(context, error).await,
             };
-            if attempt >= self.retry.max_attempts || !self.backoff(context, attempt).await {
+            if attempt >= self.retry.max_attempts
+                || !self.backoff(context, attempt, round_trip).await
+            {
                 return Err(CommandError::Conflict {
                     stream_id: retry_after_conflict,
                     attempts: attempt,
@@ -633,8 +706,8 @@ impl CommandService {
     }
 
     /// Waits before the next attempt; false if the deadline leaves no room for it.
-    async fn backoff(&self, context: &CommandContext, attempt: u32) -> bool {
-        let delay = self.retry.delay(attempt);
+    async fn backoff(&self, context: &CommandContext, attempt: u32, round_trip: Duration) -> bool {
+        let delay = self.retry.delay(attempt, round_trip);
         if context.remaining().is_some_and(|left| left <= delay) {
             return false;
         }
@@ -694,7 +767,7 @@ impl CommandService {
         &self,
         context: &CommandContext,
     ) -> Result<Option<CommandRecord>, StoreError> {
-        let Some(command_id) = &context.command_id else {
+        let Some(command_id) = context.command_id.as_ref().filter(|_| !context.fresh_id) else {
             return Ok(None);
         };
         match self.store.read_command(command_id).await? {

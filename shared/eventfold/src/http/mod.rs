@@ -50,6 +50,8 @@ pub struct ApiRequest {
     /// The command id of a POST: the client's valid key or a generated one; `None` if the
     /// client's key is malformed (the request is then refused, and no key echoed).
     command_id: Option<CommandId>,
+    /// Whether the command id was generated here (the client sent none).
+    generated_id: bool,
     deadline: Option<Instant>,
 }
 
@@ -65,6 +67,7 @@ impl ApiRequest {
             Some(value) => value.to_str().ok().and_then(|key| CommandId::new(key).ok()),
         };
         Self {
+            generated_id: !inner.headers.contains_key(IDEMPOTENCY_HEADER),
             inner,
             correlation_id,
             command_id,
@@ -261,6 +264,7 @@ impl ApiRequest {
                 actor: self.actor(),
             });
         context.deadline = self.deadline;
+        context.fresh_id = self.generated_id;
         Ok(context)
     }
 

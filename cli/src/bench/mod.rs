@@ -24,6 +24,8 @@ use futures::StreamExt;
 use serde_json::json;
 
 use crate::local::coldstart;
+
+mod hot;
 use crate::local::functions::Functions;
 use crate::local::provision::{Clients, Resources, provision};
 use crate::local::runner::{LocalRunner, RunnerOptions};
@@ -47,6 +49,7 @@ fn say(line: &str) {
 }
 
 struct Bench {
+    sdk: aws_config::SdkConfig,
     clients: Clients,
     template: Template,
     resources: Resources,
@@ -93,6 +96,7 @@ impl Bench {
             DynamoSnapshots::new(counted, resources.table("SnapshotsTable")),
         ));
         Ok(Self {
+            sdk,
             clients,
             template,
             resources,
@@ -144,9 +148,39 @@ impl Bench {
     }
 }
 
-/// Runs every benchmark and writes the report.
-pub async fn run(out: Option<&str>) -> Result<(), String> {
+/// The hot-stream table: 400 deposits into one account from 1, 8 and 32 writers.
+async fn hot_streams(bench: &Bench) -> Result<String, String> {
+    let mut section = String::from(
+        "## Hot streams\n\n400 deposits into one account over HTTP on the local runner, from 1, \
+         8 and 32 concurrent clients. A command retries its conflicts within the function's \
+         deadline (the template's 15 s less a margin); failed means an answer of 409 or 503. \
+         Requests are the command function's DynamoDB calls per command, retries included. \
+         The runner is one process: its commands on a stream queue behind each other, as in \
+         any one process. On Lambda each concurrent command runs in an instance of its own, so \
+         they race to the conditional write; the racing rows measure that, with the command \
+         function told not to queue.\n\n\
+         | commands | writers | commands | failed | p50 | p99 | commands/s | requests/command |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for queued in [false, true] {
+        for writers in [1, 8, 32] {
+            say(&format!("hot stream, {writers} writers, queued: {queued}…"));
+            let run = hot::hot_stream(bench, writers, 400, queued).await?;
+            say(&format!("  {}", run.row()));
+            let _ = writeln!(section, "{}", run.row());
+        }
+    }
+    Ok(section)
+}
+
+/// Runs the benchmarks and writes the report; `only` names one section (`hot`) to run alone
+/// and print.
+pub async fn run(out: Option<&str>, only: Option<&str>) -> Result<(), String> {
     let bench = Bench::new().await?;
+    if only == Some("hot") {
+        say(&hot_streams(&bench).await?);
+        return Ok(());
+    }
     let mut report = String::new();
     let now = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
     let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
@@ -397,6 +431,10 @@ pub async fn run(out: Option<&str>) -> Result<(), String> {
         ms(percentile(&lags, 99)),
         ms(percentile(&lags, 100)),
     );
+
+    // ---------------------------------------------------------------- hot streams
+    report.push_str(&hot_streams(&bench).await?);
+    report.push('\n');
 
     // ---------------------------------------------------------------- cold start
     say("cold starts of each function's release binary…");
