@@ -16,6 +16,8 @@ export SAM_CLI_TELEMETRY := 0
 export CARGO_TERM_COLOR ?= never
 
 MINISTACK_VERSION := 1.5.33
+# What MiniStack needs to apply the template's SAM transform (deploy-local); SAM CLI's own.
+SAM_TRANSLATOR_VERSION := 1.115.0
 MOTO_VERSION := 5.2.5
 CARGO_LAMBDA_VERSION := 1.9.2
 SAM_CLI_VERSION := 1.170.0
@@ -24,7 +26,7 @@ CARGO_DENY_VERSION := 0.20.2
 
 TOOLS_VENV := .venv
 TOOLS_STAMP := $(TOOLS_VENV)/.installed-cargo-lambda-$(CARGO_LAMBDA_VERSION)-sam-$(SAM_CLI_VERSION)
-MINISTACK_STAMP := .venv-ministack/.installed-$(MINISTACK_VERSION)
+MINISTACK_STAMP := .venv-ministack/.installed-$(MINISTACK_VERSION)-sam-translator-$(SAM_TRANSLATOR_VERSION)
 MOTO_STAMP := .venv-moto/.installed-$(MOTO_VERSION)
 SCHEMATHESIS_STAMP := .venv-schemathesis/.installed-$(SCHEMATHESIS_VERSION)
 CARGO_DENY_STAMP := .tools/.installed-cargo-deny-$(CARGO_DENY_VERSION)
@@ -36,7 +38,7 @@ CFN_LINT := $(TOOLS_VENV)/bin/cfn-lint
 CARGO_LAMBDA := $(TOOLS_VENV)/bin/cargo-lambda
 FUNCTIONS := command-api query-api project-accounts publish-events snapshot-streams
 
-.PHONY: help local test lint docs deny soak validate build bench deploy rebuild-projection redrive snapshot \
+.PHONY: help local test deploy-local lint docs deny soak validate build bench deploy rebuild-projection redrive snapshot \
         tools emulator-deps test-deps clean distclean
 
 help: ## List the targets
@@ -54,6 +56,9 @@ test: tools emulator-deps test-deps ## Everything CI checks: fmt, clippy, docs, 
 	$(MAKE) --no-print-directory validate
 	cargo build --workspace --all-targets
 	scripts/with-emulator.sh scripts/test-suite.sh
+
+deploy-local: tools emulator-deps ## The template deployed through CloudFormation on the emulator, functions run by it; prints API: <url>
+	scripts/deploy-local.sh
 
 # ------------------------------------------------------------------ everything else
 lint: tools ## fmt check, clippy -D warnings, sam validate --lint
@@ -111,7 +116,7 @@ emulator-deps: $(EMULATOR_STAMP) ## The local AWS emulator (MiniStack, or moto w
 $(MINISTACK_STAMP):
 	rm -rf .venv-ministack
 	$(PYTHON) -m venv .venv-ministack
-	.venv-ministack/bin/pip install -q ministack==$(MINISTACK_VERSION)
+	.venv-ministack/bin/pip install -q ministack==$(MINISTACK_VERSION) aws-sam-translator==$(SAM_TRANSLATOR_VERSION)
 	touch $@
 $(MOTO_STAMP):
 	rm -rf .venv-moto

@@ -66,8 +66,10 @@ start() {
   fi
   local log="$state_dir/emulator-$port.log"
   if [ "$emulator" = ministack ]; then
-    # MiniStack binds 0.0.0.0 unless told otherwise: never let it.
+    # MiniStack binds 0.0.0.0 unless told otherwise: never let it. The functions it runs (a
+    # deployed stack) inherit its environment: AWS_ENDPOINT_URL sends their SDK calls back here.
     BIND_HOST=127.0.0.1 GATEWAY_PORT="$port" LOG_LEVEL=WARNING TMPDIR="$state_dir" \
+      AWS_ENDPOINT_URL="http://127.0.0.1:$port" \
       setsid "$binary" >"$log" 2>&1 </dev/null &
   else
     # DynamoDB requests one at a time: moto is not safe for them concurrently (scripts/moto-server.py).

@@ -8,8 +8,10 @@
 )]
 
 mod consumers;
+mod deployed;
 mod emulator_quirks;
 mod faults;
+mod fidelity;
 mod http;
 mod lambda_binaries;
 mod orders_example;

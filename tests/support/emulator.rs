@@ -70,8 +70,10 @@ fn start_private() -> String {
         }
         _ => {
             let mut c = Command::new(root.join(".venv-ministack/bin/ministack"));
+            // Functions of a deployed stack inherit this environment: their SDK calls come back.
             c.env("BIND_HOST", "127.0.0.1")
                 .env("GATEWAY_PORT", port.to_string())
+                .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
                 .env("LOG_LEVEL", "WARNING")
                 .env("TMPDIR", std::env::temp_dir());
             c

@@ -8,6 +8,7 @@
     clippy::cast_sign_loss
 )]
 
+pub mod deployed;
 mod emulator;
 pub mod faults;
 
@@ -128,7 +129,7 @@ impl TestEnv {
 pub struct RunningEnv {
     pub env: TestEnv,
     pub runner: eventfold_cli::local::runner::LocalRunner,
-    pub http: reqwest::Client,
+    pub api: Api,
 }
 
 impl TestEnv {
@@ -154,10 +155,11 @@ impl TestEnv {
         )
         .await
         .expect("runner starts");
+        let api = Api::new(runner.url(), false);
         RunningEnv {
             env: self,
             runner,
-            http: reqwest::Client::new(),
+            api,
         }
     }
 
@@ -192,18 +194,76 @@ impl TestEnv {
         )
         .await
         .expect("runner starts");
+        let api = Api::new(runner.url(), false);
         RunningEnv {
             env: self,
             runner,
-            http: reqwest::Client::new(),
+            api,
         }
     }
 }
 
 impl RunningEnv {
-    /// A URL on the local API.
+    /// Stops the runner.
+    pub async fn stop(self) -> TestEnv {
+        self.runner.stop().await;
+        self.env
+    }
+}
+
+impl std::ops::Deref for RunningEnv {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+/// An HTTP API under test: the local runner's, or a deployed stack's behind the emulator's API
+/// Gateway, whose IAM authorizer wants requests signed with SigV4.
+#[derive(Debug, Clone)]
+pub struct Api {
+    base: String,
+    /// The client (for requests a test shapes itself; send them through [`Api::send`]).
+    pub http: reqwest::Client,
+    signed: bool,
+}
+
+impl Api {
+    /// An API at `base`, its requests signed with SigV4 if `signed`.
+    pub fn new(base: impl Into<String>, signed: bool) -> Self {
+        Self {
+            base: base.into(),
+            http: reqwest::Client::new(),
+            signed,
+        }
+    }
+
+    /// A URL on the API.
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.runner.url())
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a request (signed when the API wants it) and reads the answer.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Reply {
+        let url = self.url(path);
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+        let mut request = self.http.request(method.clone(), &url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if self.signed {
+            for (name, value) in sigv4_headers(method.as_str(), &url, &body) {
+                request = request.header(name, value);
+            }
+        }
+        Reply::from(request.body(body).send().await.expect("request")).await
     }
 
     /// POSTs JSON; returns status, headers and JSON body.
@@ -213,16 +273,20 @@ impl RunningEnv {
         body: &serde_json::Value,
         headers: &[(&str, &str)],
     ) -> Reply {
-        let mut request = self.http.post(self.url(path)).json(body);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        Reply::from(request.send().await.expect("request")).await
+        let mut all = vec![("content-type", "application/json")];
+        all.extend_from_slice(headers);
+        self.send("POST", path, &all, body.to_string().into_bytes())
+            .await
     }
 
     /// GETs a path.
     pub async fn get(&self, path: &str) -> Reply {
-        Reply::from(self.http.get(self.url(path)).send().await.expect("request")).await
+        self.send("GET", path, &[], Vec::new()).await
+    }
+
+    /// GETs a path with headers.
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        self.send("GET", path, headers, Vec::new()).await
     }
 
     /// Opens an account and returns its id.
@@ -254,12 +318,28 @@ impl RunningEnv {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
+}
 
-    /// Stops the runner.
-    pub async fn stop(self) -> TestEnv {
-        self.runner.stop().await;
-        self.env
-    }
+/// The SigV4 headers for a request to API Gateway (`execute-api`), with the test credentials.
+fn sigv4_headers(method: &str, url: &str, body: &[u8]) -> Vec<(String, String)> {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    let identity = Credentials::new("test", "test", None, None, "tests").into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("execute-api")
+        .time(std::time::SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .expect("signing parameters")
+        .into();
+    let request = SignableRequest::new(method, url, std::iter::empty(), SignableBody::Bytes(body))
+        .expect("a signable request");
+    let (instructions, _) = sign(request, &params).expect("signed").into_parts();
+    instructions
+        .headers()
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect()
 }
 
 /// An HTTP answer.

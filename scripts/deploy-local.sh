@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# `make deploy-local`: infra/template.yaml deployed through CloudFormation on the emulator, with
+# host builds of the five functions run by the emulator itself. Starts the emulator on
+# 127.0.0.1:$EMULATOR_PORT unless AWS_ENDPOINT_URL names one; then stays in the foreground until
+# Ctrl-C, and stops it. Run again after a change: the stack is updated in place.
+#
+#   STACK=name (default eventfold-local); extra arguments go to scripts/deploy_local.py
+#   (e.g. --parameter SnapshotEvery=10).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+port=${EMULATOR_PORT:-4566}
+started=""
+cleanup() {
+  if [ -n "$started" ]; then scripts/emulator.sh stop "$port"; echo "emulator stopped"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+if [ -n "${AWS_ENDPOINT_URL:-}" ]; then
+  echo "deploying to the endpoint in AWS_ENDPOINT_URL: $AWS_ENDPOINT_URL"
+else
+  if scripts/emulator.sh status "$port" && [ ! -f ".local/emulator-$port.pid" ]; then
+    echo "port $port already serves an emulator that make deploy-local did not start; using it"
+  else
+    scripts/emulator.sh start "$port" >/dev/null
+    started=1
+  fi
+  export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
+fi
+export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-test} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-test}
+export AWS_REGION=${AWS_REGION:-us-east-1}
+# Host builds: the emulator runs each bootstrap as a local process (it ignores Architectures).
+cargo build -q -p command-api -p query-api -p project-accounts -p publish-events -p snapshot-streams
+.venv/bin/python scripts/deploy_local.py --stack "${STACK:-eventfold-local}" "$@"
+if [ -n "$started" ]; then
+  echo "Requests are signed with SigV4 (any credentials; the emulator checks that they are there)."
+  echo "Serving until Ctrl-C."
+  while true; do sleep 3600; done
+fi

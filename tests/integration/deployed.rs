@@ -1,0 +1,174 @@
+//! End to end through the stack as CloudFormation deploys it on the emulator: the emulator's
+//! event source mappings run the real projector, publisher and snapshotter binaries. The stack
+//! is shared by the test run, so each test looks only at the accounts it made.
+
+use std::time::{Duration, Instant};
+
+use eventfold_tests::{deployed, events_by_stream, patience};
+use serde_json::{Value, json};
+
+/// Commands on a few accounts; then the read model holds exactly the fold of their streams.
+#[tokio::test]
+async fn the_read_model_converges() {
+    let api = deployed::api();
+    let env = deployed::env().await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(api.open_account(&format!("Deployed {n}"), "EUR").await);
+    }
+    let mut answered = Instant::now();
+    for (n, id) in ids.iter().enumerate() {
+        let deposit = api
+            .post(
+                &format!("/accounts/{id}/deposits"),
+                &json!({"amount": 1_000 + n}),
+                &[],
+            )
+            .await;
+        assert_eq!(deposit.status, 200, "{deposit:?}");
+        answered = Instant::now();
+    }
+    let transfer = api
+        .post(
+            "/transfers",
+            &json!({"from": ids[0], "to": ids[1], "amount": 250}),
+            &[],
+        )
+        .await;
+    assert_eq!(transfer.status, 201, "{transfer:?}");
+    let transferred = Instant::now();
+    let last = &ids[2];
+    let seen = api
+        .eventually(
+            &format!("/accounts/{last}"),
+            Duration::from_secs(30) * patience(),
+            |r| r.body["version"] == json!(2),
+        )
+        .await;
+    assert_eq!(seen.body["version"], json!(2), "{seen:?}");
+    eprintln!(
+        "deployed: command to read model in {:?}",
+        answered.elapsed()
+    );
+    let deadline = transferred + Duration::from_secs(30) * patience();
+    loop {
+        let streams = events_by_stream(&env).await;
+        let mut matching = 0;
+        for id in &ids {
+            let expected = bank::read_model::expected_row(&streams[&format!("Account-{id}")]);
+            let row = bank::read_model::account_row(&env.accounts(), id)
+                .await
+                .expect("row");
+            matching += usize::from(row == expected);
+        }
+        if matching == ids.len() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the read model did not converge");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let row = api.get(&format!("/accounts/{}", ids[0])).await;
+    assert_eq!(row.body["balance"], json!(750));
+}
+
+/// The publisher's FIFO messages reach subscribers in each stream's order, once.
+#[tokio::test]
+async fn published_events_arrive_in_stream_order() {
+    let api = deployed::api();
+    let env = deployed::env().await;
+    let id = api.open_account("Subscriber", "EUR").await;
+    for amount in 1..=5 {
+        let reply = api
+            .post(
+                &format!("/accounts/{id}/deposits"),
+                &json!({"amount": amount}),
+                &[],
+            )
+            .await;
+        assert_eq!(reply.status, 200);
+    }
+    let stream = format!("Account-{id}");
+    let queue = env.resources.queue_url("EventsQueue").to_owned();
+    let mut versions = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60) * patience();
+    while versions.len() < 6 {
+        assert!(Instant::now() < deadline, "published so far: {versions:?}");
+        let received = env
+            .clients
+            .sqs
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive");
+        for message in received.messages.unwrap_or_default() {
+            let event: Value =
+                serde_json::from_str(message.body().unwrap_or_default()).expect("an event");
+            if event["stream_id"] == json!(stream) {
+                versions.push(event["version"].as_u64().expect("version"));
+            }
+            // Only this test reads the queue of the shared stack.
+            env.clients
+                .sqs
+                .delete_message()
+                .queue_url(&queue)
+                .receipt_handle(message.receipt_handle().unwrap_or_default())
+                .send()
+                .await
+                .expect("delete");
+        }
+    }
+    assert_eq!(versions, (1..=6).collect::<Vec<_>>());
+}
+
+/// A stream that crosses the snapshot interval gets its snapshot through the snapshot queue.
+#[tokio::test]
+async fn a_long_stream_is_snapshotted_through_the_queue() {
+    let api = deployed::api();
+    let env = deployed::env().await;
+    let id = api.open_account("Snapshotted", "EUR").await;
+    for _ in 1..deployed::SNAPSHOT_EVERY {
+        let reply = api
+            .post(
+                &format!("/accounts/{id}/deposits"),
+                &json!({"amount": 3}),
+                &[],
+            )
+            .await;
+        assert_eq!(reply.status, 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60) * patience();
+    loop {
+        let item = env
+            .clients
+            .dynamodb
+            .get_item()
+            .table_name(env.resources.table("SnapshotsTable"))
+            .key(
+                "stream_id",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("Account-{id}")),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("get")
+            .item;
+        let version = item
+            .as_ref()
+            .and_then(|i| i.get("version"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<u64>().ok());
+        if version == Some(deployed::SNAPSHOT_EVERY) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no snapshot: {item:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let state = api.get(&format!("/accounts/{id}/state")).await;
+    assert_eq!(
+        (state.body["balance"].clone(), state.body["version"].clone()),
+        (json!(27), json!(deployed::SNAPSHOT_EVERY))
+    );
+}

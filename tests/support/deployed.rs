@@ -1,0 +1,124 @@
+//! The stack as CloudFormation deploys it on the emulator (`scripts/deploy-local.sh`), once per
+//! test run: the real template, the real function binaries run by the emulator, its API
+//! Gateway (SigV4) and its event source mappings.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use eventfold_cli::local::provision::{Clients, QueueRef, Resources};
+
+use crate::{Api, TestEnv, emulator_endpoint, sdk_config};
+
+/// Events between snapshots on the test stack: low, so a test crosses it quickly.
+pub const SNAPSHOT_EVERY: u64 = 10;
+
+/// A deployed stack: its invoke URL and outputs.
+#[derive(Debug, Clone)]
+pub struct Deployed {
+    /// `http://127.0.0.1:<port>/_aws/execute-api/<id>/$default`.
+    pub api: String,
+    /// The stack's outputs, by key.
+    pub outputs: BTreeMap<String, String>,
+    /// How long the deployment took, packaging included.
+    pub took: std::time::Duration,
+}
+
+/// The test run's stack, deployed on first use (every later caller waits for it).
+pub fn stack() -> &'static Deployed {
+    static STACK: OnceLock<Result<Deployed, String>> = OnceLock::new();
+    match STACK.get_or_init(deploy) {
+        Ok(deployed) => deployed,
+        Err(error) => panic!("the stack did not deploy: {error}"),
+    }
+}
+
+fn deploy() -> Result<Deployed, String> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let name = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let started = Instant::now();
+    let output = Command::new(root.join("scripts/deploy-local.sh"))
+        .arg("--parameter")
+        .arg(format!("SnapshotEvery={SNAPSHOT_EVERY}"))
+        .env("STACK", &name)
+        .env("AWS_ENDPOINT_URL", emulator_endpoint())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .map_err(|e| format!("cannot run scripts/deploy-local.sh: {e}"))?;
+    let took = started.elapsed();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "{}\n{stdout}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("OUTPUTS: "))
+        .ok_or_else(|| format!("no OUTPUTS line in:\n{stdout}"))?;
+    let outputs: BTreeMap<String, String> =
+        serde_json::from_str(line).map_err(|e| format!("{e}: {line}"))?;
+    eprintln!("deployed stack {name} in {took:?}");
+    Ok(Deployed {
+        api: outputs.get("Api").cloned().ok_or("no Api output")?,
+        outputs,
+        took,
+    })
+}
+
+/// The deployed API, its requests signed as the IAM authorizer requires.
+pub fn api() -> Api {
+    Api::new(stack().api.clone(), true)
+}
+
+/// The deployed stack's resources as a test environment (direct clients to the emulator),
+/// for reading its tables and queues.
+pub async fn env() -> TestEnv {
+    let deployed = stack();
+    let sdk = sdk_config().await;
+    let clients = Clients::new(&sdk);
+    let output = |key: &str| deployed.outputs.get(key).cloned().unwrap_or_default();
+    let mut resources = Resources {
+        prefix: output("StackName"),
+        ..Resources::default()
+    };
+    for logical in [
+        "EventsTable",
+        "CommandsTable",
+        "SnapshotsTable",
+        "AccountsTable",
+    ] {
+        resources
+            .tables
+            .insert(logical.to_owned(), output(&format!("{logical}Name")));
+    }
+    for logical in [
+        "EventsQueue",
+        "SnapshotQueue",
+        "ProjectorDeadLetterQueue",
+        "PublisherDeadLetterQueue",
+        "SnapshotDeadLetterQueue",
+    ] {
+        let url = output(&format!("{logical}Url"));
+        let name = url.rsplit('/').next().unwrap_or_default().to_owned();
+        resources.queues.insert(
+            logical.to_owned(),
+            QueueRef {
+                name,
+                url,
+                arn: String::new(),
+            },
+        );
+    }
+    TestEnv {
+        sdk,
+        clients,
+        resources,
+    }
+}
