@@ -95,14 +95,14 @@ deploy: tools ## Build with SAM (cargo-lambda) and deploy, guided, to your AWS a
 	PATH="$(abspath $(TOOLS_VENV))/bin:$$PATH" $(SAM) build -t infra/template.yaml --config-file $(CURDIR)/samconfig.toml
 	$(SAM) deploy --guided --config-file $(CURDIR)/samconfig.toml
 
-rebuild-projection: ## Rebuild the accounts projection from the events table (against AWS_ENDPOINT_URL / AWS)
-	cargo run -q -p eventfold-cli -- rebuild
+rebuild-projection: ## Rebuild the accounts read model from the events table (ARGS="--stack NAME" or a local --prefix)
+	cargo run -q -p eventfold-cli -- projections rebuild accounts $(ARGS)
 
-redrive: ## Re-apply the projector's dead-lettered batches (against AWS_ENDPOINT_URL / AWS)
-	cargo run -q -p eventfold-cli -- redrive
+redrive: ## Redo the projector's dead-lettered batches (ARGS="--stack NAME --yes")
+	cargo run -q -p eventfold-cli -- dlq redrive projector $(ARGS)
 
-snapshot: ## Snapshot a stream or a whole category: make snapshot TARGET=Account[-<id>]
-	cargo run -q -p eventfold-cli -- snapshot $(TARGET)
+snapshot: ## Snapshot a stream or a whole category: make snapshot TARGET=Account[-<id>] (ARGS="--stack NAME")
+	cargo run -q -p eventfold-cli -- snapshots backfill $(TARGET) $(ARGS)
 
 # ------------------------------------------------------------------ tools
 tools: $(TOOLS_STAMP) ## cargo-lambda and SAM CLI (with cfn-lint) into .venv

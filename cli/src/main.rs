@@ -1,124 +1,351 @@
-//! `eventfold`: the local runner and operator commands.
-//!
-//! ```text
-//! eventfold local [--port N] [--prefix P] [--no-demo]   serve the API and consumers locally
-//! eventfold rebuild [--prefix P]                        rebuild the accounts projection
-//! eventfold redrive [--prefix P]                        re-apply dead-lettered projector batches
-//! eventfold snapshot <Category|StreamId> [--prefix P]   snapshot one stream or a whole category
-//! eventfold bench [--out FILE]                          benchmarks against the emulator
-//! ```
+//! `eventfold`: the local runner, operator commands and benchmarks. `eventfold --help`.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use eventfold_cli::local::functions::Functions;
 use eventfold_cli::local::provision::{Clients, provision};
 use eventfold_cli::local::runner::{LocalRunner, RunnerOptions};
 use eventfold_cli::local::template::Template;
+use eventfold_cli::ops::dlq::{self, DeadLetters};
+use eventfold_cli::ops::streams::{self, Format};
+use eventfold_cli::ops::{self, OpsError, Selection, Target, say};
 
-/// Resource prefix of the local environment.
-const LOCAL_PREFIX: &str = "eventfold";
-
-struct Args {
-    command: String,
-    positional: Vec<String>,
-    options: std::collections::BTreeMap<String, String>,
-    flags: Vec<String>,
+/// Event sourcing on AWS serverless: run it locally, operate it, measure it.
+///
+/// AWS endpoint, region and credentials come from the usual AWS configuration;
+/// AWS_ENDPOINT_URL points at an emulator or LocalStack. Operator commands work on a deployed
+/// stack (--stack, names from its outputs) or on a local environment (--prefix, the
+/// template's logical ids under it).
+#[derive(Debug, Parser)]
+#[command(name = "eventfold", version, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    target: TargetArgs,
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn parse_args() -> Args {
-    let mut args = std::env::args().skip(1);
-    let command = args.next().unwrap_or_else(|| "help".into());
-    let mut parsed = Args {
-        command,
-        positional: Vec::new(),
-        options: std::collections::BTreeMap::new(),
-        flags: Vec::new(),
-    };
-    let rest: Vec<String> = args.collect();
-    let mut i = 0;
-    while i < rest.len() {
-        let arg = &rest[i];
-        if let Some(name) = arg.strip_prefix("--") {
-            if name.starts_with("no-") || rest.get(i + 1).is_none_or(|next| next.starts_with("--"))
-            {
-                parsed.flags.push(name.to_owned());
-            } else {
-                parsed.options.insert(name.to_owned(), rest[i + 1].clone());
-                i += 1;
-            }
-        } else {
-            parsed.positional.push(arg.clone());
+#[derive(Debug, Args)]
+struct TargetArgs {
+    /// A deployed CloudFormation stack to operate on (its outputs name the tables and queues).
+    #[arg(long, global = true, value_name = "NAME")]
+    stack: Option<String>,
+    /// A local environment's name prefix (tables and queues are <prefix>-<LogicalId>).
+    #[arg(
+        long,
+        global = true,
+        value_name = "PREFIX",
+        default_value = "eventfold"
+    )]
+    prefix: String,
+}
+
+impl TargetArgs {
+    fn selection(&self) -> Selection {
+        match &self.stack {
+            Some(stack) => Selection::Stack(stack.clone()),
+            None => Selection::Prefix(self.prefix.clone()),
         }
-        i += 1;
     }
-    parsed
 }
 
-#[allow(clippy::print_stdout)]
-fn say(line: &str) {
-    println!("{line}");
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API and the consumers locally over the emulator, after a short demo.
+    ///
+    /// Creates the template's tables and queues under --prefix (reusing them if they exist),
+    /// serves the HTTP API on 127.0.0.1, drives every event source mapping, and keeps serving
+    /// until Ctrl-C. Function logs go to .local/runner-<prefix>.log; warnings to stderr.
+    Local {
+        /// Port on 127.0.0.1.
+        #[arg(long, env = "PORT", default_value_t = 3000)]
+        port: u16,
+        /// Serve without running the demo first.
+        #[arg(long)]
+        no_demo: bool,
+    },
+    /// Read a stream, or follow the events table live.
+    #[command(subcommand)]
+    Streams(StreamsCommand),
+    /// Check the integrity chain of one stream, or of every stream (exit 1 on tampering).
+    Verify {
+        /// The stream, e.g. Account-1234.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        stream: Option<String>,
+        /// Every stream in the events table.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Rebuild read models from the events table.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
+    /// Take snapshots of existing streams.
+    #[command(subcommand)]
+    Snapshots(SnapshotsCommand),
+    /// List, inspect and redrive the dead-letter queues.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Streams, events, the largest streams, projection lag and queue depths.
+    Stats,
+    /// Benchmarks against the emulator in EVENTFOLD_EMULATOR_ENDPOINT (make bench).
+    Bench {
+        /// Where to write the report (Markdown).
+        #[arg(long, value_name = "FILE")]
+        out: Option<String>,
+        /// Run one section only, and print it (e.g. hot).
+        #[arg(long, value_name = "SECTION")]
+        only: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StreamsCommand {
+    /// Print a stream's events, from a version or as it was at a version or instant.
+    Read {
+        /// The stream, e.g. Account-1234.
+        stream: String,
+        /// The first version to print.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// The stream as it was: a version (12) or an RFC 3339 instant.
+        #[arg(long, value_name = "VERSION|TIME", conflicts_with = "from")]
+        as_of: Option<String>,
+        /// One JSON document per event.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow the events table's change stream, printing each new event (Ctrl-C stops).
+    Tail {
+        /// Only streams of this category, e.g. Account.
+        category: Option<String>,
+        /// One JSON document per event.
+        #[arg(long)]
+        json: bool,
+        /// Start from the oldest record the change stream keeps (24 hours), not from now.
+        #[arg(long)]
+        from_start: bool,
+        /// Stop after this many events.
+        #[arg(long, value_name = "N")]
+        max: Option<usize>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectionsCommand {
+    /// The projections of this service.
+    List,
+    /// Clear a read model and replay every event into it (asks first).
+    Rebuild {
+        /// The projection, e.g. accounts.
+        name: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SnapshotsCommand {
+    /// Snapshot every stream of a category (Account), or one stream (Account-1234).
+    Backfill {
+        /// A category or a stream.
+        what: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Queue {
+    /// Batches the accounts projector failed on.
+    Projector,
+    /// Batches the publisher failed on.
+    Publisher,
+    /// Snapshot requests that failed.
+    Snapshot,
+    /// Events a subscriber failed on.
+    Events,
+}
+
+impl From<Queue> for DeadLetters {
+    fn from(queue: Queue) -> Self {
+        match queue {
+            Queue::Projector => Self::Projector,
+            Queue::Publisher => Self::Publisher,
+            Queue::Snapshot => Self::Snapshot,
+            Queue::Events => Self::Events,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// Every dead-letter queue and its depth.
+    List,
+    /// Show messages of a dead-letter queue without taking them out.
+    Peek {
+        /// Which queue.
+        queue: Queue,
+        /// At most this many messages.
+        #[arg(long, default_value_t = 10)]
+        max: usize,
+    },
+    /// Do each message's work again and delete it once done (asks first).
+    Redrive {
+        /// Which queue.
+        queue: Queue,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+fn init_logs(command: &Command, prefix: &str) -> Option<String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer, fmt};
+    let colour = std::io::stderr().is_terminal();
+    let warnings = fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        .with_target(false)
+        .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")));
+    if !matches!(command, Command::Local { .. }) {
+        let _ = tracing_subscriber::registry().with(warnings).try_init();
+        return None;
+    }
+    // The runner's function logs go to a file, so the demo reads as a story.
+    let path = format!(".local/runner-{prefix}.log");
+    let _ = std::fs::create_dir_all(".local");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .ok()?;
+    let detail = fmt::layer()
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .with_filter(EnvFilter::new("info"));
+    let _ = tracing_subscriber::registry()
+        .with(warnings)
+        .with(detail)
+        .try_init();
+    Some(path)
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = parse_args();
-    if args.command == "bench" && std::env::var("RUST_LOG").is_err() {
-        // The bench prints its own report; consumer logs would drown it.
-        eventfold::telemetry::init_with_filter(true, "warn");
-    }
-    eventfold::telemetry::init_with(std::env::var("LOG_FORMAT").map_or(true, |f| f != "json"));
-    let result = match args.command.as_str() {
-        "local" => local(&args).await,
-        "rebuild" => eventfold_cli::ops::rebuild_command(prefix(&args)).await,
-        "redrive" => eventfold_cli::ops::redrive_command(prefix(&args)).await,
-        "snapshot" => {
-            eventfold_cli::ops::snapshot_command(
-                prefix(&args),
-                args.positional.first().map(String::as_str),
-            )
-            .await
-        }
-        "bench" => {
-            eventfold_cli::bench::run(
-                args.options.get("out").map(String::as_str),
-                args.options.get("only").map(String::as_str),
-            )
-            .await
-        }
-        _ => {
-            say(include_str!("usage.txt"));
-            Ok(())
-        }
-    };
-    match result {
+    let cli = Cli::parse();
+    let log_file = init_logs(&cli.command, &cli.target.prefix);
+    match run(cli, log_file).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("eventfold {}: {error}", args.command);
+            eprintln!("eventfold: {error}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn prefix(args: &Args) -> &str {
-    args.options
-        .get("prefix")
-        .map_or(LOCAL_PREFIX, String::as_str)
+async fn run(cli: Cli, log_file: Option<String>) -> Result<(), OpsError> {
+    let format = |json: bool| if json { Format::Json } else { Format::Pretty };
+    match cli.command {
+        Command::Local { port, no_demo } => {
+            local(&cli.target.prefix, port, no_demo, log_file).await
+        }
+        Command::Bench { out, only } => eventfold_cli::bench::run(out.as_deref(), only.as_deref())
+            .await
+            .map_err(OpsError),
+        command => {
+            let target = Target::resolve(&cli.target.selection()).await?;
+            operate(&target, command, format).await
+        }
+    }
 }
 
-async fn local(args: &Args) -> Result<(), String> {
-    let port: u16 = match args.options.get("port") {
-        Some(p) => p.parse().map_err(|_| format!("--port {p} is not a port"))?,
-        None => std::env::var("PORT")
-            .ok()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(3000),
-    };
-    let template = Template::load_default().map_err(|e| e.to_string())?;
+async fn operate(
+    target: &Target,
+    command: Command,
+    format: impl Fn(bool) -> Format,
+) -> Result<(), OpsError> {
+    match command {
+        Command::Streams(StreamsCommand::Read {
+            stream,
+            from,
+            as_of,
+            json,
+        }) => {
+            let as_of = as_of.as_deref().map(streams::parse_as_of).transpose()?;
+            streams::read(target, &stream, from, as_of, format(json)).await?;
+        }
+        Command::Streams(StreamsCommand::Tail {
+            category,
+            json,
+            from_start,
+            max,
+        }) => {
+            let tail = streams::tail(target, category.as_deref(), format(json), from_start, max);
+            tokio::select! {
+                shown = tail => { shown?; }
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Command::Verify { stream, .. } => {
+            let report = ops::verify::verify(target, stream.as_deref()).await?;
+            if !report.broken.is_empty() {
+                return Err(OpsError(format!(
+                    "{} tampered streams in {}",
+                    report.broken.len(),
+                    target.label
+                )));
+            }
+        }
+        Command::Projections(ProjectionsCommand::List) => {
+            for name in target.projectors()?.keys() {
+                say(name);
+            }
+        }
+        Command::Projections(ProjectionsCommand::Rebuild { name, yes }) => {
+            ops::rebuild::rebuild(target, &name, yes).await?;
+        }
+        Command::Snapshots(SnapshotsCommand::Backfill { what }) => {
+            ops::snapshots::backfill(target, &what).await?;
+        }
+        Command::Dlq(DlqCommand::List) => {
+            dlq::list(target).await?;
+        }
+        Command::Dlq(DlqCommand::Peek { queue, max }) => {
+            dlq::peek(target, queue.into(), max).await?;
+        }
+        Command::Dlq(DlqCommand::Redrive { queue, yes }) => {
+            let report = dlq::redrive(target, queue.into(), yes).await?;
+            if report.left > 0 {
+                return Err(OpsError(format!(
+                    "{} messages could not be redriven",
+                    report.left
+                )));
+            }
+        }
+        Command::Stats => {
+            ops::stats::stats(target).await?;
+        }
+        Command::Local { .. } | Command::Bench { .. } => {}
+    }
+    Ok(())
+}
+
+async fn local(
+    prefix: &str,
+    port: u16,
+    no_demo: bool,
+    log_file: Option<String>,
+) -> Result<(), OpsError> {
+    let failed = |e: &dyn std::fmt::Display| OpsError(e.to_string());
+    let template = Template::load_default().map_err(|e| failed(&e))?;
     let sdk = eventfold::aws::load_sdk_config().await;
     let clients = Clients::new(&sdk);
-    let resources = provision(&template, &clients, prefix(args))
+    let resources = provision(&template, &clients, prefix)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| failed(&e))?;
     say("Resources (from infra/template.yaml):");
     for (logical, name) in &resources.tables {
         say(&format!("  table  {logical:<26} {name}"));
@@ -127,7 +354,7 @@ async fn local(args: &Args) -> Result<(), String> {
         say(&format!("  queue  {logical:<26} {}", queue.url));
     }
     let functions =
-        Functions::from_template(&template, &resources, &clients).map_err(|e| e.to_string())?;
+        Functions::from_template(&template, &resources, &clients).map_err(|e| failed(&e))?;
     let options = RunnerOptions {
         port,
         region: sdk
@@ -137,7 +364,7 @@ async fn local(args: &Args) -> Result<(), String> {
     };
     let runner = LocalRunner::start(&template, &resources, &clients, functions, options)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| failed(&e))?;
     say(&format!(
         "\nServing {} routes at {}; consumers polling:",
         runner.routes.len(),
@@ -146,12 +373,13 @@ async fn local(args: &Args) -> Result<(), String> {
     for mapping in runner.stats.keys() {
         say(&format!("  {mapping}"));
     }
-    if !args.flags.iter().any(|f| f == "no-demo") {
-        if let Err(error) = eventfold_cli::local::demo::run(&runner.url()).await {
-            say(&format!("demo failed: {error}"));
-        }
+    if let Some(path) = log_file {
+        say(&format!("Function logs: {path}"));
     }
-    tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
+    if !no_demo && let Err(error) = eventfold_cli::local::demo::run(&runner.url()).await {
+        say(&format!("demo failed: {error}"));
+    }
+    tokio::signal::ctrl_c().await.map_err(|e| failed(&e))?;
     say("\nstopping…");
     runner.stop().await;
     Ok(())

@@ -270,23 +270,10 @@ async fn a_poison_event_goes_to_the_dead_letter_queue_and_redrive_completes_it()
     }
     // The fault is fixed; redrive re-reads the event from the events table and applies it.
     active.store(false, Ordering::SeqCst);
-    let target = ops::target_for(
-        &api.env.resources,
-        &api.env.clients,
-        eventfold::StoreSettings::default(),
-    );
-    let url = target
-        .projector_dead_letter_url
-        .clone()
-        .expect("dead-letter queue");
-    let report = ops::redrive(
-        &target.clients,
-        &url,
-        target.store.as_ref(),
-        &target.projector(),
-    )
-    .await
-    .expect("redrive");
+    let target = ops::Target::for_resources(&api.env.resources, &api.env.clients).expect("target");
+    let report = ops::dlq::redrive(&target, ops::dlq::DeadLetters::Projector, true)
+        .await
+        .expect("redrive");
     assert_eq!(
         (report.messages, report.redriven, report.left),
         (1, 1, 0),
@@ -317,23 +304,16 @@ async fn rebuild_while_commands_arrive_equals_the_fold() {
         .values()
         .map(Vec::len)
         .sum();
-    let target = ops::target_for(
-        &api.env.resources,
-        &api.env.clients,
-        eventfold::StoreSettings::default(),
-    );
-    let projector = target.projector();
-    let cleared = eventfold::projection::StreamProjector::read_model(&projector)
-        .clear()
-        .await
-        .expect("clear");
+    let target = ops::Target::for_resources(&api.env.resources, &api.env.clients).expect("target");
+    let projector = target.projectors().expect("projectors")["accounts"].clone();
+    let cleared = projector.read_model().clear().await.expect("clear");
     assert!(cleared >= 10);
     assert!(projected_accounts(&api.env).await.is_empty());
     let more = {
         let api = api.clone();
         tokio::spawn(async move { workload(&api, 5, 100, 4, 12).await })
     };
-    let report = ops::rebuild(&target.store, &projector, 4)
+    let report = ops::rebuild::replay(&target.store, projector.as_ref(), 4, None)
         .await
         .expect("rebuild");
     assert!(

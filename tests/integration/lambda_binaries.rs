@@ -10,25 +10,13 @@ use eventfold_cli::local::coldstart;
 use eventfold_tests::{TestEnv, emulator_endpoint, template};
 use serde_json::Value;
 
-/// The directory cargo put this test in (`target/<profile>`), with every function binary
-/// built there first (a no-op after `cargo build --workspace`).
 fn function_binaries() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .to_owned();
-    let mut build = std::process::Command::new(env!("CARGO"));
-    build.args(["build", "--quiet"]);
-    if profile_dir.ends_with("release") {
-        build.arg("--release");
-    }
-    for function in &template().functions {
-        build.args(["-p", &function.binary]);
-    }
-    assert!(build.status().unwrap().success(), "the functions build");
-    profile_dir
+    let packages: Vec<&str> = template()
+        .functions
+        .iter()
+        .map(|f| f.binary.as_str())
+        .collect();
+    eventfold_tests::built_binaries(&packages)
 }
 
 #[tokio::test]

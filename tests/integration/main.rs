@@ -7,6 +7,7 @@
     clippy::cast_sign_loss
 )]
 
+mod cli;
 mod consumers;
 mod deployed;
 mod emulator_quirks;

@@ -305,9 +305,9 @@ async fn backfill_snapshots_a_whole_category() {
         .await
         .expect("user");
     let target =
-        eventfold_cli::ops::target_for(&env.resources, &env.clients, StoreSettings::default());
+        eventfold_cli::ops::Target::for_resources(&env.resources, &env.clients).expect("target");
     assert_eq!(
-        eventfold_cli::ops::snapshot_backfill(&target, "Account")
+        eventfold_cli::ops::snapshots::backfill(&target, "Account")
             .await
             .expect("backfill"),
         (3, 3)
@@ -324,13 +324,13 @@ async fn backfill_snapshots_a_whole_category() {
         "another category is left alone"
     );
     assert_eq!(
-        eventfold_cli::ops::snapshot_backfill(&target, "Account")
+        eventfold_cli::ops::snapshots::backfill(&target, "Account")
             .await
             .expect("again"),
         (3, 0)
     );
     assert_eq!(
-        eventfold_cli::ops::snapshot_backfill(&target, "User-u1")
+        eventfold_cli::ops::snapshots::backfill(&target, "User-u1")
             .await
             .expect("one"),
         (1, 1)

@@ -22,6 +22,30 @@ use eventfold_cli::local::template::Template;
 
 pub use emulator::emulator_endpoint;
 
+/// The directory cargo put this test in (`target/<profile>`), with the binaries of `packages`
+/// built there first (a no-op after `cargo build --workspace`).
+pub fn built_binaries(packages: &[&str]) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps")
+        .to_owned();
+    let mut build = std::process::Command::new(env!("CARGO"));
+    build.args(["build", "--quiet"]);
+    if profile_dir.ends_with("release") {
+        build.arg("--release");
+    }
+    for package in packages {
+        build.args(["-p", package]);
+    }
+    assert!(
+        build.status().expect("cargo runs").success(),
+        "{packages:?} build"
+    );
+    profile_dir
+}
+
 /// The repository's template, parsed once.
 pub fn template() -> &'static Template {
     static TEMPLATE: OnceLock<Template> = OnceLock::new();

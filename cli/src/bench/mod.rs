@@ -603,11 +603,11 @@ async fn watch(
                 let previous = last
                     .insert(row.account_id.clone(), row.version)
                     .unwrap_or(0);
-                if row.version > previous {
-                    if let Ok(mut seen) = seen.lock() {
-                        for version in previous + 1..=row.version {
-                            seen.entry((row.account_id.clone(), version)).or_insert(now);
-                        }
+                if row.version > previous
+                    && let Ok(mut seen) = seen.lock()
+                {
+                    for version in previous + 1..=row.version {
+                        seen.entry((row.account_id.clone(), version)).or_insert(now);
                     }
                 }
             }

@@ -293,12 +293,11 @@ async fn create_table(
             .send()
             .await;
         // Already enabled on a reused table is fine.
-        if let Err(e) = result {
-            if e.as_service_error()
+        if let Err(e) = result
+            && e.as_service_error()
                 .is_none_or(|s| s.meta().code() != Some("ValidationException"))
-            {
-                return Err(fail(&name, aws_sdk_dynamodb::error::DisplayErrorContext(e)));
-            }
+        {
+            return Err(fail(&name, aws_sdk_dynamodb::error::DisplayErrorContext(e)));
         }
     }
     Ok((name, stream_arn))

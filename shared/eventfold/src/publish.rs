@@ -86,6 +86,30 @@ impl Publisher {
                 }
             }
         }
+        self.publish_indexed(&events, &mut report).await;
+        tracing::info!(
+            records = records.len(),
+            published = report.published,
+            snapshot_requests = report.snapshot_requests,
+            ignored = report.ignored,
+            failed_at = ?report.first_failure,
+            "batch published"
+        );
+        report
+    }
+
+    /// Publishes events read from the events table (a redrive of a dead-lettered batch), in
+    /// stream order; `first_failure` is the position of the first event not accepted.
+    pub async fn publish_events(&self, events: Vec<RecordedEvent>) -> PublishReport {
+        let indexed: Vec<(usize, RecordedEvent)> = events.into_iter().enumerate().collect();
+        let mut report = PublishReport::default();
+        self.publish_indexed(&indexed, &mut report).await;
+        report
+    }
+
+    /// Sends events (with their record positions) wave by wave, and their snapshot requests;
+    /// stops at the first wave not wholly accepted.
+    async fn publish_indexed(&self, events: &[(usize, RecordedEvent)], report: &mut PublishReport) {
         let mut accepted = vec![false; events.len()];
         let groups: Vec<&str> = events.iter().map(|(_, e)| e.stream_id.as_str()).collect();
         for wave in waves(&groups, SQS_BATCH) {
@@ -120,15 +144,6 @@ impl Publisher {
             .find(|(_, accepted)| !**accepted)
             .map(|((index, _), _)| *index);
         report.first_failure = first_unaccepted.or(report.first_failure);
-        tracing::info!(
-            records = records.len(),
-            published = report.published,
-            snapshot_requests = report.snapshot_requests,
-            ignored = report.ignored,
-            failed_at = ?report.first_failure,
-            "batch published"
-        );
-        report
     }
 
     /// Sends one wave (at most one event per stream) in as few calls as SQS's entry and byte

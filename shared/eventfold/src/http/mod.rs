@@ -114,10 +114,10 @@ impl ApiRequest {
     /// The authenticated principal: the JWT subject or the IAM caller, if any.
     pub fn actor(&self) -> Option<String> {
         let authorizer = self.inner.request_context.authorizer.as_ref()?;
-        if let Some(jwt) = &authorizer.jwt {
-            if let Some(sub) = jwt.claims.get("sub") {
-                return Some(sub.clone());
-            }
+        if let Some(jwt) = &authorizer.jwt
+            && let Some(sub) = jwt.claims.get("sub")
+        {
+            return Some(sub.clone());
         }
         authorizer
             .iam

@@ -404,6 +404,9 @@ pub trait StreamProjector: Send + Sync + fmt::Debug {
     /// The event store gaps are repaired from.
     fn event_store(&self) -> &Arc<dyn EventStore>;
 
+    /// The row key a stream's events go to, `None` for streams not followed.
+    fn row_key(&self, stream_id: &StreamId) -> Option<String>;
+
     /// Projects events of one stream, in version order: one outcome per event up to the
     /// first that fails, all of them written; the failure, if any, is the next event's.
     async fn project_stream(&self, events: &[RecordedEvent]) -> StreamOutcome;
@@ -421,6 +424,10 @@ impl<P: Projection> StreamProjector for Projector<P> {
 
     fn event_store(&self) -> &Arc<dyn EventStore> {
         &self.store
+    }
+
+    fn row_key(&self, stream_id: &StreamId) -> Option<String> {
+        self.projection.row_key(stream_id)
     }
 
     async fn project_stream(&self, events: &[RecordedEvent]) -> StreamOutcome {

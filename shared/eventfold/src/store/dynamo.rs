@@ -118,20 +118,34 @@ impl DynamoStore {
 
     /// Every stream id of a category (one scan, filtered to each stream's first event).
     pub async fn streams_in_category(&self, category: &str) -> Result<Vec<StreamId>, StoreError> {
+        self.stream_ids(Some(category)).await
+    }
+
+    /// Every stream id, or every one of a category: one scan, filtered to each stream's first
+    /// event, sorted.
+    pub async fn stream_ids(&self, category: Option<&str>) -> Result<Vec<StreamId>, StoreError> {
         let mut streams = Vec::new();
         let mut start = None;
         loop {
-            let output = self
+            let mut scan = self
                 .client
                 .scan()
                 .table_name(&self.events_table)
-                .filter_expression("begins_with(#s, :prefix) AND #v = :one")
                 .projection_expression("#s")
                 .expression_attribute_names("#s", events::STREAM_ID)
                 .expression_attribute_names("#v", events::VERSION)
-                .expression_attribute_values(":prefix", AttributeValue::S(format!("{category}-")))
                 .expression_attribute_values(":one", AttributeValue::N("1".into()))
-                .set_exclusive_start_key(start)
+                .set_exclusive_start_key(start);
+            scan = match category {
+                Some(category) => scan
+                    .filter_expression("begins_with(#s, :prefix) AND #v = :one")
+                    .expression_attribute_values(
+                        ":prefix",
+                        AttributeValue::S(format!("{category}-")),
+                    ),
+                None => scan.filter_expression("#v = :one"),
+            };
+            let output = scan
                 .send()
                 .await
                 .map_err(|e| from_sdk("Scan", &self.events_table, e))?;
@@ -317,15 +331,15 @@ impl DynamoStore {
             }
         }
         for (owner, reason) in owners.iter().zip(reasons) {
-            if let Some(index) = owner {
-                if failed(reason) {
-                    // A transaction is all or nothing: if one of our items is there, all are,
-                    // and this is an earlier attempt of ours that committed.
-                    if is_our_event(reason.item(), plan, *index) {
-                        return WriteRefusal::AlreadyCommitted;
-                    }
-                    return WriteRefusal::StreamConflict(*index);
+            if let Some(index) = owner
+                && failed(reason)
+            {
+                // A transaction is all or nothing: if one of our items is there, all are,
+                // and this is an earlier attempt of ours that committed.
+                if is_our_event(reason.item(), plan, *index) {
+                    return WriteRefusal::AlreadyCommitted;
                 }
+                return WriteRefusal::StreamConflict(*index);
             }
         }
         let codes: Vec<&str> = reasons
@@ -380,12 +394,12 @@ impl DynamoStore {
         request: &AppendRequest,
         conflict: StoreError,
     ) -> Result<AppendResult, StoreError> {
-        if let Some(command) = &request.command {
-            if let Some(record) = self.read_command(&command.command_id).await? {
-                return Ok(AppendResult::Replayed(
-                    record.replay_for(&command.request_hash)?,
-                ));
-            }
+        if let Some(command) = &request.command
+            && let Some(record) = self.read_command(&command.command_id).await?
+        {
+            return Ok(AppendResult::Replayed(
+                record.replay_for(&command.request_hash)?,
+            ));
         }
         Err(conflict)
     }

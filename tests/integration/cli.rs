@@ -1,0 +1,361 @@
+//! The operator's CLI, run as a new user would: the real binary, against the emulator, on a
+//! local environment of the test's own (`--prefix`).
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use eventfold_tests::{
+    RunningEnv, TestEnv, built_binaries, emulator_endpoint, projected_accounts,
+    projection_converges, workload,
+};
+use serde_json::{Value, json};
+
+fn eventfold() -> Command {
+    let mut command = Command::new(built_binaries(&["eventfold-cli"]).join("eventfold"));
+    command
+        .env("AWS_ENDPOINT_URL", emulator_endpoint())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs the CLI with `args` on the environment's tables; its output.
+fn run(env: &TestEnv, args: &[&str]) -> Output {
+    eventfold()
+        .arg("--prefix")
+        .arg(&env.resources.prefix)
+        .args(args)
+        .output()
+        .expect("the CLI runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[track_caller]
+fn succeeded(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    text(&output.stdout)
+}
+
+async fn account_with_deposits(api: &RunningEnv, deposits: u64) -> String {
+    let id = api.open_account("Cli", "EUR").await;
+    for amount in 1..=deposits {
+        let reply = api
+            .post(
+                &format!("/accounts/{id}/deposits"),
+                &json!({"amount": amount}),
+                &[],
+            )
+            .await;
+        assert_eq!(reply.status, 200);
+    }
+    id
+}
+
+#[test]
+fn help_and_wrong_arguments_read_well() {
+    let help = eventfold().arg("--help").output().expect("runs");
+    let said = succeeded(&help);
+    for command in [
+        "streams",
+        "verify",
+        "projections",
+        "snapshots",
+        "dlq",
+        "stats",
+    ] {
+        assert!(
+            said.contains(command),
+            "{command} missing from --help: {said}"
+        );
+    }
+    let nested = eventfold()
+        .args(["dlq", "redrive", "--help"])
+        .output()
+        .expect("runs");
+    assert!(succeeded(&nested).contains("--yes"));
+    for wrong in [
+        vec!["projections", "rebuild", "accounts", "--bogus"],
+        vec!["verify"],
+        vec!["streams", "read"],
+        vec!["dlq", "redrive", "nowhere"],
+        vec!["rebuild"],
+    ] {
+        let output = eventfold().args(&wrong).output().expect("runs");
+        assert_eq!(output.status.code(), Some(2), "{wrong:?}");
+        let error = text(&output.stderr);
+        assert!(error.contains("--help"), "{wrong:?}: {error}");
+        assert!(!error.contains("panicked"), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_and_a_missing_table_are_said_plainly() {
+    let unreachable = eventfold()
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .args(["--prefix", "nowhere", "verify", "--all"])
+        .output()
+        .expect("runs");
+    assert_eq!(unreachable.status.code(), Some(1));
+    let error = text(&unreachable.stderr);
+    assert!(error.contains("cannot reach http://127.0.0.1:9"), "{error}");
+    assert!(
+        !error.contains("panicked") && error.lines().count() <= 3,
+        "{error}"
+    );
+    let missing = eventfold()
+        .args(["--prefix", "no-such-env", "stats"])
+        .output()
+        .expect("runs");
+    assert_eq!(missing.status.code(), Some(1));
+    let error = text(&missing.stderr);
+    assert!(
+        error.contains("no-such-env-EventsTable does not exist"),
+        "{error}"
+    );
+    assert!(
+        !error.contains("panicked") && error.lines().count() <= 3,
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn streams_read_and_tail() {
+    let api = TestEnv::new().await.serve().await;
+    let id = account_with_deposits(&api, 3).await;
+    let stream = format!("Account-{id}");
+    let pretty = succeeded(&run(&api.env, &["streams", "read", &stream]));
+    assert_eq!(pretty.lines().count(), 4, "{pretty}");
+    assert!(
+        pretty
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.contains("MoneyDeposited"))
+    );
+    let json = succeeded(&run(
+        &api.env,
+        &["streams", "read", &stream, "--json", "--from", "3"],
+    ));
+    let versions: Vec<u64> = json
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).expect("JSON")["version"]
+                .as_u64()
+                .expect("v")
+        })
+        .collect();
+    assert_eq!(versions, vec![3, 4]);
+    let past = succeeded(&run(
+        &api.env,
+        &["streams", "read", &stream, "--as-of", "2"],
+    ));
+    assert_eq!(past.lines().count(), 2);
+    let missing = run(&api.env, &["streams", "read", "Account-nobody"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(text(&missing.stderr).contains("no stream Account-nobody"));
+
+    // The tail follows what is appended after it starts.
+    let tail = eventfold()
+        .args([
+            "--prefix",
+            &api.env.resources.prefix,
+            "streams",
+            "tail",
+            "Account",
+            "--json",
+            "--max",
+            "2",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("tail starts");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for amount in [7, 8] {
+        api.post(
+            &format!("/accounts/{id}/deposits"),
+            &json!({"amount": amount}),
+            &[],
+        )
+        .await;
+    }
+    let waited = tokio::task::spawn_blocking(move || tail.wait_with_output())
+        .await
+        .expect("joined")
+        .expect("tail ends");
+    let followed: Vec<Value> = text(&waited.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(
+        followed
+            .iter()
+            .map(|e| e["version"].clone())
+            .collect::<Vec<_>>(),
+        vec![json!(5), json!(6)]
+    );
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn verify_all_catches_an_event_altered_in_the_table() {
+    let api = TestEnv::new().await.serve().await;
+    let first = account_with_deposits(&api, 2).await;
+    let second = account_with_deposits(&api, 4).await;
+    let intact = succeeded(&run(&api.env, &["verify", "--all"]));
+    assert!(intact.contains("2 streams intact, 0 broken"), "{intact}");
+    // Someone with table access raises a deposit.
+    let table = api.env.events_table().to_owned();
+    let mut item = api
+        .env
+        .clients
+        .dynamodb
+        .get_item()
+        .table_name(&table)
+        .key("stream_id", AttributeValue::S(format!("Account-{second}")))
+        .key("version", AttributeValue::N("3".into()))
+        .send()
+        .await
+        .expect("get")
+        .item
+        .expect("event");
+    if let Some(AttributeValue::M(payload)) = item.get_mut("payload") {
+        payload.insert("amount".into(), AttributeValue::N("9000".into()));
+    }
+    api.env
+        .clients
+        .dynamodb
+        .put_item()
+        .table_name(&table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .expect("tampered");
+    let caught = run(&api.env, &["verify", "--all"]);
+    assert_eq!(caught.status.code(), Some(1));
+    let said = text(&caught.stdout);
+    assert!(
+        said.contains(&format!(
+            "TAMPERED Account-{second}: the chain breaks at version 3"
+        )),
+        "{said}"
+    );
+    assert!(said.contains("1 streams intact, 1 broken"), "{said}");
+    assert!(text(&caught.stderr).contains("1 tampered streams"));
+    let one = succeeded(&run(&api.env, &["verify", &format!("Account-{first}")]));
+    assert!(one.contains("1 streams intact"));
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn projections_rebuild_reproduces_the_read_model_exactly() {
+    let api = TestEnv::new().await.serve().await;
+    workload(&api, 6, 60, 4, 5).await;
+    assert!(projection_converges(&api.env, Duration::from_secs(60)).await);
+    let rows = projected_accounts(&api.env).await;
+    let totals = bank::read_model::totals(&api.env.accounts())
+        .await
+        .expect("totals");
+    // Destructive, and nobody to ask: it refuses without --yes.
+    let refused = run(&api.env, &["projections", "rebuild", "accounts"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(text(&refused.stderr).contains("pass --yes"));
+    let rebuilt = succeeded(&run(
+        &api.env,
+        &["projections", "rebuild", "accounts", "--yes"],
+    ));
+    assert!(rebuilt.contains("rebuilt accounts"), "{rebuilt}");
+    assert_eq!(projected_accounts(&api.env).await, rows);
+    assert_eq!(
+        bank::read_model::totals(&api.env.accounts())
+            .await
+            .expect("totals"),
+        totals
+    );
+    let listed = succeeded(&run(&api.env, &["projections", "list"]));
+    assert_eq!(listed.trim(), "accounts");
+    let unknown = run(&api.env, &["projections", "rebuild", "nope", "--yes"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(text(&unknown.stderr).contains("no projection nope"));
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn snapshots_backfill_and_stats() {
+    let api = TestEnv::new().await.serve().await;
+    let id = account_with_deposits(&api, 5).await;
+    account_with_deposits(&api, 1).await;
+    let backfilled = succeeded(&run(&api.env, &["snapshots", "backfill", "Account"]));
+    assert!(
+        backfilled.contains("2 streams; 2 snapshots written"),
+        "{backfilled}"
+    );
+    let again = succeeded(&run(
+        &api.env,
+        &["snapshots", "backfill", &format!("Account-{id}")],
+    ));
+    assert!(again.contains("1 streams; 0 snapshots written"), "{again}");
+    let wrong = run(&api.env, &["snapshots", "backfill", "Nope"]);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(projection_converges(&api.env, Duration::from_secs(30)).await);
+    let stats = succeeded(&run(&api.env, &["stats"]));
+    assert!(stats.contains("2 streams, 8 events"), "{stats}");
+    assert!(stats.contains(&format!("Account-{id}")), "{stats}");
+    assert!(stats.contains("0 events behind"), "{stats}");
+    assert!(stats.contains("SnapshotQueue"), "{stats}");
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn dlq_list_peek_and_redrive_empty_a_dead_letter_queue() {
+    let api = TestEnv::new().await.serve().await;
+    let id = account_with_deposits(&api, 2).await;
+    let dead = api
+        .env
+        .resources
+        .queue_url("SnapshotDeadLetterQueue")
+        .to_owned();
+    for _ in 0..3 {
+        api.env
+            .clients
+            .sqs
+            .send_message()
+            .queue_url(&dead)
+            .message_body(json!({"stream_id": format!("Account-{id}"), "version": 3}).to_string())
+            .send()
+            .await
+            .expect("dead-lettered");
+    }
+    let listed = succeeded(&run(&api.env, &["dlq", "list"]));
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("snapshot") && l.contains("3 waiting")),
+        "{listed}"
+    );
+    let peeked = succeeded(&run(&api.env, &["dlq", "peek", "snapshot", "--max", "2"]));
+    assert_eq!(peeked.matches("---").count(), 2, "{peeked}");
+    assert!(peeked.contains(&format!("Account-{id}")));
+    let refused = run(&api.env, &["dlq", "redrive", "snapshot"]);
+    assert_eq!(refused.status.code(), Some(1), "asks first");
+    let redriven = succeeded(&run(&api.env, &["dlq", "redrive", "snapshot", "--yes"]));
+    assert!(redriven.contains("3 messages: 3 redriven"), "{redriven}");
+    let listed = succeeded(&run(&api.env, &["dlq", "list"]));
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("snapshot") && l.contains("0 waiting")),
+        "{listed}"
+    );
+    api.stop().await;
+}
