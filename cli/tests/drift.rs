@@ -386,3 +386,120 @@ fn queues_redrive_to_dead_letter_queues() {
         "AWS advises 6x the function timeout"
     );
 }
+
+/// The metric names a function's code emits (`Metric::count("Name"`, `Metric::millis("Name"`).
+fn emitted_metrics(crate_dir: &str) -> BTreeSet<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../functions")
+        .join(crate_dir)
+        .join("src/lib.rs");
+    let source = std::fs::read_to_string(&path).unwrap();
+    let mut names = BTreeSet::new();
+    for constructor in ["Metric::count(", "Metric::millis("] {
+        for piece in source.split(constructor).skip(1) {
+            let piece = piece.trim_start();
+            if let Some(rest) = piece.strip_prefix('"') {
+                names.insert(rest.split('"').next().unwrap().to_owned());
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn the_dashboard_shows_metrics_the_functions_emit_and_every_alarm() {
+    let source = std::fs::read_to_string(eventfold_cli::local::template::default_path()).unwrap();
+    let root: serde_norway::Value = serde_norway::from_str(&source).unwrap();
+    let resources = root["Resources"].as_mapping().unwrap();
+    let body = match &root["Resources"]["Dashboard"]["Properties"]["DashboardBody"] {
+        serde_norway::Value::Tagged(tagged) if tagged.tag == "Sub" => {
+            tagged.value.as_str().unwrap().to_owned()
+        }
+        other => panic!("DashboardBody is not a !Sub string: {other:?}"),
+    };
+    // Every ${Name} or ${Name.Attribute} names a resource or a pseudo parameter.
+    let mut substituted = String::new();
+    let mut rest = body.as_str();
+    while let Some(start) = rest.find("${") {
+        substituted.push_str(&rest[..start]);
+        let end = rest[start..].find('}').unwrap() + start;
+        let name = &rest[start + 2..end];
+        let resource = name.split('.').next().unwrap();
+        assert!(
+            resource.starts_with("AWS::")
+                || resources.contains_key(serde_norway::Value::from(resource)),
+            "the dashboard names {name}, which is not in the template"
+        );
+        substituted.push_str(&format!("sub-{}", name.replace(['.', ':'], "-")));
+        rest = &rest[end + 1..];
+    }
+    substituted.push_str(rest);
+    let body: serde_json::Value =
+        serde_json::from_str(&substituted).expect("the dashboard body is JSON");
+
+    let function_crate = |logical_id: &str| {
+        template()
+            .functions
+            .iter()
+            .find(|f| f.logical_id == logical_id)
+            .map(|f| f.binary.clone())
+            .unwrap_or_else(|| panic!("{logical_id} is not a function"))
+    };
+    let mut shown = BTreeSet::new();
+    let mut alarms = BTreeSet::new();
+    for widget in body["widgets"].as_array().unwrap() {
+        for alarm in widget["properties"]["alarms"].as_array().into_iter().flatten() {
+            alarms.insert(alarm.as_str().unwrap().to_owned());
+        }
+        let mut previous: Option<(String, String)> = None;
+        for line in widget["properties"]["metrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let line = line.as_array().unwrap();
+            let current = match line.first().and_then(serde_json::Value::as_str) {
+                Some("...") => previous.clone(),
+                Some("Eventfold") => {
+                    let name = line[1].as_str().unwrap().to_owned();
+                    assert_eq!(line[2], "Function", "{name} is read by its Function");
+                    let logical_id = line[3]
+                        .as_str()
+                        .unwrap()
+                        .strip_prefix("sub-")
+                        .unwrap()
+                        .to_owned();
+                    Some((name, logical_id))
+                }
+                _ => None,
+            };
+            if let Some((name, logical_id)) = &current {
+                let binary = function_crate(logical_id);
+                assert!(
+                    emitted_metrics(&binary).contains(name),
+                    "the dashboard shows {name} of {binary}, which {binary} does not emit"
+                );
+                shown.insert(name.clone());
+            }
+            previous = current;
+        }
+    }
+    for (id, resource) in resources {
+        if resource["Type"] == "AWS::CloudWatch::Alarm" && resource.get("Condition").is_none() {
+            let id = id.as_str().unwrap();
+            assert!(
+                alarms.contains(&format!("sub-{id}-Arn")),
+                "the dashboard's alarm widget misses {id}"
+            );
+        }
+    }
+    for required in [
+        "ConflictsRetried",
+        "AppendLatency",
+        "EventsProjected",
+        "ProjectionLag",
+        "EventsFoldedPastSnapshot",
+    ] {
+        assert!(shown.contains(required), "the dashboard misses {required}");
+    }
+}

@@ -15,6 +15,7 @@ mod faults;
 mod fidelity;
 mod http;
 mod lambda_binaries;
+mod metrics;
 mod orders_example;
 mod snapshots;
 mod store;

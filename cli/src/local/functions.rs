@@ -107,7 +107,7 @@ handler!(
 handler!(
     PublishEvents,
     StreamHandler,
-    eventfold::publish::Publisher,
+    publish_events::App,
     publish_events::handle,
     DynamoDbEvent,
     DynamoDbEventResponse
@@ -115,11 +115,17 @@ handler!(
 handler!(
     SnapshotStreams,
     QueueHandler,
-    eventfold::snapshot::Snapshotter,
+    snapshot_streams::App,
     snapshot_streams::handle,
     SqsEvent,
     SqsEventResponse
 );
+
+/// Metrics of a function run in this process: to the log, not to standard output, which is
+/// the runner's own (and the demo's).
+fn logged(function: &str) -> eventfold::metrics::Metrics {
+    eventfold::metrics::Metrics::to(function, Arc::new(eventfold::metrics::Log))
+}
 
 /// Every function of the template, by logical id, ready to invoke.
 #[derive(Clone, Debug, Default)]
@@ -145,29 +151,34 @@ impl Functions {
             let dynamodb = clients.dynamodb.clone();
             match spec.binary.as_str() {
                 "command-api" => {
-                    let app = command_api::App::from_config(&config, dynamodb);
+                    let app = command_api::App::from_config(&config, dynamodb)
+                        .with_metrics(logged(command_api::FUNCTION));
                     functions
                         .http
                         .insert(id, Arc::new(CommandApi(app, timeout)));
                 }
                 "query-api" => {
-                    let app = query_api::App::from_config(&config, dynamodb);
+                    let app = query_api::App::from_config(&config, dynamodb)
+                        .with_metrics(logged(query_api::FUNCTION));
                     functions.http.insert(id, Arc::new(QueryApi(app, timeout)));
                 }
                 "project-accounts" => {
-                    let app = project_accounts::App::from_config(&config, dynamodb);
+                    let app = project_accounts::App::from_config(&config, dynamodb)
+                        .with_metrics(logged(project_accounts::FUNCTION));
                     functions
                         .streams
                         .insert(id, Arc::new(ProjectAccounts(app, timeout)));
                 }
                 "publish-events" => {
-                    let app = publish_events::from_config(&config, clients.sqs.clone());
+                    let app = publish_events::from_config(&config, clients.sqs.clone())
+                        .with_metrics(logged(publish_events::FUNCTION));
                     functions
                         .streams
                         .insert(id, Arc::new(PublishEvents(app, timeout)));
                 }
                 "snapshot-streams" => {
-                    let app = snapshot_streams::from_config(&config, dynamodb);
+                    let app = snapshot_streams::from_config(&config, dynamodb)
+                        .with_metrics(logged(snapshot_streams::FUNCTION));
                     functions
                         .queues
                         .insert(id, Arc::new(SnapshotStreams(app, timeout)));

@@ -6,7 +6,12 @@
 //! table and is rendered by the same code, so it answers identically. The handler never
 //! returns an error to the Lambda runtime for anything a client sent.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::encodings::Body;
+use eventfold::command::ExecutionStats;
+use eventfold::metrics::{Metric, Metrics};
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use bank::api::{CloseAccount, MoveMoney, OpenAccount, RegisterUser, TransferMoney};
@@ -32,6 +37,10 @@ const WITHDRAW: &str = "POST /accounts/{id}/withdrawals";
 const CLOSE_ACCOUNT: &str = "POST /accounts/{id}/close";
 const TRANSFER: &str = "POST /transfers";
 
+/// The `Function` dimension of this function's metrics outside Lambda (deployed, it is the
+/// function's name).
+pub const FUNCTION: &str = "command-api";
+
 /// The routes this function serves (checked against the template and the OpenAPI document).
 pub const ROUTES: &[&str] = &[
     REGISTER_USER,
@@ -49,6 +58,19 @@ pub const REQUIRED_ENV: &[&str] = &[env::EVENTS_TABLE, env::COMMANDS_TABLE, env:
 #[derive(Clone, Debug)]
 pub struct App {
     service: BankingService,
+    metrics: Metrics,
+}
+
+/// What one command's execution reported, for its metrics record.
+#[derive(Debug, Default)]
+struct Observed(Mutex<Option<ExecutionStats>>);
+
+impl Observed {
+    fn note<R>(&self, executed: &Executed<R>) {
+        if let Ok(mut stats) = self.0.lock() {
+            *stats = Some(executed.stats);
+        }
+    }
 }
 
 type Answer = Result<ApiGatewayV2httpResponse, Problem>;
@@ -56,7 +78,17 @@ type Answer = Result<ApiGatewayV2httpResponse, Problem>;
 impl App {
     /// An app over a banking service (tests pass one over the memory store).
     pub fn new(service: BankingService) -> Self {
-        Self { service }
+        Self {
+            service,
+            metrics: Metrics::for_lambda(FUNCTION),
+        }
+    }
+
+    /// The same app, its metrics written to `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The app over DynamoDB, configured from the environment.
@@ -83,32 +115,75 @@ impl App {
 
     /// Answers one request; never fails.
     pub async fn respond(&self, request: ApiRequest) -> ApiGatewayV2httpResponse {
-        eventfold::http::respond(request, async |request| self.route(request).await).await
+        let started = Instant::now();
+        let observed = Observed::default();
+        let response = eventfold::http::respond(request, async |request| {
+            self.route(request, &observed).await
+        })
+        .await;
+        self.record(&response, started, &observed);
+        response
     }
 
-    async fn route(&self, request: &ApiRequest) -> Answer {
+    /// One metrics record per command: its outcome, latency, and how its execution went.
+    fn record(&self, response: &ApiGatewayV2httpResponse, started: Instant, observed: &Observed) {
+        let outcome = outcome_of(response);
+        let mut metrics = vec![
+            Metric::count("Commands", 1),
+            Metric::millis("CommandLatency", [millis(started.elapsed())]),
+        ];
+        if let Some(stats) = observed.0.lock().ok().and_then(|s| *s)
+            && stats.attempts > 0
+        {
+            metrics.push(Metric::count(
+                "ConflictsRetried",
+                stats.attempts.saturating_sub(1) as usize,
+            ));
+            metrics.push(Metric::millis(
+                "AppendLatency",
+                [millis(stats.append_latency)],
+            ));
+            metrics.push(Metric::count(
+                "EventsFoldedPastSnapshot",
+                stats.events_folded,
+            ));
+        }
+        self.metrics.emit(&[("Outcome", outcome)], &metrics);
+    }
+
+    async fn route(&self, request: &ApiRequest, observed: &Observed) -> Answer {
         match request.route_key() {
-            REGISTER_USER => self.register_user(request).await,
-            OPEN_ACCOUNT => self.open_account(request).await,
+            REGISTER_USER => self.register_user(request, observed).await,
+            OPEN_ACCOUNT => self.open_account(request, observed).await,
             DEPOSIT => {
                 let MoveMoney { amount } = request.json()?;
-                self.on_account(request, AccountCommand::Deposit { amount }, amount)
-                    .await
+                self.on_account(
+                    request,
+                    observed,
+                    AccountCommand::Deposit { amount },
+                    amount,
+                )
+                .await
             }
             WITHDRAW => {
                 let MoveMoney { amount } = request.json()?;
-                self.on_account(request, AccountCommand::Withdraw { amount }, amount)
-                    .await
+                self.on_account(
+                    request,
+                    observed,
+                    AccountCommand::Withdraw { amount },
+                    amount,
+                )
+                .await
             }
             CLOSE_ACCOUNT => {
                 // Closing takes no body, or `{}`.
                 if !request.has_no_body()? {
                     let CloseAccount {} = request.json()?;
                 }
-                self.on_account(request, AccountCommand::Close, CloseAccount {})
+                self.on_account(request, observed, AccountCommand::Close, CloseAccount {})
                     .await
             }
-            TRANSFER => self.transfer(request).await,
+            TRANSFER => self.transfer(request, observed).await,
             other => Err(Problem::new(
                 kinds::ROUTE_NOT_FOUND,
                 format!("the command API has no route {other:?}"),
@@ -116,24 +191,25 @@ impl App {
         }
     }
 
-    async fn register_user(&self, request: &ApiRequest) -> Answer {
+    async fn register_user(&self, request: &ApiRequest, observed: &Observed) -> Answer {
         let body: RegisterUser = request.json()?;
         let context = request.command_context(REGISTER_USER, &body)?;
-        created(self.service.register_user(&context, &body).await, |_| None)
+        let result = self.service.register_user(&context, &body).await;
+        created(result, observed, |_| None)
     }
 
-    async fn open_account(&self, request: &ApiRequest) -> Answer {
+    async fn open_account(&self, request: &ApiRequest, observed: &Observed) -> Answer {
         let body: OpenAccount = request.json()?;
         let context = request.command_context(OPEN_ACCOUNT, &body)?;
-        created(self.service.open_account(&context, &body).await, |id| {
-            Some(format!("/accounts/{id}"))
-        })
+        let result = self.service.open_account(&context, &body).await;
+        created(result, observed, |id| Some(format!("/accounts/{id}")))
     }
 
     /// A command on one account; `body` is what the fingerprint covers besides the path.
     async fn on_account(
         &self,
         request: &ApiRequest,
+        observed: &Observed,
         command: AccountCommand,
         body: impl serde::Serialize,
     ) -> Answer {
@@ -145,7 +221,10 @@ impl App {
             .act_on_account(&context, &account, if_match, &command)
             .await
             .map_err(|e| e.to_problem())?;
+        observed.note(&executed);
         let version = version_of(&executed, 0)?;
+        tracing::info!(stream = %bank::service::account_stream(&account), version,
+            replayed = executed.replayed, "command executed");
         Ok(answer(
             200,
             &json!({ "id": account, "version": version }),
@@ -154,7 +233,7 @@ impl App {
         ))
     }
 
-    async fn transfer(&self, request: &ApiRequest) -> Answer {
+    async fn transfer(&self, request: &ApiRequest, observed: &Observed) -> Answer {
         let body: TransferMoney = request.json()?;
         let if_match = request.if_match()?;
         let context = request.command_context(TRANSFER, &(&body, if_match))?;
@@ -163,7 +242,11 @@ impl App {
             .transfer(&context, &body, if_match)
             .await
             .map_err(|e| e.to_problem())?;
+        observed.note(&executed);
         let (from, to) = (version_of(&executed, 0)?, version_of(&executed, 1)?);
+        tracing::info!(stream = %bank::service::account_stream(&body.from), version = from,
+            to_stream = %bank::service::account_stream(&body.to), to_version = to,
+            replayed = executed.replayed, "command executed");
         Ok(answer(
             201,
             &json!({
@@ -178,10 +261,17 @@ impl App {
 }
 
 /// The answer to a command that created something: 201, its id and version, a `Location`.
-fn created(result: BankResult<Created>, location: impl Fn(&EntityId) -> Option<String>) -> Answer {
+fn created(
+    result: BankResult<Created>,
+    observed: &Observed,
+    location: impl Fn(&EntityId) -> Option<String>,
+) -> Answer {
     let executed = result.map_err(|e| e.to_problem())?;
+    observed.note(&executed);
     let version = version_of(&executed, 0)?;
     let id = &executed.receipt.id;
+    tracing::info!(stream = %executed.streams[0].stream_id, version,
+        replayed = executed.replayed, "command executed");
     let mut response = answer(
         201,
         &json!({ "id": id, "version": version }),
@@ -219,6 +309,27 @@ fn version_of<R>(executed: &Executed<R>, index: usize) -> Result<u64, Problem> {
                 executed.streams.len()
             ))
         })
+}
+
+/// The command's outcome, as its answer says it.
+fn outcome_of(response: &ApiGatewayV2httpResponse) -> &'static str {
+    match response.status_code {
+        200..=299 if response.headers.contains_key("idempotent-replayed") => "replayed",
+        200..=299 => "written",
+        409 => "conflict",
+        412 => "precondition-failed",
+        404 | 422 => "rejected",
+        503 => match &response.body {
+            Some(Body::Text(text)) if text.contains("/outcome-unknown") => "outcome-unknown",
+            _ => "unavailable",
+        },
+        500..=599 => "internal",
+        _ => "invalid",
+    }
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
 }
 
 /// The Lambda entry point: API Gateway event in, response out, never an error for bad input.

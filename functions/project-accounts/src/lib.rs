@@ -11,9 +11,10 @@ use aws_lambda_events::streams::DynamoDbEventResponse;
 use bank::names::env as bank_env;
 use bank::read_model::AccountsProjection;
 use eventfold::config::Config;
+use eventfold::metrics::{Metric, Metrics};
 use eventfold::names::env;
 use eventfold::projection::{
-    BatchReport, Projector, ReadModelStore, batch_response, process_stream_batch,
+    BatchReport, Projector, ReadModelStore, ages_millis, batch_response, process_stream_batch,
 };
 use eventfold::store::EventStore;
 use lambda_runtime::{Error, LambdaEvent};
@@ -21,10 +22,15 @@ use lambda_runtime::{Error, LambdaEvent};
 /// The environment variables this function reads (checked against the template).
 pub const REQUIRED_ENV: &[&str] = &[env::EVENTS_TABLE, bank_env::ACCOUNTS_TABLE];
 
+/// The `Function` dimension of this function's metrics outside Lambda (deployed, it is the
+/// function's name).
+pub const FUNCTION: &str = "project-accounts";
+
 /// The projector, built once per process.
 #[derive(Debug)]
 pub struct App {
     projector: Projector<AccountsProjection>,
+    metrics: Metrics,
 }
 
 impl App {
@@ -32,7 +38,15 @@ impl App {
     pub fn new(read_model: Arc<dyn ReadModelStore>, store: Arc<dyn EventStore>) -> Self {
         Self {
             projector: bank::accounts_projector(read_model, store),
+            metrics: Metrics::for_lambda(FUNCTION),
         }
+    }
+
+    /// The same app, its metrics written to `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The app over DynamoDB, configured from the environment.
@@ -56,9 +70,24 @@ impl App {
         &self.projector
     }
 
-    /// Processes one batch of stream records.
+    /// Processes one batch of stream records; its metrics record: events projected,
+    /// duplicates, each event's lag from its own time, and the records to be retried.
     pub async fn process(&self, records: &[EventRecord]) -> BatchReport {
-        process_stream_batch(&self.projector, records).await
+        let report = process_stream_batch(&self.projector, records).await;
+        self.metrics.emit(
+            &[],
+            &[
+                Metric::count("EventsProjected", report.applied + report.repaired),
+                Metric::count("DuplicatesIgnored", report.duplicates),
+                Metric::count("GapsRepaired", report.repaired),
+                Metric::millis("ProjectionLag", ages_millis(records)),
+                Metric::count(
+                    "BatchItemFailures",
+                    usize::from(report.first_failure.is_some()),
+                ),
+            ],
+        );
+        report
     }
 }
 

@@ -2,12 +2,17 @@
 //! events (with time travel), raw events page by page, and integrity verification.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::encodings::Body;
+use eventfold::metrics::{Metric, Metrics};
+use sha2::{Digest, Sha256};
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use bank::api::OPENAPI_JSON;
 use bank::domain::account::AccountStatus;
 use bank::names::env as bank_env;
-use bank::read_model::account_row;
+use bank::read_model::{AccountRow, AccountView, account_row};
 use bank::service::BankingService;
 use eventfold::command::CommandService;
 use eventfold::config::Config;
@@ -26,6 +31,16 @@ use serde_json::{Value, json};
 pub const MAX_PAGE: usize = 1000;
 /// Largest `from` accepted: the largest integer JSON clients represent exactly (2^53 - 1).
 pub const MAX_FROM: u64 = (1 << 53) - 1;
+/// How long `min_version` waits for the read model before folding the events instead.
+pub const READ_YOUR_WRITES_WAIT: Duration = Duration::from_millis(300);
+/// How often the read model is looked at meanwhile.
+const READ_YOUR_WRITES_POLL: Duration = Duration::from_millis(50);
+/// Which of the two answered `GET /accounts/{id}`: `read-model` or `fold`.
+pub const SOURCE_HEADER: &str = "eventfold-source";
+/// The `Function` dimension of this function's metrics outside Lambda (deployed, it is the
+/// function's name).
+pub const FUNCTION: &str = "query-api";
+
 /// Page size when `limit` is absent.
 pub const DEFAULT_PAGE: usize = 100;
 
@@ -56,6 +71,7 @@ pub const REQUIRED_ENV: &[&str] = &[
 pub struct App {
     service: BankingService,
     read_model: Arc<dyn ReadModelStore>,
+    metrics: Metrics,
 }
 
 impl App {
@@ -64,7 +80,15 @@ impl App {
         Self {
             service,
             read_model,
+            metrics: Metrics::for_lambda(FUNCTION),
         }
+    }
+
+    /// The same app, its metrics written to `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The app over DynamoDB, configured from the environment.
@@ -94,7 +118,37 @@ impl App {
 
     /// Answers one request; never fails.
     pub async fn respond(&self, request: ApiRequest) -> ApiGatewayV2httpResponse {
-        eventfold::http::respond(request, async |request| self.route(request).await).await
+        let started = Instant::now();
+        let route = request.route_key().to_owned();
+        let response = eventfold::http::respond(request, async |request| {
+            let answer = self.route(request).await?;
+            Ok(conditional(request, answer))
+        })
+        .await;
+        let source = response
+            .headers
+            .get(SOURCE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_owned();
+        let status = match response.status_code {
+            200 => "ok",
+            304 => "not-modified",
+            400..=499 => "refused",
+            _ => "failed",
+        };
+        self.metrics.emit(
+            &[
+                ("Route", route.as_str()),
+                ("Source", source.as_str()),
+                ("Status", status),
+            ],
+            &[
+                Metric::count("Reads", 1),
+                Metric::millis("ReadLatency", [started.elapsed().as_secs_f64() * 1000.0]),
+            ],
+        );
+        response
     }
 
     async fn route(&self, request: &ApiRequest) -> Result<ApiGatewayV2httpResponse, Problem> {
@@ -115,17 +169,78 @@ impl App {
         }
     }
 
+    /// The read model's row; with `min_version=N`, once the row is at N or later, waiting a
+    /// short while for it, and otherwise folded from the events (consistent), said in
+    /// `Eventfold-Source`.
     async fn account_row(&self, request: &ApiRequest) -> Result<ApiGatewayV2httpResponse, Problem> {
         let id = request.entity_id("id")?;
-        let row = account_row(self.read_model.as_ref(), id.as_str())
-            .await
-            .map_err(|e| e.to_problem())?
-            .ok_or_else(|| not_found(format!("no account {id} in the read model (yet)")))?;
+        let min_version = request
+            .query("min_version")
+            .map(|text| {
+                text.parse::<u64>()
+                    .ok()
+                    .filter(|v| (1..=MAX_FROM).contains(v))
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "min_version must be an integer from 1 to {MAX_FROM}"
+                        ))
+                    })
+            })
+            .transpose()?;
+        let deadline = Instant::now() + READ_YOUR_WRITES_WAIT;
+        let (row, source) = loop {
+            let row = account_row(self.read_model.as_ref(), id.as_str())
+                .await
+                .map_err(|e| e.to_problem())?;
+            let caught_up = match (&row, min_version) {
+                (_, None) => true,
+                (Some(row), Some(wanted)) => row.version >= wanted,
+                (None, Some(_)) => false,
+            };
+            if caught_up {
+                break (row, "read-model");
+            }
+            if Instant::now() >= deadline {
+                break (self.folded_row(&id).await?, "fold");
+            }
+            tokio::time::sleep(READ_YOUR_WRITES_POLL).await;
+        };
+        let row =
+            row.ok_or_else(|| not_found(format!("no account {id} in the read model (yet)")))?;
         let body = serde_json::to_value(&row)
             .map_err(|e| Problem::new(kinds::INTERNAL, "internal error").caused_by(&e))?;
         let mut response = json_response(200, &body);
         set_header(&mut response, "etag", &etag(row.version));
+        set_header(&mut response, SOURCE_HEADER, source);
         Ok(response)
+    }
+
+    /// The row the read model would hold, folded from the account's events.
+    async fn folded_row(&self, id: &eventfold::EntityId) -> Result<Option<AccountRow>, Problem> {
+        let loaded = self
+            .service
+            .account_state(id, None)
+            .await
+            .map_err(|e| e.to_problem())?;
+        if loaded.state.status == AccountStatus::Unopened {
+            return Ok(None);
+        }
+        let state = loaded.state;
+        Ok(Some(AccountRow {
+            id: id.to_string(),
+            view: AccountView {
+                owner: state.owner.map(|o| o.to_string()).unwrap_or_default(),
+                currency: state.currency.map(|c| c.to_string()).unwrap_or_default(),
+                balance: state.balance,
+                status: state.status.as_str().into(),
+                updated_at: loaded
+                    .occurred_at
+                    .as_ref()
+                    .map(format_timestamp)
+                    .unwrap_or_default(),
+            },
+            version: loaded.version,
+        }))
     }
 
     async fn account_state(
@@ -217,6 +332,41 @@ impl App {
             .map_err(|e| Problem::new(kinds::INTERNAL, "internal error").caused_by(&e))?;
         Ok(json_response(200, &body))
     }
+}
+
+/// A GET's answer made conditional: every 200 carries an `ETag` (the version where there is
+/// one, else a hash of the body), and `If-None-Match` naming it gets a 304 without a body.
+fn conditional(
+    request: &ApiRequest,
+    mut response: ApiGatewayV2httpResponse,
+) -> ApiGatewayV2httpResponse {
+    if response.status_code != 200 {
+        return response;
+    }
+    let tag = match response.headers.get("etag").and_then(|v| v.to_str().ok()) {
+        Some(tag) => tag.to_owned(),
+        None => {
+            let body = match &response.body {
+                Some(Body::Text(text)) => text.as_bytes().to_vec(),
+                _ => Vec::new(),
+            };
+            let tag = format!("\"{}\"", &hex::encode(Sha256::digest(&body))[..20]);
+            set_header(&mut response, "etag", &tag);
+            tag
+        }
+    };
+    let matches = request.header("if-none-match").is_some_and(|value| {
+        value
+            .split(',')
+            .map(|t| t.trim().trim_start_matches("W/"))
+            .any(|t| t == "*" || t == tag)
+    });
+    if matches {
+        response.status_code = 304;
+        response.body = None;
+        response.headers.remove("content-type");
+    }
+    response
 }
 
 /// The Lambda entry point.

@@ -59,6 +59,7 @@ fn request(
 struct Setup {
     app: App,
     store: Arc<MemoryStore>,
+    metrics: Arc<eventfold::metrics::Recorded>,
 }
 
 async fn setup() -> Setup {
@@ -101,9 +102,14 @@ async fn setup() -> Setup {
     let service = BankingService::new(
         CommandService::new(store.clone()).with_snapshots(Arc::new(MemorySnapshots::new())),
     );
+    let metrics = Arc::new(eventfold::metrics::Recorded::default());
     Setup {
-        app: App::new(service, read_model),
+        app: App::new(service, read_model).with_metrics(eventfold::metrics::Metrics::to(
+            "query-api",
+            metrics.clone(),
+        )),
         store,
+        metrics,
     }
 }
 
@@ -114,9 +120,25 @@ async fn get(
     params: &[(&str, &str)],
     query: &str,
 ) -> (i64, Value, http::HeaderMap) {
-    let response = app
-        .respond(ApiRequest::new(request(route_key, path, params, query)))
-        .await;
+    get_with(app, route_key, path, params, query, &[]).await
+}
+
+async fn get_with(
+    app: &App,
+    route_key: &str,
+    path: &str,
+    params: &[(&str, &str)],
+    query: &str,
+    headers: &[(&str, &str)],
+) -> (i64, Value, http::HeaderMap) {
+    let mut event = request(route_key, path, params, query);
+    for (name, value) in headers {
+        event.headers.insert(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    let response = app.respond(ApiRequest::new(event)).await;
     let body = match response.body {
         Some(Body::Text(text)) => serde_json::from_str(&text).unwrap(),
         _ => Value::Null,
@@ -316,4 +338,136 @@ async fn openapi_is_served() {
     let (status, doc, _) = get(&s.app, "GET /openapi.json", "/openapi.json", &[], "").await;
     assert_eq!(status, 200);
     assert_eq!(doc["openapi"], json!("3.1.0"));
+}
+
+/// Read-your-writes: `min_version` answers from the read model once it has caught up, and from
+/// the fold of the events when it has not within the bound; the header says which.
+#[tokio::test]
+async fn min_version_reads_your_writes_from_the_read_model_or_the_fold() {
+    let s = setup().await;
+    let row = |query: &'static str| {
+        let app = &s.app;
+        async move {
+            get(
+                app,
+                "GET /accounts/{id}",
+                "/accounts/a1",
+                &[("id", "a1")],
+                query,
+            )
+            .await
+        }
+    };
+    let (status, body, headers) = row("min_version=3").await;
+    assert_eq!((status, body["version"].clone()), (200, json!(3)));
+    assert_eq!(headers.get("eventfold-source").unwrap(), "read-model");
+    // A deposit the read model has not seen yet.
+    let stream = StreamId::parse("Account-a1").unwrap();
+    let deposit = AccountEvent::MoneyDeposited {
+        amount: Amount::new(50).unwrap(),
+        currency: Currency::parse("EUR").unwrap(),
+    };
+    s.store
+        .append(AppendRequest::single(
+            stream,
+            ExpectedVersion::Exact(3),
+            vec![to_new_event(&deposit, &EventMetadata::default()).unwrap()],
+        ))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (status, body, headers) = row("min_version=4").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["version"].clone(), body["balance"].clone()),
+        (json!(4), json!(350))
+    );
+    assert_eq!(headers.get("eventfold-source").unwrap(), "fold");
+    assert!(
+        body["updated_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
+    assert!(
+        started.elapsed() >= query_api::READ_YOUR_WRITES_WAIT,
+        "it waited first"
+    );
+    // Without min_version the read model answers as it is.
+    let (_, body, headers) = row("").await;
+    assert_eq!(body["version"], json!(3));
+    assert_eq!(headers.get("eventfold-source").unwrap(), "read-model");
+    let (status, _, _) = row("min_version=0").await;
+    assert_eq!(status, 400);
+    // An account that does not exist is not found either way.
+    let (status, _, _) = get(
+        &s.app,
+        "GET /accounts/{id}",
+        "/accounts/zz",
+        &[("id", "zz")],
+        "min_version=1",
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
+/// Every GET carries an ETag; If-None-Match naming it gets a 304 without a body.
+#[tokio::test]
+async fn gets_carry_etags_and_if_none_match_is_304() {
+    let s = setup().await;
+    for (route, path, params, query) in [
+        ("GET /accounts/{id}", "/accounts/a1", vec![("id", "a1")], ""),
+        (
+            "GET /accounts/{id}/state",
+            "/accounts/a1/state",
+            vec![("id", "a1")],
+            "",
+        ),
+        (
+            "GET /streams/{stream_id}/events",
+            "/streams/Account-a1/events",
+            vec![("stream_id", "Account-a1")],
+            "limit=2",
+        ),
+        (
+            "GET /streams/{stream_id}/verify",
+            "/streams/Account-a1/verify",
+            vec![("stream_id", "Account-a1")],
+            "",
+        ),
+        ("GET /openapi.json", "/openapi.json", vec![], ""),
+    ] {
+        let (status, _, headers) = get(&s.app, route, path, &params, query).await;
+        assert_eq!(status, 200, "{route}");
+        let tag = headers
+            .get("etag")
+            .expect("an ETag")
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let (status, body, headers) = get_with(
+            &s.app,
+            route,
+            path,
+            &params,
+            query,
+            &[("if-none-match", &tag)],
+        )
+        .await;
+        assert_eq!((status, body), (304, Value::Null), "{route}");
+        assert_eq!(headers.get("etag").unwrap(), tag.as_str());
+        let (status, _, _) = get_with(
+            &s.app,
+            route,
+            path,
+            &params,
+            query,
+            &[("if-none-match", "\"other\"")],
+        )
+        .await;
+        assert_eq!(status, 200, "{route}");
+    }
+    let lines = s.metrics.lines();
+    let values = eventfold::metrics::parse_emf(lines.last().unwrap()).unwrap();
+    assert_eq!(values["Reads"], json!(1.0));
+    assert!(values["ReadLatency"].as_f64().is_some());
 }

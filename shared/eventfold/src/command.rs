@@ -144,6 +144,8 @@ pub struct Loaded<A> {
     pub snapshot_version: Option<u64>,
     /// Events read and folded on top of the snapshot (or from the start).
     pub events_folded: usize,
+    /// When the last event the state reflects occurred.
+    pub occurred_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl<A: Aggregate> Loaded<A> {
@@ -155,6 +157,7 @@ impl<A: Aggregate> Loaded<A> {
             head: None,
             snapshot_version: None,
             events_folded: 0,
+            occurred_at: None,
         }
     }
 
@@ -164,6 +167,7 @@ impl<A: Aggregate> Loaded<A> {
             self.version = last.version;
             self.head = Some(last.head());
             self.events_folded += events.len();
+            self.occurred_at = Some(last.occurred_at);
         }
         Ok(())
     }
@@ -213,6 +217,20 @@ pub struct Executed<R> {
     pub streams: Vec<WrittenStream>,
     /// True when this was a repeat of an earlier command and nothing was written.
     pub replayed: bool,
+    /// How the execution went, for metrics.
+    pub stats: ExecutionStats,
+}
+
+/// How an execution went: what metrics report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecutionStats {
+    /// Appends tried, the successful one included (1 without a conflict).
+    pub attempts: u32,
+    /// How long the successful append took.
+    pub append_latency: Duration,
+    /// Events folded on top of the snapshots (or from the start) by the first load: how far
+    /// behind the snapshots were.
+    pub events_folded: usize,
 }
 
 impl<R> Executed<R> {
@@ -417,6 +435,7 @@ impl CommandService {
                 loaded.state = state;
                 loaded.version = version;
                 loaded.head = events.first().map(RecordedEvent::head);
+                loaded.occurred_at = events.first().map(|e| e.occurred_at);
                 loaded.snapshot_version = Some(version);
                 loaded.fold_in(&events[1..])?;
                 return Ok(loaded);
@@ -575,6 +594,7 @@ impl CommandService {
             return replayed_from(record);
         }
         let mut loaded = loaded?;
+        let events_folded = loaded.iter().map(|l| l.events_folded).sum();
         let mut attempt = 1;
         loop {
             for (target, stream) in targets.iter().zip(&loaded) {
@@ -602,6 +622,11 @@ impl CommandService {
                         receipt,
                         streams: outcome.streams,
                         replayed: false,
+                        stats: ExecutionStats {
+                            attempts: attempt,
+                            append_latency: round_trip,
+                            events_folded,
+                        },
                     });
                 }
                 Ok(AppendResult::Replayed(record)) => return replayed_from(record),
@@ -842,5 +867,6 @@ fn replayed_from<R: DeserializeOwned, E: std::error::Error + 'static>(
         receipt,
         streams: record.streams,
         replayed: true,
+        stats: ExecutionStats::default(),
     })
 }

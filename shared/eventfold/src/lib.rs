@@ -31,6 +31,7 @@ pub mod envelope;
 pub mod error;
 pub mod http;
 pub mod ids;
+pub mod metrics;
 pub mod names;
 pub mod projection;
 pub mod publish;

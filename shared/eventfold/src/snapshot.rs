@@ -270,7 +270,10 @@ impl Snapshotter {
 
     /// Handles a batch of snapshot-queue messages, a few at a time; the response names every
     /// message that failed, so SQS redelivers those alone (and dead-letters them in the end).
-    pub async fn process_batch(&self, messages: &[SqsMessage]) -> SqsEventResponse {
+    pub async fn process_batch(
+        &self,
+        messages: &[SqsMessage],
+    ) -> (SqsEventResponse, SnapshotReport) {
         let pending: Vec<_> = messages
             .iter()
             .map(|message| async move { (message, self.process_message(message).await) })
@@ -280,17 +283,37 @@ impl Snapshotter {
             .collect()
             .await;
         let mut response = SqsEventResponse::default();
+        let mut report = SnapshotReport::default();
         for (message, result) in results {
-            if let Err(error) = result {
-                tracing::error!(message_id = ?message.message_id,
-                    error = %crate::error::error_chain(&error), "snapshot request failed");
-                let mut failure = SqsBatchItemFailure::default();
-                failure.item_identifier.clone_from(&message.message_id);
-                response.batch_item_failures.push(failure);
+            match result {
+                Ok(SnapshotOutcome::Written(_)) => report.written += 1,
+                Ok(SnapshotOutcome::UpToDate) => report.up_to_date += 1,
+                Ok(SnapshotOutcome::Skipped(_)) => report.skipped += 1,
+                Err(error) => {
+                    tracing::error!(message_id = ?message.message_id,
+                        error = %crate::error::error_chain(&error), "snapshot request failed");
+                    let mut failure = SqsBatchItemFailure::default();
+                    failure.item_identifier.clone_from(&message.message_id);
+                    response.batch_item_failures.push(failure);
+                    report.failed += 1;
+                }
             }
         }
-        response
+        (response, report)
     }
+}
+
+/// What a batch of snapshot requests did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotReport {
+    /// Snapshots written.
+    pub written: usize,
+    /// Requests whose stream's snapshot was already as new.
+    pub up_to_date: usize,
+    /// Requests for categories without an aggregate.
+    pub skipped: usize,
+    /// Requests that failed (to be redelivered).
+    pub failed: usize,
 }
 
 /// Snapshot requests served at once within a batch.

@@ -542,6 +542,25 @@ pub fn batch_response(
     response
 }
 
+/// How long ago each inserted event of a batch occurred, in milliseconds: a consumer's lag,
+/// for its metrics (from the event's own time, so it includes the stream's delay).
+pub fn ages_millis(records: &[EventRecord]) -> Vec<f64> {
+    let now = chrono::Utc::now();
+    records
+        .iter()
+        .filter(|r| r.event_name == "INSERT")
+        .filter_map(
+            |r| match r.change.new_image.get(crate::names::events::OCCURRED_AT) {
+                Some(serde_dynamo::AttributeValue::S(text)) => {
+                    crate::envelope::parse_timestamp(text)
+                }
+                _ => None,
+            },
+        )
+        .map(|at| (now - at).num_microseconds().unwrap_or(0) as f64 / 1000.0)
+        .collect()
+}
+
 /// What a batch did, for the log line, metrics and tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BatchReport {
