@@ -442,13 +442,19 @@ fn the_dashboard_shows_metrics_the_functions_emit_and_every_alarm() {
             .functions
             .iter()
             .find(|f| f.logical_id == logical_id)
-            .map(|f| f.binary.clone())
-            .unwrap_or_else(|| panic!("{logical_id} is not a function"))
+            .map_or_else(
+                || panic!("{logical_id} is not a function"),
+                |f| f.binary.clone(),
+            )
     };
     let mut shown = BTreeSet::new();
     let mut alarms = BTreeSet::new();
     for widget in body["widgets"].as_array().unwrap() {
-        for alarm in widget["properties"]["alarms"].as_array().into_iter().flatten() {
+        for alarm in widget["properties"]["alarms"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             alarms.insert(alarm.as_str().unwrap().to_owned());
         }
         let mut previous: Option<(String, String)> = None;

@@ -145,45 +145,18 @@ async fn a_poison_snapshot_request_dead_letters_while_others_proceed() {
     api.stop().await;
 }
 
-/// Writes a long account stream: encoded (chain and all) by the library's memory store, then
-/// copied into the table with `BatchWriteItem`, because some emulators make every transaction
-/// cost as much as the table is large (moto deep-copies it) and 100 transactions would crawl.
+/// Writes a long account stream with BatchWriteItem: some emulators make every transaction
+/// cost as much as the table is large (moto deep-copies it), and 100 transactions would crawl.
 async fn seed_account(env: &TestEnv, id: &str, events: usize) -> StreamId {
-    let memory = eventfold::MemoryStore::new();
     let id = eventfold::EntityId::parse(id).expect("id");
-    let stream = bank::testing::seed_account(&memory, &id, events)
-        .await
-        .expect("seed");
-    let table = env.resources.table("EventsTable");
-    for chunk in memory.all_items().chunks(25) {
-        let mut requests: Vec<_> = chunk
-            .iter()
-            .map(|item| {
-                let put = aws_sdk_dynamodb::types::PutRequest::builder()
-                    .set_item(Some(item.clone()))
-                    .build()
-                    .expect("put");
-                aws_sdk_dynamodb::types::WriteRequest::builder()
-                    .put_request(put)
-                    .build()
-            })
-            .collect();
-        while !requests.is_empty() {
-            let output = env
-                .clients
-                .dynamodb
-                .batch_write_item()
-                .request_items(table, requests)
-                .send()
-                .await
-                .expect("batch write");
-            requests = output
-                .unprocessed_items
-                .and_then(|mut u| u.remove(table))
-                .unwrap_or_default();
-        }
-    }
-    stream
+    bank::testing::bulk_load_account(
+        &env.clients.dynamodb,
+        env.resources.table("EventsTable"),
+        &id,
+        events,
+    )
+    .await
+    .expect("seed")
 }
 
 /// The DynamoDB calls one deposit costs, and the events its load folds.
@@ -230,7 +203,10 @@ async fn command_cost_is_flat_once_long_streams_are_snapshotted() {
         client,
         env.resources.table("SnapshotsTable"),
     ));
-    let commands = CommandService::new(store.clone()).with_snapshots(snapshots);
+    // Every load from the stores: what a process that has not seen the stream pays.
+    let commands = CommandService::new(store.clone())
+        .with_snapshots(snapshots)
+        .with_state_cache(0);
     let short = seed_account(&env, "short", 10).await;
     let long = seed_account(&env, "long", 10_000).await;
     assert!(

@@ -583,6 +583,7 @@ async fn persistent_conflicts_are_409_with_retry_after() {
         stream_id: request.writes[0].stream_id.clone(),
         expected: request.writes[0].expected,
         actual: CurrentVersion::At(99),
+        next: None,
     })
     .await;
     reply.problem(409, "concurrency-conflict");

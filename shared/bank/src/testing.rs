@@ -4,7 +4,7 @@
 use eventfold::aggregate::to_new_event;
 use eventfold::error::StoreError;
 use eventfold::store::EventStore;
-use eventfold::{EntityId, EventMetadata, StreamId};
+use eventfold::{EntityId, EventMetadata, NewEvent, StreamId};
 
 use crate::domain::Name;
 use crate::domain::account::AccountEvent;
@@ -31,6 +31,14 @@ pub fn account_history(events: usize) -> Vec<AccountEvent> {
         .collect()
 }
 
+/// [`account_history`] as events to append.
+fn history_to_append(events: usize) -> Result<Vec<NewEvent>, StoreError> {
+    account_history(events)
+        .iter()
+        .map(|e| to_new_event(e, &EventMetadata::default()))
+        .collect()
+}
+
 /// Writes an account stream of `events` events ([`account_history`]), 99 per transaction.
 pub async fn seed_account(
     store: &dyn EventStore,
@@ -38,10 +46,27 @@ pub async fn seed_account(
     events: usize,
 ) -> Result<StreamId, StoreError> {
     let stream = account_stream(id);
-    let new_events = account_history(events)
-        .iter()
-        .map(|e| to_new_event(e, &EventMetadata::default()))
-        .collect::<Result<Vec<_>, _>>()?;
-    eventfold::testing::append_in_chunks(store, &stream, new_events).await?;
+    eventfold::testing::append_in_chunks(store, &stream, history_to_append(events)?).await?;
+    Ok(stream)
+}
+
+/// Writes an account stream of `events` events ([`account_history`]) straight into a DynamoDB
+/// events table with BatchWriteItem ([`eventfold::testing::bulk_load`]): long streams in
+/// seconds, for benchmarks and tests.
+pub async fn bulk_load_account(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    id: &EntityId,
+    events: usize,
+) -> Result<StreamId, StoreError> {
+    let stream = account_stream(id);
+    eventfold::testing::bulk_load(
+        client,
+        table,
+        &stream,
+        history_to_append(events)?,
+        &eventfold::StoreSettings::default(),
+    )
+    .await?;
     Ok(stream)
 }

@@ -27,11 +27,14 @@ struct Setup {
     stream: StreamId,
 }
 
+/// A service that loads from the stores every time (no kept states), so each load shows what
+/// the snapshots do.
 fn setup() -> Setup {
     let snapshots = Arc::new(MemorySnapshots::new());
     Setup {
         commands: CommandService::new(Arc::new(MemoryStore::new()))
-            .with_snapshots(snapshots.clone()),
+            .with_snapshots(snapshots.clone())
+            .with_state_cache(0),
         snapshots,
         stream: StreamId::parse("Account-s1").unwrap(),
     }
@@ -267,4 +270,36 @@ proptest! {
             Ok::<(), TestCaseError>(())
         })?;
     }
+}
+
+/// A kept state is caught up with what other processes wrote since, and skips the snapshot.
+#[tokio::test]
+async fn a_kept_state_catches_up_with_other_writers() {
+    let s = seeded(20).await;
+    let store = s.commands.store().clone();
+    let kept = CommandService::new(store.clone()).with_snapshots(s.snapshots.clone());
+    let first = kept.load::<Account>(&s.stream).await.unwrap();
+    assert_eq!(first.events_folded, 20);
+    // Another process writes three more events and a snapshot.
+    for n in 0..3 {
+        run(
+            &s,
+            AccountCommand::Deposit {
+                amount: Amount::new(7 + n).unwrap(),
+            },
+        )
+        .await;
+    }
+    s.commands.snapshot::<Account>(&s.stream).await.unwrap();
+    let again = kept.load::<Account>(&s.stream).await.unwrap();
+    assert_eq!(
+        again.snapshot_version, None,
+        "the kept state, not the snapshot"
+    );
+    assert_eq!(again.events_folded, 3, "only the events since");
+    assert_eq!((again.state, again.version), full_fold(&s).await);
+    // Without a cache the same service shape reads the snapshot.
+    let fresh = kept.clone().with_state_cache(0);
+    let stored = fresh.load::<Account>(&s.stream).await.unwrap();
+    assert_eq!(stored.snapshot_version, Some(23));
 }

@@ -39,11 +39,20 @@ pub async fn load_sdk_config_with(
     customize(loader).load().await
 }
 
-/// Counts the requests a client sends, per operation, retries included: an SDK interceptor
-/// for measuring round trips (tests, benchmarks, or metrics in production).
+/// Counts what a client asks of DynamoDB, retries included: requests per operation, items
+/// returned by reads (Query, GetItem, BatchGetItem) and response bytes. An SDK interceptor, for
+/// measuring round trips and read cost (tests, benchmarks, or metrics in production); clones
+/// share their counts.
 #[derive(Clone, Debug, Default)]
 pub struct RequestCounter {
-    counts: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>,
+    counts: std::sync::Arc<std::sync::Mutex<Counts>>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Counts {
+    requests: std::collections::BTreeMap<String, u64>,
+    items_read: u64,
+    bytes_read: u64,
 }
 
 impl RequestCounter {
@@ -52,21 +61,35 @@ impl RequestCounter {
         Self::default()
     }
 
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Requests per operation since the last reset.
     pub fn snapshot(&self) -> std::collections::BTreeMap<String, u64> {
-        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
+        self.counts().requests.clone()
     }
 
     /// All requests since the last reset.
     pub fn total(&self) -> u64 {
-        self.snapshot().values().sum()
+        self.counts().requests.values().sum()
+    }
+
+    /// Items returned by reads since the last reset.
+    pub fn items_read(&self) -> u64 {
+        self.counts().items_read
+    }
+
+    /// Bytes of response bodies since the last reset.
+    pub fn bytes_read(&self) -> u64 {
+        self.counts().bytes_read
     }
 
     /// Back to zero.
     pub fn reset(&self) {
-        if let Ok(mut counts) = self.counts.lock() {
-            counts.clear();
-        }
+        *self.counts() = Counts::default();
     }
 }
 
@@ -85,9 +108,46 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for RequestCounter 
             .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
             .map_or("unknown", |m| m.name())
             .to_owned();
-        if let Ok(mut counts) = self.counts.lock() {
-            *counts.entry(operation).or_default() += 1;
-        }
+        *self.counts().requests.entry(operation).or_default() += 1;
+        Ok(())
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::AfterDeserializationInterceptorContextRef<'_>,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        use aws_sdk_dynamodb::operation::{
+            batch_get_item::BatchGetItemOutput, get_item::GetItemOutput, query::QueryOutput,
+        };
+        let response = context.response();
+        let bytes = response.body().bytes().map_or_else(
+            || {
+                response
+                    .headers()
+                    .get("content-length")
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            },
+            |b| b.len() as u64,
+        );
+        let items = context.output_or_error().map_or(0, |output| {
+            if let Some(query) = output.downcast_ref::<QueryOutput>() {
+                u64::try_from(query.count()).unwrap_or(0)
+            } else if let Some(get) = output.downcast_ref::<GetItemOutput>() {
+                u64::from(get.item().is_some())
+            } else if let Some(batch) = output.downcast_ref::<BatchGetItemOutput>() {
+                batch
+                    .responses()
+                    .map_or(0, |r| r.values().map(|v| v.len() as u64).sum())
+            } else {
+                0
+            }
+        });
+        let mut counts = self.counts();
+        counts.items_read += items;
+        counts.bytes_read += bytes;
         Ok(())
     }
 }

@@ -1,10 +1,12 @@
 //! The command service: the only place that loads, decides and appends.
 //!
-//! Load = snapshot (if usable) + the events after it; decide = the aggregate's pure function;
+//! Load = the state this process loaded last time, or else the snapshot (if usable), + the
+//! events after it; decide = the aggregate's pure function;
 //! append = one conditional write continuing from the head that was read, with the command's
-//! idempotency record in the same transaction. On a concurrency conflict it catches up with
-//! the events it missed (one read) and decides again, with jittered backoff, for as long as
-//! its deadline allows, unless the caller pinned a version (`If-Match`).
+//! idempotency record in the same transaction. On a concurrency conflict it folds in the event
+//! that was in its way (returned with the refusal) and decides again at once; refused again, it
+//! backs off (jittered) and catches up with one read; for as long as its deadline allows,
+//! unless the caller pinned a version (`If-Match`).
 //!
 //! The service returns what happened as data ([`Executed`]): the versions written and the
 //! caller's receipt (the ids the command generated). A repeat of a command returns the first
@@ -27,6 +29,7 @@ use crate::envelope::{EventMetadata, NewEvent, RecordedEvent, StreamHead, now};
 use crate::error::StoreError;
 use crate::ids::{CommandId, StreamId};
 use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::state_cache::{Cached, StateCache};
 use crate::store::{
     AppendRequest, AppendResult, AsOf, CommandRecord, EventStore, ExpectedVersion, NewCommand,
     StreamWrite, WrittenStream,
@@ -340,7 +343,14 @@ pub struct CommandService {
     snapshots: Option<Arc<dyn SnapshotStore>>,
     retry: RetryPolicy,
     gates: Option<Arc<StreamGates>>,
+    cache: Option<Arc<StateCache>>,
 }
+
+/// States kept per process by default: at a few hundred bytes each, well under a megabyte.
+pub const DEFAULT_STATE_CACHE: usize = 1024;
+
+/// How far behind a kept state may be and still be caught up from (else the snapshot is read).
+const CACHE_CATCH_UP: usize = 1000;
 
 /// One queue per stream for the commands of one process: a command waits for the one before
 /// it on the same stream instead of racing it to a conflict. Writers in other processes still
@@ -382,14 +392,23 @@ impl StreamGates {
 
 impl CommandService {
     /// A service over a store, without snapshots, queueing the commands of this process per
-    /// stream.
+    /// stream, and keeping the last [`DEFAULT_STATE_CACHE`] states it loaded.
     pub fn new(store: Arc<dyn EventStore>) -> Self {
         Self {
             store,
             snapshots: None,
             retry: RetryPolicy::default(),
             gates: Some(Arc::default()),
+            cache: Some(Arc::new(StateCache::new(DEFAULT_STATE_CACHE))),
         }
+    }
+
+    /// Keeps up to `capacity` loaded states (the least recently used go first), or none with 0.
+    /// A command on a stream whose state is kept reads only the events since it.
+    #[must_use]
+    pub fn with_state_cache(mut self, capacity: usize) -> Self {
+        self.cache = (capacity > 0).then(|| Arc::new(StateCache::new(capacity)));
+        self
     }
 
     /// Lets this process's commands on one stream race each other to the conditional write
@@ -424,8 +443,66 @@ impl CommandService {
         self.snapshots.as_ref()
     }
 
-    /// Loads an aggregate: its snapshot if usable, then every event after it.
+    /// Loads an aggregate: the state this process kept from an earlier load, or else its
+    /// snapshot if usable, then every event after it.
     pub async fn load<A: Aggregate>(&self, stream_id: &StreamId) -> Result<Loaded<A>, StoreError> {
+        let loaded = match self.load_kept::<A>(stream_id).await? {
+            Some(loaded) => loaded,
+            None => self.load_stored::<A>(stream_id).await?,
+        };
+        self.keep(&loaded);
+        Ok(loaded)
+    }
+
+    /// The kept state caught up, in one read from its own version (which proves the stream
+    /// still continues from it); `None` if none is kept or it is too far behind.
+    async fn load_kept<A: Aggregate>(
+        &self,
+        stream_id: &StreamId,
+    ) -> Result<Option<Loaded<A>>, StoreError> {
+        let Some(kept) = self.cache.as_ref().and_then(|c| c.get::<A>(stream_id)) else {
+            return Ok(None);
+        };
+        let version = kept.head.version();
+        let page = self
+            .store
+            .read_stream(stream_id, version, CACHE_CATCH_UP)
+            .await?;
+        let continues = page
+            .events
+            .first()
+            .is_some_and(|e| e.version == version && e.chain == kept.head.chain());
+        if !continues || page.next.is_some() {
+            return Ok(None);
+        }
+        let mut loaded = Loaded::empty(stream_id.clone());
+        loaded.state = kept.state;
+        loaded.version = version;
+        loaded.head = Some(kept.head);
+        loaded.occurred_at = kept.occurred_at;
+        loaded.fold_in(&page.events[1..])?;
+        Ok(Some(loaded))
+    }
+
+    /// Keeps a loaded state for the next command on its stream.
+    fn keep<A: Aggregate>(&self, loaded: &Loaded<A>) {
+        if let (Some(cache), Some(head)) = (&self.cache, &loaded.head) {
+            cache.put(
+                &loaded.stream_id,
+                Cached {
+                    state: loaded.state.clone(),
+                    head: head.clone(),
+                    occurred_at: loaded.occurred_at,
+                },
+            );
+        }
+    }
+
+    /// Loads an aggregate from the stores: its snapshot if usable, then every event after it.
+    async fn load_stored<A: Aggregate>(
+        &self,
+        stream_id: &StreamId,
+    ) -> Result<Loaded<A>, StoreError> {
         if let Some((state, version)) = self.usable_snapshot::<A>(stream_id).await? {
             // Read from the snapshot's own version: it proves the snapshot is not ahead of the
             // stream and gives the head's chain, in the same single query.
@@ -453,7 +530,9 @@ impl CommandService {
             .store
             .read_all(&loaded.stream_id, loaded.version + 1)
             .await?;
-        loaded.fold_in(&events)
+        loaded.fold_in(&events)?;
+        self.keep(loaded);
+        Ok(())
     }
 
     async fn usable_snapshot<A: Aggregate>(
@@ -582,6 +661,7 @@ impl CommandService {
         }
         // The idempotency check and the loads are independent: one round trip of latency, not
         // two (a replay wastes the load, and replays are rare).
+        let loading = Instant::now();
         let (replayed, loaded) = self
             .within(context, false, async {
                 Ok(futures::join!(
@@ -594,8 +674,11 @@ impl CommandService {
             return replayed_from(record);
         }
         let mut loaded = loaded?;
+        // An attempt is a read and a write: backoff is measured in attempts.
+        let mut read_took = loading.elapsed();
         let events_folded = loaded.iter().map(|l| l.events_folded).sum();
         let mut attempt = 1;
+        let mut stepped = false;
         loop {
             for (target, stream) in targets.iter().zip(&loaded) {
                 if let Some(expected) = target.if_match.filter(|v| *v != stream.version) {
@@ -630,15 +713,34 @@ impl CommandService {
                     });
                 }
                 Ok(AppendResult::Replayed(record)) => return replayed_from(record),
-                Err(StoreError::Conflict { stream_id, .. }) => {
+                Err(StoreError::Conflict {
+                    stream_id, next, ..
+                }) => {
                     self.refuse_conflict(targets, claims, &stream_id, &loaded)?;
+                    // The event in the way came with the refusal: fold it in and try again at
+                    // once, without a read or a wait. A step either wins or learns the next
+                    // event; a writer refused twice in a row backs off and reads, so one that
+                    // is far behind catches up in one read.
+                    if !stepped
+                        && attempt < self.retry.max_attempts
+                        && let Some(event) = next
+                        && let Some(stream) = loaded.iter_mut().find(|l| l.stream_id == stream_id)
+                        && event.version == stream.version + 1
+                    {
+                        stream.fold_in(std::slice::from_ref(&*event))?;
+                        self.keep(stream);
+                        stepped = true;
+                        attempt += 1;
+                        continue;
+                    }
+                    stepped = false;
                     stream_id
                 }
                 Err(error) if self.may_retry(context, &error) => {
                     tracing::warn!(attempt, error = %crate::error::error_chain(&error),
                         "append failed; retrying");
                     if attempt >= self.retry.max_attempts
-                        || !self.backoff(context, attempt, round_trip).await
+                        || !self.backoff(context, attempt, read_took + round_trip).await
                     {
                         return self.settle(context, error).await;
                     }
@@ -648,7 +750,7 @@ impl CommandService {
                 Err(error) => return self.settle(context, error).await,
             };
             if attempt >= self.retry.max_attempts
-                || !self.backoff(context, attempt, round_trip).await
+                || !self.backoff(context, attempt, read_took + round_trip).await
             {
                 return Err(CommandError::Conflict {
                     stream_id: retry_after_conflict,
@@ -656,6 +758,7 @@ impl CommandService {
                 });
             }
             attempt += 1;
+            let reading = Instant::now();
             let caught_up = self
                 .within(context, false, async {
                     for stream in &mut loaded {
@@ -665,6 +768,7 @@ impl CommandService {
                 })
                 .await;
             caught_up?;
+            read_took = reading.elapsed();
         }
     }
 

@@ -99,6 +99,10 @@ pub enum StoreError {
         expected: ExpectedVersion,
         /// What the store saw.
         actual: CurrentVersion,
+        /// The event at the version after the expected one, when the store had it for free
+        /// with the refusal (DynamoDB returns the item that failed the condition): a writer can
+        /// fold it in and try again without reading.
+        next: Option<Box<crate::RecordedEvent>>,
     },
     /// The command id was already used for a different request.
     #[error("command id {command_id} was already used for a different request")]

@@ -36,6 +36,7 @@ pub mod names;
 pub mod projection;
 pub mod publish;
 pub mod snapshot;
+mod state_cache;
 pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testing")]

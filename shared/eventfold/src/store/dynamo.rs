@@ -48,7 +48,7 @@ enum WriteRefusal {
     /// The command id exists; the item is the stored record if DynamoDB returned it.
     DuplicateCommand(Option<Item>),
     /// A version item already existed in this write's stream.
-    StreamConflict(usize),
+    StreamConflict(usize, Option<Item>),
     /// Our own items are already there: an earlier attempt of this very write committed.
     AlreadyCommitted,
     Failed(StoreError),
@@ -182,6 +182,7 @@ impl DynamoStore {
                     None => Err(StoreError::Conflict {
                         stream_id: stream_id.clone(),
                         expected,
+                        next: None,
                         actual: self
                             .read_head(stream_id)
                             .await?
@@ -305,7 +306,7 @@ impl DynamoStore {
                     if is_our_event(failed.item(), plan, 0) {
                         Err(WriteRefusal::AlreadyCommitted)
                     } else {
-                        Err(WriteRefusal::StreamConflict(0))
+                        Err(WriteRefusal::StreamConflict(0, failed.item().cloned()))
                     }
                 }
                 _ => Err(WriteRefusal::Failed(from_sdk_write(
@@ -339,7 +340,7 @@ impl DynamoStore {
                 if is_our_event(reason.item(), plan, *index) {
                     return WriteRefusal::AlreadyCommitted;
                 }
-                return WriteRefusal::StreamConflict(*index);
+                return WriteRefusal::StreamConflict(*index, reason.item().cloned());
             }
         }
         let codes: Vec<&str> = reasons
@@ -457,7 +458,7 @@ impl EventStore for DynamoStore {
                 Err(WriteRefusal::DuplicateCommand(item)) => {
                     return self.resolve_duplicate(&request, item).await;
                 }
-                Err(WriteRefusal::StreamConflict(index)) => {
+                Err(WriteRefusal::StreamConflict(index, existing)) => {
                     let write = &request.writes[index];
                     if write.expected == ExpectedVersion::Any && attempt < ANY_VERSION_ATTEMPTS {
                         continue;
@@ -473,10 +474,21 @@ impl EventStore for DynamoStore {
                                 CurrentVersion::At(h.version())
                             }),
                     };
+                    // The item in the way is the event after the head: the writer's next
+                    // step, at no cost.
+                    let next = write.known_head().and_then(|head| {
+                        existing
+                            .and_then(|item| {
+                                codec::decode_event(item, &self.settings.upcasters).ok()
+                            })
+                            .filter(|event| event.version == head.version() + 1)
+                            .map(Box::new)
+                    });
                     return Err(StoreError::Conflict {
                         stream_id: write.stream_id.clone(),
                         expected: write.expected,
                         actual,
+                        next,
                     });
                 }
                 Err(WriteRefusal::AlreadyCommitted) => {
@@ -499,16 +511,36 @@ impl EventStore for DynamoStore {
         loop {
             let page_limit =
                 wanted.map(|w| i32::try_from(w - items.len()).unwrap_or(i32::MAX).max(1));
-            let output = self
+            // Only the bounds the range has: a whole stream is read by its key alone. DynamoDB
+            // serves both alike; an emulator that tests the bound item by item is faster.
+            let (from, to) = (range.from > 1, range.to < u64::MAX);
+            let condition = match (from, to) {
+                (false, false) => "#s = :s",
+                (true, false) => "#s = :s AND #v >= :from",
+                (false, true) => "#s = :s AND #v <= :to",
+                (true, true) => "#s = :s AND #v BETWEEN :from AND :to",
+            };
+            let mut query = self
                 .client
                 .query()
                 .table_name(&self.events_table)
-                .key_condition_expression("#s = :s AND #v BETWEEN :from AND :to")
+                .key_condition_expression(condition)
                 .expression_attribute_names("#s", events::STREAM_ID)
-                .expression_attribute_names("#v", events::VERSION)
-                .expression_attribute_values(":s", AttributeValue::S(stream_id.to_string()))
-                .expression_attribute_values(":from", AttributeValue::N(range.from.to_string()))
-                .expression_attribute_values(":to", AttributeValue::N(range.to.to_string()))
+                .expression_attribute_values(":s", AttributeValue::S(stream_id.to_string()));
+            if from || to {
+                query = query.expression_attribute_names("#v", events::VERSION);
+            }
+            if from {
+                query = query.expression_attribute_values(
+                    ":from",
+                    AttributeValue::N(range.from.to_string()),
+                );
+            }
+            if to {
+                query = query
+                    .expression_attribute_values(":to", AttributeValue::N(range.to.to_string()));
+            }
+            let output = query
                 .consistent_read(true)
                 .set_limit(page_limit)
                 .set_exclusive_start_key(start_key)

@@ -96,6 +96,17 @@ impl MemoryStore {
             .transpose()
     }
 
+    /// The event at `version`, as a read returns it (upcast).
+    fn event_at(
+        state: &State,
+        stream_id: &StreamId,
+        version: u64,
+        settings: &StoreSettings,
+    ) -> Option<crate::RecordedEvent> {
+        let item = state.events.get(&(stream_id.to_string(), version))?;
+        codec::decode_event(item.clone(), &settings.upcasters).ok()
+    }
+
     fn replay_or_mismatch(
         state: &State,
         request: &AppendRequest,
@@ -138,6 +149,13 @@ impl EventStore for MemoryStore {
                         } else {
                             CurrentVersion::At(actual)
                         },
+                        next: Self::event_at(
+                            &state,
+                            &write.stream_id,
+                            known.version() + 1,
+                            &self.settings,
+                        )
+                        .map(Box::new),
                     });
                 }
             }

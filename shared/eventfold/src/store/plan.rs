@@ -144,6 +144,7 @@ pub(crate) fn build(
                 actual: head.as_ref().map_or(CurrentVersion::NoStream, |h| {
                     CurrentVersion::At(h.version())
                 }),
+                next: None,
             });
         }
         let mut previous_chain = head.map(|h| h.chain().to_owned()).unwrap_or_default();

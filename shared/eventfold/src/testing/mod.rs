@@ -47,6 +47,86 @@ pub async fn append_in_chunks(
     Ok(version)
 }
 
+/// Writes `events` as a new stream straight into a DynamoDB events table with BatchWriteItem
+/// (25 items a request, four requests at a time): the very items the store writes, chained and
+/// numbered from 1, but without conditions or a command record. For seeding long streams in
+/// benchmarks and tests only: it checks nothing about what the table already holds.
+pub async fn bulk_load(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    stream_id: &StreamId,
+    events: impl IntoIterator<Item = NewEvent>,
+    settings: &crate::StoreSettings,
+) -> Result<u64, StoreError> {
+    use futures::StreamExt as _;
+    let mut head: Option<crate::StreamHead> = None;
+    let mut events = events.into_iter().peekable();
+    while events.peek().is_some() {
+        let chunk: Vec<NewEvent> = events.by_ref().take(99).collect();
+        let version = head.as_ref().map_or(0, crate::StreamHead::version);
+        let request =
+            AppendRequest::single(stream_id.clone(), ExpectedVersion::Exact(version), chunk);
+        let plan = crate::store::plan::build(
+            &request,
+            vec![head.clone()],
+            settings,
+            crate::envelope::now(),
+        )?;
+        let Some(write) = plan.writes.into_iter().next() else {
+            break;
+        };
+        head = write.events.last().map(crate::RecordedEvent::head);
+        let batches: Vec<Vec<_>> = write.items.chunks(25).map(<[_]>::to_vec).collect();
+        let results: Vec<Result<(), StoreError>> = futures::stream::iter(batches)
+            .map(|items| batch_put(client, table, items))
+            .buffer_unordered(4)
+            .collect()
+            .await;
+        results.into_iter().collect::<Result<Vec<()>, _>>()?;
+    }
+    Ok(head.map_or(0, |h| h.version()))
+}
+
+/// One BatchWriteItem of puts, sending again whatever DynamoDB leaves unprocessed.
+async fn batch_put(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    items: Vec<crate::codec::Item>,
+) -> Result<(), StoreError> {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    let mut requests = items
+        .into_iter()
+        .map(|item| {
+            PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .map(|put| WriteRequest::builder().put_request(put).build())
+                .map_err(|e| StoreError::misuse(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for attempt in 0u32..10 {
+        if requests.is_empty() {
+            return Ok(());
+        }
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(20 << attempt.min(6))).await;
+        }
+        let output = client
+            .batch_write_item()
+            .request_items(table, std::mem::take(&mut requests))
+            .send()
+            .await
+            .map_err(|e| from_sdk("BatchWriteItem", table, e))?;
+        requests = output
+            .unprocessed_items
+            .and_then(|mut left| left.remove(table))
+            .unwrap_or_default();
+    }
+    Err(StoreError::misuse(format!(
+        "BatchWriteItem to {table} left items unprocessed ten times"
+    )))
+}
+
 /// The shape of a table to create for a test.
 #[derive(Clone, Copy, Debug)]
 pub struct TableShape<'a> {

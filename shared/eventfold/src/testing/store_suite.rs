@@ -194,7 +194,7 @@ pub async fn expected_versions(h: &dyn Harness) {
         .await
         .expect_err("stream exists");
     assert!(
-        matches!(&conflict, StoreError::Conflict { stream_id, expected: ExpectedVersion::NoStream, actual: CurrentVersion::At(2) } if *stream_id == id),
+        matches!(&conflict, StoreError::Conflict { stream_id, expected: ExpectedVersion::NoStream, actual: CurrentVersion::At(2), .. } if *stream_id == id),
         "{conflict:?}"
     );
     for stale in [1, 3, 7] {
@@ -296,6 +296,15 @@ pub async fn append_after_head(h: &dyn Harness) {
         ),
         "{stale:?}"
     );
+    // The refusal carries the event in the way, exactly as a read returns it.
+    let StoreError::Conflict {
+        next: Some(next), ..
+    } = stale
+    else {
+        panic!("the conflict carries the next event: {stale:?}");
+    };
+    let stored = store.read_all(&id, 2).await.expect("read");
+    assert_eq!(*next, stored[0], "the event at version 2");
     assert!(store.verify_stream(&id).await.expect("verify").is_intact());
 }
 
