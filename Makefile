@@ -38,7 +38,7 @@ CFN_LINT := $(TOOLS_VENV)/bin/cfn-lint
 CARGO_LAMBDA := $(TOOLS_VENV)/bin/cargo-lambda
 FUNCTIONS := command-api query-api project-accounts publish-events snapshot-streams
 
-.PHONY: help local test deploy-local lint docs deny soak validate build bench deploy rebuild-projection redrive snapshot \
+.PHONY: help local test deploy-local lint docs deny soak validate build bench bench-check bench-baseline deploy rebuild-projection redrive snapshot \
         tools emulator-deps test-deps clean distclean
 
 help: ## List the targets
@@ -49,7 +49,7 @@ local: emulator-deps ## Start the emulator, create resources, serve the API and 
 	cargo build -p eventfold-cli
 	scripts/local.sh
 
-test: tools emulator-deps test-deps ## Everything CI checks: fmt, clippy, docs, licenses, template lint, unit, handler, emulator and fault tests, API fuzzing
+test: tools emulator-deps test-deps ## Everything CI checks: fmt, clippy, docs, licenses, template lint, unit, handler, emulator and fault tests, request-cost check, API fuzzing
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(MAKE) --no-print-directory docs deny
@@ -86,9 +86,19 @@ build: tools ## Release arm64 bootstraps of every function with cargo-lambda
 	PATH="$(abspath $(TOOLS_VENV))/bin:$$PATH" $(CARGO_LAMBDA) lambda build --release --arm64 $(addprefix -p ,$(FUNCTIONS))
 	@for f in $(FUNCTIONS); do printf '  %-18s %s bytes\n' $$f $$(stat -c %s target/lambda/$$f/bootstrap); done
 
-bench: emulator-deps ## Benchmarks against the emulator; writes docs/BENCHMARKS.md
+bench: emulator-deps ## Benchmarks against the emulator, beside cqrs-es + dynamo-es; writes docs/BENCHMARKS.md and docs/bench/*.svg
 	cargo build --release -p eventfold-cli $(addprefix -p ,$(FUNCTIONS))
-	scripts/with-emulator.sh target/release/eventfold bench --out docs/BENCHMARKS.md
+	cargo build --release --manifest-path bench/compare/Cargo.toml --target-dir target/compare
+	cargo bench -p eventfold --bench micro
+	scripts/with-emulator.sh target/release/eventfold bench --out docs/BENCHMARKS.md --compare target/compare/release/eventfold-compare
+
+bench-check: emulator-deps ## Requests, items and bytes per command held against bench/baseline.json (part of make test)
+	cargo build -p eventfold-cli
+	scripts/with-emulator.sh target/debug/eventfold bench --check bench/baseline.json
+
+bench-baseline: emulator-deps ## Rewrite bench/baseline.json from this tree (after a deliberate change in cost)
+	cargo build -p eventfold-cli
+	scripts/with-emulator.sh target/debug/eventfold bench --check bench/baseline.json --update
 
 deploy: tools ## Build with SAM (cargo-lambda) and deploy, guided, to your AWS account (see README "Deploy")
 	rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu

@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace
+# What a command asks of DynamoDB, held against the baseline (make bench-check).
+target/debug/eventfold bench --check bench/baseline.json
 if [ -x scripts/schemathesis.sh ]; then scripts/schemathesis.sh; fi

@@ -97,6 +97,16 @@ enum Command {
         /// Run one section only, and print it (e.g. hot).
         #[arg(long, value_name = "SECTION")]
         only: Option<String>,
+        /// The comparison binary (bench/compare, built by make bench) to run beside Eventfold.
+        #[arg(long, value_name = "BINARY")]
+        compare: Option<std::path::PathBuf>,
+        /// Instead of the report, hold requests, items and bytes per operation against this
+        /// baseline (make bench-check); exit 1 on a regression.
+        #[arg(long, value_name = "BASELINE", conflicts_with_all = ["out", "only", "compare"])]
+        check: Option<std::path::PathBuf>,
+        /// With --check: write the baseline from this run instead (make bench-baseline).
+        #[arg(long, requires = "check")]
+        update: bool,
     },
 }
 
@@ -252,7 +262,16 @@ async fn run(cli: Cli, log_file: Option<String>) -> Result<(), OpsError> {
         Command::Local { port, no_demo } => {
             local(&cli.target.prefix, port, no_demo, log_file).await
         }
-        Command::Bench { out, only } => eventfold_cli::bench::run(out.as_deref(), only.as_deref())
+        Command::Bench {
+            check: Some(baseline),
+            update,
+            ..
+        } => eventfold_cli::bench::check::run(&baseline, update)
+            .await
+            .map_err(OpsError),
+        Command::Bench {
+            out, only, compare, ..
+        } => eventfold_cli::bench::run(out.as_deref(), only.as_deref(), compare.as_deref())
             .await
             .map_err(OpsError),
         command => {

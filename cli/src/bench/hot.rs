@@ -107,7 +107,8 @@ pub async fn hot_stream(
         let commands = eventfold::command::CommandService::new(store)
             .with_snapshots(snapshots)
             .without_stream_queues();
-        let app = command_api::App::new(bank::service::BankingService::new(commands));
+        let app = command_api::App::new(bank::service::BankingService::new(commands))
+            .with_metrics(crate::local::functions::logged(command_api::FUNCTION));
         let timeout = Duration::from_secs(u64::from(spec.timeout_seconds));
         functions.http.insert(
             spec.logical_id.clone(),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::config::Credentials;
-use bank::domain::account::{Account, AccountCommand, Transfer};
+use bank::domain::account::{Account, Transfer};
 use bank::domain::money::Amount;
 use eventfold::EntityId;
 use eventfold::aws::RequestCounter;
@@ -25,7 +25,11 @@ use serde_json::json;
 
 use crate::local::coldstart;
 
+pub mod check;
+mod compare;
 mod hot;
+mod micro;
+pub mod plots;
 use crate::local::functions::Functions;
 use crate::local::provision::{Clients, Resources, provision};
 use crate::local::runner::{LocalRunner, RunnerOptions};
@@ -58,6 +62,22 @@ struct Bench {
     store: Arc<DynamoStore>,
     commands: CommandService,
     emulator: String,
+}
+
+/// The emulator's version as its LocalStack-style health endpoint reports it.
+async fn emulator_version(endpoint: &str) -> String {
+    let health = async {
+        reqwest::get(format!("{endpoint}/_localstack/health"))
+            .await?
+            .json::<serde_json::Value>()
+            .await
+    };
+    match health.await {
+        Ok(body) => body["version"]
+            .as_str()
+            .map_or_else(|| "(version not reported)".to_owned(), str::to_owned),
+        Err(_) => "(version not reported)".to_owned(),
+    }
 }
 
 impl Bench {
@@ -104,11 +124,20 @@ impl Bench {
             store,
             commands,
             emulator: format!(
-                "{} at {endpoint}",
-                std::env::var("EMULATOR").unwrap_or_else(|_| "ministack".into())
+                "{} {} at {endpoint}",
+                std::env::var("EMULATOR").unwrap_or_else(|_| "ministack".into()),
+                emulator_version(&endpoint).await
             ),
             endpoint,
         })
+    }
+
+    /// The projector's batching window in the template, in seconds.
+    fn projector_window(&self) -> Option<u64> {
+        self.template
+            .function_by_binary("project-accounts")
+            .and_then(|f| f.stream_sources.first())
+            .map(|source| source.maximum_batching_window_seconds)
     }
 
     /// Requests and their breakdown for one operation.
@@ -131,21 +160,30 @@ impl Bench {
             .await
             .map_err(|e| e.to_string())
     }
+}
 
-    async fn deposit(&self, stream: &StreamId) -> Result<(), String> {
-        self.commands
-            .execute_one::<Account, _>(
-                &CommandContext::default(),
-                Target::new(stream.clone()),
-                &AccountCommand::Deposit {
-                    amount: Amount::new(1).map_err(|e| e.to_string())?,
-                },
-                (),
-            )
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string())
-    }
+/// A transfer of one unit from `from` to `to` through `service`: both loaded, one transaction.
+async fn transfer(service: &CommandService, from: &StreamId, to: &StreamId) -> Result<(), String> {
+    let transfer = Transfer {
+        transfer_id: EntityId::generate(),
+        from: EntityId::parse(from.entity_id()).map_err(|e| e.to_string())?,
+        to: EntityId::parse(to.entity_id()).map_err(|e| e.to_string())?,
+        amount: Amount::new(1).map_err(|e| e.to_string())?,
+    };
+    service
+        .execute::<Account, _>(
+            &CommandContext::default(),
+            &[Target::new(from.clone()), Target::new(to.clone())],
+            &[],
+            |loaded| {
+                let (sent, received) = transfer.decide(&loaded[0].state, &loaded[1].state)?;
+                Ok(vec![sent, received])
+            },
+            (),
+        )
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// The hot-stream table: 400 deposits into one account from 1, 8 and 32 writers.
@@ -175,7 +213,11 @@ async fn hot_streams(bench: &Bench) -> Result<String, String> {
 
 /// Runs the benchmarks and writes the report; `only` names one section (`hot`) to run alone
 /// and print.
-pub async fn run(out: Option<&str>, only: Option<&str>) -> Result<(), String> {
+pub async fn run(
+    out: Option<&str>,
+    only: Option<&str>,
+    compare_binary: Option<&std::path::Path>,
+) -> Result<(), String> {
     let bench = Bench::new().await?;
     if only == Some("hot") {
         say(&hot_streams(&bench).await?);
@@ -192,6 +234,8 @@ pub async fn run(out: Option<&str>, only: Option<&str>) -> Result<(), String> {
          DynamoDB latency (single-digit milliseconds per call there).\n",
         bench.emulator
     );
+
+    let targets_at = report.len();
 
     // ---------------------------------------------------------------- round trips per append
     say("round trips per append…");
@@ -265,172 +309,126 @@ pub async fn run(out: Option<&str>, only: Option<&str>) -> Result<(), String> {
     let _ = writeln!(report, "| one event, `Any` | {calls} |");
     let a = bench.seed("transfer-a", 5).await?;
     let b = bench.seed("transfer-b", 5).await?;
-    let transfer = Transfer {
-        transfer_id: EntityId::generate(),
-        from: EntityId::parse(a.entity_id()).map_err(|e| e.to_string())?,
-        to: EntityId::parse(b.entity_id()).map_err(|e| e.to_string())?,
-        amount: Amount::new(1).map_err(|e| e.to_string())?,
-    };
-    let (_, calls) = bench
-        .count(async {
-            let _ = bench
-                .commands
-                .execute::<Account, _>(
-                    &CommandContext::default(),
-                    &[Target::new(a.clone()), Target::new(b.clone())],
-                    &[],
-                    |loaded| {
-                        let (sent, received) =
-                            transfer.decide(&loaded[0].state, &loaded[1].state)?;
-                        Ok(vec![sent, received])
-                    },
-                    (),
-                )
-                .await;
-        })
-        .await;
+    let (_, calls) = bench.count(transfer(&bench.commands, &a, &b)).await;
     let _ = writeln!(
         report,
         "| a transfer through the command service (load both, one transaction) | {calls} |\n"
     );
 
-    // ---------------------------------------------------------------- long streams
-    say("seeding streams of 10, 1,000 and 10,000 events…");
-    let _ = writeln!(
-        report,
-        "## Load and command cost by stream length\n\nA deposit through the command service \
-         (load, decide, conditional append), median of 7 runs each, before and after the stream \
-         is snapshotted. `events read` is what the load folds. The emulator answers a Query in \
-         time proportional to the partition (it scans it; DynamoDB seeks the sort key), so the \
-         tail-read column is the floor of a command's latency here; on DynamoDB it is constant.\n\n\
-         | events in stream | snapshot | requests per command | events read | command p50 | emulator: read of the last 2 events | full read of the stream |\n|---|---|---|---|---|---|---|"
+    // ---------------------------------------------------------------- the comparison
+    let charts = out.map_or_else(
+        || std::path::PathBuf::from("target/bench"),
+        |out| {
+            std::path::Path::new(out)
+                .parent()
+                .unwrap_or_else(|| std::path::Path::new("."))
+                .join("bench")
+        },
     );
-    for length in [10usize, 1_000, 10_000] {
-        let stream = bench.seed(&format!("len{length}"), length).await?;
-        let started = Instant::now();
-        let all = bench
-            .store
-            .read_all(&stream, 1)
-            .await
-            .map_err(|e| e.to_string())?;
-        let full_read = started.elapsed();
-        let started = Instant::now();
-        bench
-            .store
-            .read_all(&stream, length.saturating_sub(1) as u64)
-            .await
-            .map_err(|e| e.to_string())?;
-        let tail_read = started.elapsed();
-        let read_calls = {
-            bench.counter.reset();
-            bench
-                .store
-                .read_all(&stream, 1)
-                .await
-                .map_err(|e| e.to_string())?;
-            bench.counter.total()
-        };
-        for snapshotted in [false, true] {
-            if snapshotted {
-                bench
-                    .commands
-                    .snapshot::<Account>(&stream)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            let folded = bench
-                .commands
-                .load::<Account>(&stream)
-                .await
-                .map_err(|e| e.to_string())?
-                .events_folded;
-            let mut times = Vec::new();
-            let mut calls = String::new();
-            for _ in 0..7 {
-                let started = Instant::now();
-                let (result, breakdown) = bench.count(bench.deposit(&stream)).await;
-                result?;
-                times.push(started.elapsed());
-                calls = breakdown;
-                if snapshotted {
-                    // Keep the snapshot current, as the snapshot function would.
-                    bench
-                        .commands
-                        .snapshot::<Account>(&stream)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
-            }
-            times.sort();
-            let _ = writeln!(
-                report,
-                "| {length} | {} | {calls} | {folded} | {} | {} | {} |",
-                if snapshotted { "yes" } else { "no" },
-                ms(percentile(&times, 50)),
-                ms(tail_read),
-                if snapshotted {
-                    "—".to_owned()
-                } else {
-                    let pages = if read_calls == 1 { "page" } else { "pages" };
-                    format!(
-                        "{} ({} events, {read_calls} Query {pages})",
-                        ms(full_read),
-                        all.len()
-                    )
-                },
-            );
+    std::fs::create_dir_all(&charts)
+        .map_err(|e| format!("cannot create {}: {e}", charts.display()))?;
+    let mut drawn = Vec::new();
+    let mut comparison = None;
+    if let Some(binary) = compare_binary {
+        say("Eventfold beside cqrs-es + dynamo-es…");
+        let json = std::path::Path::new("target/bench/compare.json");
+        if let Some(dir) = json.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         }
+        let compared = compare::run(binary, &bench.endpoint, json).await?;
+        report.push_str(&compared.markdown());
+        for (file, chart) in [
+            ("throughput.svg", compared.throughput_chart()),
+            ("requests-by-length.svg", compared.requests_chart()),
+            ("latency-by-length.svg", compared.latency_chart()),
+        ] {
+            chart.draw(&charts.join(file))?;
+            drawn.push(file);
+        }
+        comparison = Some(compared);
+    } else {
+        say("no comparison binary given (--compare); skipping the comparison");
     }
-    report.push('\n');
 
     // ---------------------------------------------------------------- projection lag
-    say("1,000 commands over 50 accounts through the local runner…");
-    // Fresh tables: the runner's consumers start at the stream's beginning, and the streams
-    // seeded above would be a backlog, not lag.
-    let prefix = format!("lag{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let fresh = provision(&bench.template, &bench.clients, &prefix)
-        .await
-        .map_err(|e| e.to_string())?;
-    let functions = Functions::from_template(&bench.template, &fresh, &bench.clients)
-        .map_err(|e| e.to_string())?;
-    let runner = LocalRunner::start(
-        &bench.template,
-        &fresh,
-        &bench.clients,
-        functions,
-        RunnerOptions::default(),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    let lag = projection_lag(
-        &runner.url(),
-        &bench.clients.dynamodb,
-        fresh.table("AccountsTable"),
-    )
-    .await;
-    runner.stop().await;
-    let (commands, lags, latencies, elapsed) = lag?;
+    let mut lag_rows = String::new();
+    let mut lag_series = Vec::new();
+    let mut template_lag_p99 = None;
+    for window in [1, 0] {
+        say(&format!(
+            "1,000 commands through the local runner, projector batching window {window} s…"
+        ));
+        let lag = projection_lag_with_window(&bench, window).await?;
+        if bench.projector_window() == Some(window) {
+            template_lag_p99 = Some(percentile(&lag.lags, 99).as_secs_f64() * 1000.0);
+        }
+        let _ = writeln!(
+            lag_rows,
+            "| {window} s | {:.0} | {} | {} | {} | {} | {} | {} | {:.1} |",
+            lag.commands as f64 / lag.elapsed.as_secs_f64(),
+            ms(percentile(&lag.latencies, 50)),
+            ms(percentile(&lag.latencies, 99)),
+            ms(percentile(&lag.lags, 50)),
+            ms(percentile(&lag.lags, 95)),
+            ms(percentile(&lag.lags, 99)),
+            ms(percentile(&lag.lags, 100)),
+            lag.invocations_per_thousand,
+        );
+        let n = lag.lags.len().max(1);
+        lag_series.push(plots::Series {
+            name: format!("batching window {window} s"),
+            points: (1..=20)
+                .map(|i| {
+                    let p = i * 5;
+                    (
+                        percentile(&lag.lags, p).as_secs_f64().max(0.001) * 1000.0,
+                        p as f64,
+                    )
+                })
+                .filter(|_| n > 0)
+                .collect(),
+        });
+    }
     let _ = writeln!(
         report,
-        "## Command latency and projection lag on the local runner\n\n{commands} commands \
-         (50 account openings, then deposits, withdrawals and transfers) from 8 concurrent HTTP \
-         clients in {:.1} s ({:.0} commands/s), against one Python emulator process on the same \
-         two cores. Lag is from the command's HTTP answer to the accounts row showing its \
-         version, seen by a scan of the read model every 50 ms; it includes the event source \
-         mapping's batching window (`MaximumBatchingWindowInSeconds: 1` in the template) and \
-         stream polling, as on AWS.\n\n| | p50 | p95 | p99 | max |\n|---|---|---|---|---|\n\
-         | command over HTTP | {} | {} | {} | {} |\n| projection lag | {} | {} | {} | {} |\n",
-        elapsed.as_secs_f64(),
-        commands as f64 / elapsed.as_secs_f64(),
-        ms(percentile(&latencies, 50)),
-        ms(percentile(&latencies, 95)),
-        ms(percentile(&latencies, 99)),
-        ms(percentile(&latencies, 100)),
-        ms(percentile(&lags, 50)),
-        ms(percentile(&lags, 95)),
-        ms(percentile(&lags, 99)),
-        ms(percentile(&lags, 100)),
+        "## Command latency and projection lag on the local runner\n\n1,000 commands (50 \
+         account openings, then deposits, withdrawals and transfers) from 8 concurrent HTTP \
+         clients against one Python emulator process on the same two cores, once with the \
+         projector's `MaximumBatchingWindowInSeconds` at 1 and once at 0 (the template has \
+         {}). Lag is from the command's HTTP answer to the accounts row showing its \
+         version, seen by a scan of the read model every 50 ms; it includes stream polling (4 \
+         times a second per shard, as Lambda polls) and the batching window. Invocations are \
+         the projector's, per 1,000 events delivered.\n\n\
+         | batching window | commands/s | command p50 | command p99 | lag p50 | lag p95 | lag p99 | lag max | projector invocations per 1,000 events |\n\
+         |---|---|---|---|---|---|---|---|---|\n{lag_rows}",
+        bench
+            .projector_window()
+            .map_or_else(|| "no projector".to_owned(), |w| w.to_string())
     );
+    plots::Chart {
+        title: "Projection lag, cumulative".into(),
+        x_label: "lag from the command's answer to the read model, ms".into(),
+        y_label: "percent of commands".into(),
+        log_y: false,
+        series: lag_series,
+    }
+    .draw(&charts.join("projection-lag.svg"))?;
+    drawn.push("projection-lag.svg");
+    if let Some(comparison) = &comparison {
+        report.insert_str(targets_at, &comparison.targets(template_lag_p99));
+    }
+    let _ = writeln!(
+        report,
+        "### Charts\n\n{}\n",
+        drawn
+            .iter()
+            .map(|file| format!("![{file}](bench/{file})"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+
+    // ---------------------------------------------------------------- micro benchmarks
+    report.push_str(&micro::section(std::path::Path::new("target/criterion"))?);
 
     // ---------------------------------------------------------------- hot streams
     report.push_str(&hot_streams(&bench).await?);
@@ -559,6 +557,70 @@ async fn cold_starts(bench: &Bench) -> Result<String, String> {
          | function | memory (template) | invocation | init | first invocation | warm invocation | peak RSS |\n\
          |---|---|---|---|---|---|---|\n{rows}\n"
     ))
+}
+
+/// One projection-lag run.
+struct Lag {
+    /// Commands sent.
+    commands: usize,
+    /// Lag of every acknowledged write, sorted.
+    lags: Vec<Duration>,
+    /// Latency of every command, sorted.
+    latencies: Vec<Duration>,
+    /// Wall time of the commands.
+    elapsed: Duration,
+    /// Projector invocations per 1,000 events delivered to it.
+    invocations_per_thousand: f64,
+}
+
+/// The projection-lag run on fresh tables (the runner's consumers start at the stream's
+/// beginning, so older streams would be a backlog, not lag), with the projector's batching
+/// window set to `window` seconds.
+async fn projection_lag_with_window(bench: &Bench, window: u64) -> Result<Lag, String> {
+    let prefix = format!("lag{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let fresh = provision(&bench.template, &bench.clients, &prefix)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut template = bench.template.clone();
+    let projector = template
+        .functions
+        .iter_mut()
+        .find(|f| f.binary == "project-accounts")
+        .ok_or("no project-accounts function")?;
+    for source in &mut projector.stream_sources {
+        source.maximum_batching_window_seconds = window;
+    }
+    let stats_key = format!("{}/stream0", projector.logical_id);
+    let functions =
+        Functions::from_template(&template, &fresh, &bench.clients).map_err(|e| e.to_string())?;
+    let runner = LocalRunner::start(
+        &template,
+        &fresh,
+        &bench.clients,
+        functions,
+        RunnerOptions::default(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let measured = projection_lag(
+        &runner.url(),
+        &bench.clients.dynamodb,
+        fresh.table("AccountsTable"),
+    )
+    .await;
+    let invocations_per_thousand = runner.stats.get(&stats_key).map_or(0.0, |stats| {
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        1000.0 * load(&stats.invocations) as f64 / load(&stats.records_delivered).max(1) as f64
+    });
+    runner.stop().await;
+    let (commands, lags, latencies, elapsed) = measured?;
+    Ok(Lag {
+        commands,
+        lags,
+        latencies,
+        elapsed,
+        invocations_per_thousand,
+    })
 }
 
 type LagResult = (usize, Vec<Duration>, Vec<Duration>, Duration);

@@ -123,7 +123,7 @@ handler!(
 
 /// Metrics of a function run in this process: to the log, not to standard output, which is
 /// the runner's own (and the demo's).
-fn logged(function: &str) -> eventfold::metrics::Metrics {
+pub(crate) fn logged(function: &str) -> eventfold::metrics::Metrics {
     eventfold::metrics::Metrics::to(function, Arc::new(eventfold::metrics::Log))
 }
 
