@@ -8,30 +8,18 @@
 #   (e.g. --parameter SnapshotEvery=10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-port=${EMULATOR_PORT:-4566}
-started=""
-cleanup() {
-  if [ -n "$started" ]; then scripts/emulator.sh stop "$port"; echo "emulator stopped"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+. scripts/session-emulator.sh
 if [ -n "${AWS_ENDPOINT_URL:-}" ]; then
   echo "deploying to the endpoint in AWS_ENDPOINT_URL: $AWS_ENDPOINT_URL"
 else
-  if scripts/emulator.sh status "$port" && [ ! -f ".local/emulator-$port.pid" ]; then
-    echo "port $port already serves an emulator that make deploy-local did not start; using it"
-  else
-    scripts/emulator.sh start "$port" >/dev/null
-    started=1
-  fi
-  export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
+  start_session_emulator "make deploy-local"
 fi
 export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-test} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-test}
 export AWS_REGION=${AWS_REGION:-us-east-1}
 # Host builds: the emulator runs each bootstrap as a local process (it ignores Architectures).
 cargo build -q -p command-api -p query-api -p project-accounts -p publish-events -p snapshot-streams
 .venv/bin/python scripts/deploy_local.py --stack "${STACK:-eventfold-local}" "$@"
-if [ -n "$started" ]; then
+if [ -n "$emulator_started" ]; then
   echo "Requests are signed with SigV4 (any credentials; the emulator checks that they are there)."
   echo "Serving until Ctrl-C."
   while true; do sleep 3600; done

@@ -4,25 +4,13 @@
 # demo, until Ctrl-C; then the emulator is stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-port=${EMULATOR_PORT:-4566}
-started=""
-cleanup() {
-  if [ -n "$started" ]; then scripts/emulator.sh stop "$port"; echo "emulator stopped"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+. scripts/session-emulator.sh
 if [ -n "${AWS_ENDPOINT_URL:-}" ]; then
   echo "using the endpoint in AWS_ENDPOINT_URL: $AWS_ENDPOINT_URL"
 elif [ "${EVENTFOLD_USE_AWS:-}" = 1 ]; then
   echo "using AWS from your AWS configuration"
 else
-  if scripts/emulator.sh status "$port" && [ ! -f ".local/emulator-$port.pid" ]; then
-    echo "port $port already serves an emulator that make local did not start; using it"
-  else
-    scripts/emulator.sh start "$port" >/dev/null
-    started=1
-  fi
-  export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
+  start_session_emulator "make local"
   export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
   echo "emulator (${EMULATOR:-ministack}) at $AWS_ENDPOINT_URL"
 fi

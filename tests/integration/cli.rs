@@ -51,14 +51,7 @@ fn succeeded(output: &Output) -> String {
 async fn account_with_deposits(api: &RunningEnv, deposits: u64) -> String {
     let id = api.open_account("Cli", "EUR").await;
     for amount in 1..=deposits {
-        let reply = api
-            .post(
-                &format!("/accounts/{id}/deposits"),
-                &json!({"amount": amount}),
-                &[],
-            )
-            .await;
-        assert_eq!(reply.status, 200);
+        api.deposit(&id, amount).await;
     }
     id
 }

@@ -233,14 +233,7 @@ async fn a_poison_event_goes_to_the_dead_letter_queue_and_redrive_completes_it()
     }
     for id in &others {
         for amount in [5, 6, 7] {
-            let reply = api
-                .post(
-                    &format!("/accounts/{id}/deposits"),
-                    &json!({"amount": amount}),
-                    &[],
-                )
-                .await;
-            assert_eq!(reply.status, 200);
+            api.deposit(id, amount).await;
         }
     }
     // Retries exhausted: the batch description lands in the projector's dead-letter queue.

@@ -18,14 +18,7 @@ async fn the_read_model_converges() {
     }
     let mut answered = Instant::now();
     for (n, id) in ids.iter().enumerate() {
-        let deposit = api
-            .post(
-                &format!("/accounts/{id}/deposits"),
-                &json!({"amount": 1_000 + n}),
-                &[],
-            )
-            .await;
-        assert_eq!(deposit.status, 200, "{deposit:?}");
+        api.deposit(id, 1_000 + n as u64).await;
         answered = Instant::now();
     }
     let transfer = api
@@ -78,14 +71,7 @@ async fn published_events_arrive_in_stream_order() {
     let env = deployed::env().await;
     let id = api.open_account("Subscriber", "EUR").await;
     for amount in 1..=5 {
-        let reply = api
-            .post(
-                &format!("/accounts/{id}/deposits"),
-                &json!({"amount": amount}),
-                &[],
-            )
-            .await;
-        assert_eq!(reply.status, 200);
+        api.deposit(&id, amount).await;
     }
     let stream = format!("Account-{id}");
     let queue = env.resources.queue_url("EventsQueue").to_owned();
@@ -130,14 +116,7 @@ async fn a_long_stream_is_snapshotted_through_the_queue() {
     let env = deployed::env().await;
     let id = api.open_account("Snapshotted", "EUR").await;
     for _ in 1..deployed::SNAPSHOT_EVERY {
-        let reply = api
-            .post(
-                &format!("/accounts/{id}/deposits"),
-                &json!({"amount": 3}),
-                &[],
-            )
-            .await;
-        assert_eq!(reply.status, 200);
+        api.deposit(&id, 3).await;
     }
     let deadline = Instant::now() + Duration::from_secs(60) * patience();
     loop {

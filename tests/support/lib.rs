@@ -163,28 +163,8 @@ impl TestEnv {
         self,
         customize: impl FnOnce(&mut eventfold_cli::local::functions::Functions),
     ) -> RunningEnv {
-        let mut functions = eventfold_cli::local::functions::Functions::from_template(
-            template(),
-            &self.resources,
-            &self.clients,
-        )
-        .expect("functions from the template");
-        customize(&mut functions);
-        let runner = eventfold_cli::local::runner::LocalRunner::start(
-            template(),
-            &self.resources,
-            &self.clients,
-            functions,
-            eventfold_cli::local::runner::RunnerOptions::default(),
-        )
-        .await
-        .expect("runner starts");
-        let api = Api::new(runner.url(), false);
-        RunningEnv {
-            env: self,
-            runner,
-            api,
-        }
+        let clients = self.clients.clone();
+        self.run(clients, customize).await
     }
 
     /// Starts the local runner with the template's functions.
@@ -202,13 +182,22 @@ impl TestEnv {
                 .credentials_provider(Credentials::new("test", "test", None, None, "proxied"))
         })
         .await;
-        let clients = Clients::new(&sdk);
-        let functions = eventfold_cli::local::functions::Functions::from_template(
+        self.run(Clients::new(&sdk), |_| {}).await
+    }
+
+    /// The runner over this environment's resources, its functions and mappings on `clients`.
+    async fn run(
+        self,
+        clients: Clients,
+        customize: impl FnOnce(&mut eventfold_cli::local::functions::Functions),
+    ) -> RunningEnv {
+        let mut functions = eventfold_cli::local::functions::Functions::from_template(
             template(),
             &self.resources,
             &clients,
         )
         .expect("functions from the template");
+        customize(&mut functions);
         let runner = eventfold_cli::local::runner::LocalRunner::start(
             template(),
             &self.resources,
@@ -324,6 +313,18 @@ impl Api {
             .await;
         assert_eq!(reply.status, 201, "{reply:?}");
         reply.body["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Deposits `amount` into account `id`, which must succeed.
+    pub async fn deposit(&self, id: &str, amount: u64) {
+        let reply = self
+            .post(
+                &format!("/accounts/{id}/deposits"),
+                &serde_json::json!({ "amount": amount }),
+                &[],
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{reply:?}");
     }
 
     /// Polls `path` until `done` holds for the reply or `within` passes.

@@ -21,8 +21,7 @@ use eventfold::EntityId;
 use eventfold::command::{CommandService, Executed};
 use eventfold::config::Config;
 use eventfold::http::{
-    ApiRequest, IntoProblem, Problem, deadline_from_lambda, etag, json_response, kinds,
-    mark_replayed, set_header,
+    ApiRequest, IntoProblem, Problem, etag, json_response, kinds, mark_replayed, set_header,
 };
 use eventfold::names::env;
 use eventfold::snapshot::DynamoSnapshots;
@@ -337,8 +336,5 @@ pub async fn handle(
     app: &App,
     event: LambdaEvent<ApiGatewayV2httpRequest>,
 ) -> Result<ApiGatewayV2httpResponse, Error> {
-    let deadline = deadline_from_lambda(&event.context);
-    Ok(app
-        .respond(ApiRequest::new(event.payload).with_deadline(deadline))
-        .await)
+    Ok(app.respond(ApiRequest::from_lambda(event)).await)
 }

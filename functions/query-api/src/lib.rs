@@ -17,9 +17,7 @@ use bank::service::BankingService;
 use eventfold::command::CommandService;
 use eventfold::config::Config;
 use eventfold::envelope::{RecordedEvent, format_timestamp};
-use eventfold::http::{
-    ApiRequest, IntoProblem, Problem, deadline_from_lambda, etag, json_response, kinds, set_header,
-};
+use eventfold::http::{ApiRequest, IntoProblem, Problem, etag, json_response, kinds, set_header};
 use eventfold::names::env;
 use eventfold::projection::ReadModelStore;
 use eventfold::snapshot::DynamoSnapshots;
@@ -374,10 +372,7 @@ pub async fn handle(
     app: &App,
     event: LambdaEvent<ApiGatewayV2httpRequest>,
 ) -> Result<ApiGatewayV2httpResponse, Error> {
-    let deadline = deadline_from_lambda(&event.context);
-    Ok(app
-        .respond(ApiRequest::new(event.payload).with_deadline(deadline))
-        .await)
+    Ok(app.respond(ApiRequest::from_lambda(event)).await)
 }
 
 /// An event as the API shows it.

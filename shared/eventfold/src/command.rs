@@ -530,9 +530,7 @@ impl CommandService {
             .store
             .read_all(&loaded.stream_id, loaded.version + 1)
             .await?;
-        loaded.fold_in(&events)?;
-        self.keep(loaded);
-        Ok(())
+        loaded.fold_in(&events)
     }
 
     async fn usable_snapshot<A: Aggregate>(
@@ -763,6 +761,7 @@ impl CommandService {
                 .within(context, false, async {
                     for stream in &mut loaded {
                         self.catch_up(stream).await?;
+                        self.keep(stream);
                     }
                     Ok(())
                 })

@@ -75,6 +75,13 @@ impl ApiRequest {
         }
     }
 
+    /// The request of a Lambda invocation, due by the invocation's deadline less
+    /// [`DEADLINE_MARGIN`] (see [`deadline_from_lambda`]).
+    pub fn from_lambda(event: lambda_runtime::LambdaEvent<ApiGatewayV2httpRequest>) -> Self {
+        let deadline = deadline_from_lambda(&event.context);
+        Self::new(event.payload).with_deadline(deadline)
+    }
+
     /// Sets when the answer is due (see [`deadline_from_lambda`]).
     #[must_use]
     pub fn with_deadline(mut self, deadline: Option<Instant>) -> Self {

@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::types::{
 };
 use serde_json::{Map, Value};
 
-use super::{CounterDelta, ReadModelStore, Saved, StoredRow, check_row, merge_counters};
+use super::{CounterDelta, ReadModelStore, Saved, StoredRow, checked_save};
 use crate::codec::Item;
 use crate::error::{StoreError, Unavailable, from_sdk, from_sdk_write};
 use crate::names::read_model::VERSION;
@@ -200,13 +200,7 @@ impl ReadModelStore for DynamoReadModel {
         row: &StoredRow,
         counters: &[CounterDelta],
     ) -> Result<Saved, StoreError> {
-        check_row(row, &self.key_attribute)?;
-        let merged = merge_counters(counters);
-        if merged.contains_key(key) {
-            return Err(StoreError::misuse(
-                "a counter row key is also the row's key",
-            ));
-        }
+        let merged = checked_save(key, row, &self.key_attribute, counters)?;
         let write = self.row_write(key, expected, row)?;
         if merged.is_empty() {
             let result = self

@@ -5,7 +5,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 
-use super::{CounterDelta, ReadModelStore, Saved, StoredRow, check_row, merge_counters};
+use super::{CounterDelta, ReadModelStore, Saved, StoredRow, checked_save};
 use crate::error::StoreError;
 
 #[derive(Debug, Default)]
@@ -54,14 +54,8 @@ impl ReadModelStore for MemoryReadModel {
         row: &StoredRow,
         counters: &[CounterDelta],
     ) -> Result<Saved, StoreError> {
-        check_row(row, &self.key_attribute)?;
-        let merged = merge_counters(counters);
+        let merged = checked_save(key, row, &self.key_attribute, counters)?;
         let mut state = self.lock();
-        if merged.contains_key(key) {
-            return Err(StoreError::misuse(
-                "a counter row key is also the row's key",
-            ));
-        }
         let current = state.rows.get(key).map_or(0, |r| r.version);
         if current != expected {
             return Ok(Saved::Stale);

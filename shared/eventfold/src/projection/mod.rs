@@ -145,8 +145,15 @@ pub trait ReadModelStore: Send + Sync + fmt::Debug {
     async fn clear(&self) -> Result<usize, StoreError>;
 }
 
-/// Checks a row document against the store's reserved names, before any write.
-pub(crate) fn check_row(row: &StoredRow, key_attribute: &str) -> Result<(), StoreError> {
+/// What both read-model stores check before a save writes anything: the row document keeps
+/// clear of the store's reserved names, and no counter row shares the row's key. Answers the
+/// counter deltas merged by row and counter, without those that add nothing.
+pub(crate) fn checked_save<'a>(
+    key: &str,
+    row: &StoredRow,
+    key_attribute: &str,
+    counters: &'a [CounterDelta],
+) -> Result<BTreeMap<&'a str, BTreeMap<&'a str, i64>>, StoreError> {
     if let Some(document) = &row.row {
         if document.is_empty() {
             return Err(StoreError::misuse(
@@ -161,11 +168,6 @@ pub(crate) fn check_row(row: &StoredRow, key_attribute: &str) -> Result<(), Stor
             }
         }
     }
-    Ok(())
-}
-
-/// Merges counter deltas by row and counter, dropping those that add nothing.
-pub(crate) fn merge_counters(counters: &[CounterDelta]) -> BTreeMap<&str, BTreeMap<&str, i64>> {
     let mut merged: BTreeMap<&str, BTreeMap<&str, i64>> = BTreeMap::new();
     for delta in counters {
         *merged
@@ -178,7 +180,12 @@ pub(crate) fn merge_counters(counters: &[CounterDelta]) -> BTreeMap<&str, BTreeM
         row.retain(|_, delta| *delta != 0);
     }
     merged.retain(|_, row| !row.is_empty());
-    merged
+    if merged.contains_key(key) {
+        return Err(StoreError::misuse(
+            "a counter row key is also the row's key",
+        ));
+    }
+    Ok(merged)
 }
 
 /// What projecting one event did.

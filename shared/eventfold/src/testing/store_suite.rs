@@ -117,6 +117,18 @@ fn events(range: std::ops::RangeInclusive<u64>) -> Vec<NewEvent> {
     range.map(event).collect()
 }
 
+/// Appends `events` to `id`, a stream that must not exist yet.
+async fn create(store: &dyn EventStore, id: &StreamId, events: Vec<NewEvent>) {
+    store
+        .append(AppendRequest::single(
+            id.clone(),
+            ExpectedVersion::NoStream,
+            events,
+        ))
+        .await
+        .expect("append");
+}
+
 async fn length(store: &dyn EventStore, id: &StreamId) -> usize {
     store.read_all(id, 1).await.expect("read").len()
 }
@@ -471,14 +483,7 @@ pub async fn large_stream_reads_every_page(h: &dyn Harness) {
 pub async fn paged_reads(h: &dyn Harness) {
     let store = h.store();
     let id = unique_stream();
-    store
-        .append(AppendRequest::single(
-            id.clone(),
-            ExpectedVersion::NoStream,
-            events(1..=25),
-        ))
-        .await
-        .expect("append");
+    create(store.as_ref(), &id, events(1..=25)).await;
     let mut from = 1;
     let mut seen = Vec::new();
     let mut pages = 0;
@@ -509,14 +514,7 @@ pub async fn as_of_reads(h: &dyn Harness) {
     for (hours, e) in (0..).zip(early.iter_mut()) {
         e.occurred_at = base + chrono::Duration::hours(hours);
     }
-    store
-        .append(AppendRequest::single(
-            id.clone(),
-            ExpectedVersion::NoStream,
-            early,
-        ))
-        .await
-        .expect("append");
+    create(store.as_ref(), &id, early).await;
     let by_version = store
         .read_as_of(&id, AsOf::Version(2))
         .await
@@ -608,18 +606,16 @@ pub async fn idempotent_commands(h: &dyn Harness) {
 pub async fn upcasting_on_read(h: &dyn Harness) {
     let store = h.store();
     let id = unique_stream();
-    store
-        .append(AppendRequest::single(
-            id.clone(),
-            ExpectedVersion::NoStream,
-            vec![
-                NewEvent::new("Renamed", json!({ "fullname": "Ada Lovelace" })),
-                NewEvent::new("Renamed", json!({ "first": "Grace", "last": "Hopper" }))
-                    .with_schema_version(2),
-            ],
-        ))
-        .await
-        .expect("append");
+    create(
+        store.as_ref(),
+        &id,
+        vec![
+            NewEvent::new("Renamed", json!({ "fullname": "Ada Lovelace" })),
+            NewEvent::new("Renamed", json!({ "first": "Grace", "last": "Hopper" }))
+                .with_schema_version(2),
+        ],
+    )
+    .await;
     let read = store.read_all(&id, 1).await.expect("read");
     assert!(
         read.iter().all(|e| e.schema_version == 2),
@@ -655,14 +651,7 @@ pub fn upcasters() -> crate::Upcasters {
 pub async fn integrity_chain_detects_tampering(h: &dyn Harness) {
     let store = h.store();
     let id = unique_stream();
-    store
-        .append(AppendRequest::single(
-            id.clone(),
-            ExpectedVersion::NoStream,
-            events(1..=5),
-        ))
-        .await
-        .expect("append");
+    create(store.as_ref(), &id, events(1..=5)).await;
     let intact = store.verify_stream(&id).await.expect("verify");
     let head = store.read_all(&id, 1).await.expect("read")[4].chain.clone();
     assert_eq!(
@@ -685,14 +674,7 @@ pub async fn integrity_chain_detects_tampering(h: &dyn Harness) {
         json!({ "ok": false, "first_bad_version": 3 })
     );
     let other = unique_stream();
-    store
-        .append(AppendRequest::single(
-            other.clone(),
-            ExpectedVersion::NoStream,
-            events(1..=3),
-        ))
-        .await
-        .expect("append");
+    create(store.as_ref(), &other, events(1..=3)).await;
     h.tamper(
         &other,
         2,
