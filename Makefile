@@ -46,12 +46,14 @@ help: ## List the targets
 
 # ------------------------------------------------------------------ the two commands
 local: emulator-deps ## Start the emulator, create resources, serve the API and consumers, run a demo; Ctrl-C stops all
-	cargo build -p eventfold-cli
+	cargo build -p eventfold-cli $(addprefix -p ,$(FUNCTIONS))
 	scripts/local.sh
 
 test: tools emulator-deps test-deps ## Everything CI checks: fmt, clippy, docs, licenses, template lint, unit, handler, emulator and fault tests, request-cost check, API fuzzing
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p eventfold-tests --test emulator -- -D warnings
+	scripts/domain-without-sdk.sh
 	$(MAKE) --no-print-directory docs deny
 	$(MAKE) --no-print-directory validate
 	cargo build --workspace --all-targets
@@ -87,18 +89,18 @@ build: tools ## Release arm64 bootstraps of every function with cargo-lambda
 	@for f in $(FUNCTIONS); do printf '  %-18s %s bytes\n' $$f $$(stat -c %s target/lambda/$$f/bootstrap); done
 
 bench: emulator-deps ## Benchmarks against the emulator, beside cqrs-es + dynamo-es; writes docs/BENCHMARKS.md and docs/bench/*.svg
-	cargo build --release -p eventfold-cli $(addprefix -p ,$(FUNCTIONS))
+	cargo build --release -p eventfold-bench $(addprefix -p ,$(FUNCTIONS))
 	cargo build --release --manifest-path bench/compare/Cargo.toml --target-dir target/compare
 	cargo bench -p eventfold --bench micro
-	scripts/with-emulator.sh target/release/eventfold bench --out docs/BENCHMARKS.md --compare target/compare/release/eventfold-compare
+	scripts/with-emulator.sh target/release/eventfold-bench --out docs/BENCHMARKS.md --compare target/compare/release/eventfold-compare
 
 bench-check: emulator-deps ## Requests, items and bytes per command held against bench/baseline.json (part of make test)
-	cargo build -p eventfold-cli
-	scripts/with-emulator.sh target/debug/eventfold bench --check bench/baseline.json
+	cargo build -p eventfold-bench
+	scripts/with-emulator.sh target/debug/eventfold-bench --check bench/baseline.json
 
 bench-baseline: emulator-deps ## Rewrite bench/baseline.json from this tree (after a deliberate change in cost)
-	cargo build -p eventfold-cli
-	scripts/with-emulator.sh target/debug/eventfold bench --check bench/baseline.json --update
+	cargo build -p eventfold-bench
+	scripts/with-emulator.sh target/debug/eventfold-bench --check bench/baseline.json --update
 
 deploy: tools ## Build with SAM (cargo-lambda) and deploy, guided, to your AWS account (see README "Deploy")
 	rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu

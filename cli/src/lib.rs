@@ -1,12 +1,10 @@
-//! The `eventfold` command: the local environment, operator commands and benchmarks, each its
-//! own module.
+//! The `eventfold` command: the local environment and operator commands, for any service's
+//! template, each its own module.
 //!
 //! - [`local`]: the template as the source of local resources, provisioning, the local runner
-//!   (API Gateway and event source mappings calling the Lambda handlers), the demo, and a
-//!   Lambda Runtime API for running function binaries;
-//! - [`ops`]: rebuild, redrive and snapshot backfill against an emulator or AWS;
-//! - [`bench`]: measurements written to `docs/BENCHMARKS.md`.
+//!   (API Gateway and event source mappings, calling each function's own binary through a
+//!   local Lambda Runtime API), and the demo;
+//! - [`ops`]: rebuild, redrive and snapshot backfill against an emulator or AWS.
 
-pub mod bench;
 pub mod local;
 pub mod ops;

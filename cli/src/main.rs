@@ -89,25 +89,6 @@ enum Command {
     Dlq(DlqCommand),
     /// Streams, events, the largest streams, projection lag and queue depths.
     Stats,
-    /// Benchmarks against the emulator in EVENTFOLD_EMULATOR_ENDPOINT (make bench).
-    Bench {
-        /// Where to write the report (Markdown).
-        #[arg(long, value_name = "FILE")]
-        out: Option<String>,
-        /// Run one section only, and print it (e.g. hot).
-        #[arg(long, value_name = "SECTION")]
-        only: Option<String>,
-        /// The comparison binary (bench/compare, built by make bench) to run beside Eventfold.
-        #[arg(long, value_name = "BINARY")]
-        compare: Option<std::path::PathBuf>,
-        /// Instead of the report, hold requests, items and bytes per operation against this
-        /// baseline (make bench-check); exit 1 on a regression.
-        #[arg(long, value_name = "BASELINE", conflicts_with_all = ["out", "only", "compare"])]
-        check: Option<std::path::PathBuf>,
-        /// With --check: write the baseline from this run instead (make bench-baseline).
-        #[arg(long, requires = "check")]
-        update: bool,
-    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -262,18 +243,6 @@ async fn run(cli: Cli, log_file: Option<String>) -> Result<(), OpsError> {
         Command::Local { port, no_demo } => {
             local(&cli.target.prefix, port, no_demo, log_file).await
         }
-        Command::Bench {
-            check: Some(baseline),
-            update,
-            ..
-        } => eventfold_cli::bench::check::run(&baseline, update)
-            .await
-            .map_err(OpsError),
-        Command::Bench {
-            out, only, compare, ..
-        } => eventfold_cli::bench::run(out.as_deref(), only.as_deref(), compare.as_deref())
-            .await
-            .map_err(OpsError),
         command => {
             let target = Target::resolve(&cli.target.selection()).await?;
             operate(&target, command, format).await
@@ -347,7 +316,7 @@ async fn operate(
         Command::Stats => {
             ops::stats::stats(target).await?;
         }
-        Command::Local { .. } | Command::Bench { .. } => {}
+        Command::Local { .. } => {}
     }
     Ok(())
 }
@@ -372,8 +341,15 @@ async fn local(
     for (logical, queue) in &resources.queues {
         say(&format!("  queue  {logical:<26} {}", queue.url));
     }
-    let functions =
-        Functions::from_template(&template, &resources, &clients).map_err(|e| failed(&e))?;
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    let functions = Functions::from_template(
+        &template,
+        &resources,
+        &endpoint,
+        &eventfold_cli::local::binaries("debug"),
+    )
+    .map_err(|e| failed(&e))?;
+    functions.warm().await.map_err(|e| failed(&e))?;
     let options = RunnerOptions {
         port,
         region: sdk

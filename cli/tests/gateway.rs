@@ -29,7 +29,7 @@ impl HttpHandler for Echo {
             "route": request.route_key,
             "bytes": request.body.map_or(0, |b| b.len()),
         });
-        Ok(eventfold::http::json_response(200, &body))
+        Ok(eventfold::lambda::http::json_response(200, &body))
     }
 }
 

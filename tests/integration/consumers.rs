@@ -101,7 +101,7 @@ async fn drain_events_queue(env: &TestEnv) -> BTreeMap<String, Vec<u64>> {
 #[tokio::test]
 async fn large_events_are_published_within_the_sqs_batch_byte_limit() {
     let api = TestEnv::new().await.serve().await;
-    let store = api.env.store(eventfold::StoreSettings::default());
+    let store = api.env.store(eventfold::store::StoreSettings::default());
     let filler = "x".repeat(200 * 1024);
     let mut request = eventfold::store::AppendRequest::default();
     for n in 0..10 {
@@ -147,7 +147,7 @@ struct FailsOn {
 impl StreamHandler for FailsOn {
     async fn invoke(&self, event: DynamoDbEvent) -> Result<DynamoDbEventResponse, String> {
         let poisoned = event.records.iter().any(|r| {
-            let item: eventfold::codec::Item = r.change.keys.clone().into();
+            let item: eventfold::aws::item::Item = r.change.keys.clone().into();
             let stream = item.get("stream_id").and_then(|v| v.as_s().ok()).cloned();
             let version = item
                 .get("version")
@@ -205,7 +205,7 @@ async fn a_poison_event_goes_to_the_dead_letter_queue_and_redrive_completes_it()
     for n in 0..4 {
         others.push(api.open_account(&format!("Other {n}"), "EUR").await);
     }
-    let store = api.env.store(eventfold::StoreSettings::default());
+    let store = api.env.store(eventfold::store::StoreSettings::default());
     let commands = eventfold::command::CommandService::new(store);
     let context = eventfold::command::CommandContext::default();
     let victim_stream =

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use eventfold::EventStore;
+use eventfold::store::EventStore;
 use eventfold_tests::faults::{FaultProxy, Faults};
 use eventfold_tests::{
     RunningEnv, TestEnv, emulator_endpoint, events_by_stream, projection_converges,
@@ -227,7 +227,7 @@ async fn commands_under_faults_apply_once_or_not_at_all() {
     }
     let partial = transfers.values().filter(|sides| sides.len() != 2).count();
     // Gap-free, intact chains.
-    let store = api.env.store(eventfold::StoreSettings::default());
+    let store = api.env.store(eventfold::store::StoreSettings::default());
     for (stream, events) in &streams {
         assert!(
             events.iter().zip(1..).all(|(e, v)| e.version == v),

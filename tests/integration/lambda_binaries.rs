@@ -52,7 +52,7 @@ async fn every_function_binary_boots_from_its_template_environment_and_answers()
                 let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
                 let id = body["id"].as_str().unwrap();
                 let events = env
-                    .store(eventfold::StoreSettings::default())
+                    .store(eventfold::store::StoreSettings::default())
                     .read_all(
                         &eventfold::StreamId::parse(&format!("Account-{id}")).unwrap(),
                         1,

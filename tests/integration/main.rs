@@ -10,9 +10,7 @@
 mod cli;
 mod consumers;
 mod deployed;
-mod emulator_quirks;
 mod faults;
-mod fidelity;
 mod http;
 mod lambda_binaries;
 mod metrics;

@@ -3,31 +3,15 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use aws_lambda_events::event::dynamodb::{Event as DynamoDbEvent, EventRecord};
-use aws_lambda_events::event::sqs::SqsMessage;
-use eventfold::http::ApiRequest;
-use eventfold::metrics::{Metrics, Recorded, parse_emf};
-use eventfold::store::EventStore;
+use eventfold::lambda::aws_lambda_events::encodings::Body;
+use eventfold::lambda::aws_lambda_events::event::dynamodb::EventRecord;
+use eventfold::lambda::aws_lambda_events::event::sqs::SqsMessage;
+use eventfold::lambda::metrics::{Metrics, Recorded, parse_emf};
+use eventfold::store::{EventStore, StoreSettings};
+use eventfold::testing::records::{Change, stream_record};
+use eventfold::testing::request::request;
 use eventfold_tests::{TestEnv, template};
 use serde_json::{Map, Value, json};
-
-fn request(route_key: &str, path: &str, id: Option<&str>, body: Option<Value>) -> ApiRequest {
-    let mut event = json!({
-        "version": "2.0", "routeKey": route_key, "rawPath": path, "rawQueryString": "",
-        "headers": {"content-type": "application/json"},
-        "requestContext": {"routeKey": route_key, "requestId": "r", "http": {"method": "GET", "path": path}},
-        "isBase64Encoded": false
-    });
-    if let Some(id) = id {
-        event["pathParameters"] = json!({"id": id});
-    }
-    if let Some(body) = body {
-        event["body"] = json!(body.to_string());
-    }
-    let event: ApiGatewayV2httpRequest = serde_json::from_value(event).expect("an API event");
-    ApiRequest::new(event)
-}
 
 /// The one record a sink got, its metrics by name.
 #[track_caller]
@@ -37,22 +21,21 @@ fn record(recorded: &Recorded) -> Map<String, Value> {
     parse_emf(lines.last().expect("a line")).expect("valid EMF")
 }
 
+/// The record holds every metric its runtime declares (what the dashboard may show).
+#[track_caller]
+fn holds(recorded: &Recorded, declared: &[&str]) -> Map<String, Value> {
+    let values = record(recorded);
+    for metric in declared {
+        assert!(values.contains_key(*metric), "{metric} in {values:?}");
+    }
+    values
+}
+
 async fn insert_record(env: &TestEnv, stream: &str) -> EventRecord {
-    let store = env.store(eventfold::StoreSettings::default());
+    let store = env.store(StoreSettings::default());
     let stream_id = eventfold::StreamId::parse(stream).expect("id");
     let event = &store.read_all(&stream_id, 1).await.expect("read")[0];
-    let image = serde_json::to_value(serde_dynamo::Item::from(
-        eventfold::codec::encode_event(event).expect("encoded"),
-    ))
-    .expect("image");
-    let batch: DynamoDbEvent = serde_json::from_value(json!({"Records": [{
-        "eventID": "1", "eventName": "INSERT", "eventVersion": "1.1", "eventSource": "aws:dynamodb",
-        "awsRegion": "us-east-1",
-        "dynamodb": {"Keys": {}, "NewImage": image, "SequenceNumber": "1", "SizeBytes": 1,
-                     "StreamViewType": "NEW_IMAGE"},
-    }]}))
-    .expect("a stream event");
-    batch.records.into_iter().next().expect("a record")
+    stream_record(event, 1, Change::Insert)
 }
 
 #[tokio::test]
@@ -65,64 +48,37 @@ async fn every_function_writes_embedded_metric_format() {
     let dynamodb = env.clients.dynamodb.clone();
 
     let commands = Arc::new(Recorded::default());
-    let command_api = command_api::App::from_config(&config("command-api"), dynamodb.clone())
-        .with_metrics(Metrics::to(command_api::FUNCTION, commands.clone()));
-    let opened = command_api
-        .respond(request(
-            "POST /accounts",
-            "/accounts",
-            None,
-            Some(json!({"owner": "Metric", "currency": "EUR"})),
-        ))
-        .await;
+    let command_api = command_api::from_config(&config("command-api"), dynamodb.clone())
+        .with_metrics(Metrics::to("command-api", commands.clone()));
+    let open = request("POST", "/accounts").json(&json!({"owner": "Metric", "currency": "EUR"}));
+    let opened = command_api.respond(open.api_request()).await;
     assert_eq!(opened.status_code, 201);
-    let values = record(&commands);
-    for metric in [
-        "Commands",
-        "CommandLatency",
-        "ConflictsRetried",
-        "AppendLatency",
-        "EventsFoldedPastSnapshot",
-    ] {
-        assert!(
-            values.contains_key(metric),
-            "command-api: {metric} in {values:?}"
-        );
-    }
+    holds(&commands, eventfold::lambda::command_api::METRICS);
     let line: Value = serde_json::from_str(&commands.lines()[0]).expect("JSON");
     assert_eq!(line["Outcome"], "written");
     let id = match opened.body {
-        Some(aws_lambda_events::encodings::Body::Text(text)) => {
-            serde_json::from_str::<Value>(&text).expect("JSON")["id"]
-                .as_str()
-                .expect("id")
-                .to_owned()
-        }
+        Some(Body::Text(text)) => serde_json::from_str::<Value>(&text).expect("JSON")["id"]
+            .as_str()
+            .expect("id")
+            .to_owned(),
         _ => panic!("no body"),
     };
 
     let reads = Arc::new(Recorded::default());
-    let query_api = query_api::App::from_config(&config("query-api"), dynamodb.clone())
-        .with_metrics(Metrics::to(query_api::FUNCTION, reads.clone()));
-    query_api
-        .respond(request(
-            "GET /accounts/{id}/state",
-            &format!("/accounts/{id}/state"),
-            Some(&id),
-            None,
-        ))
-        .await;
-    assert!(record(&reads).contains_key("Reads"));
+    let query_api = query_api::from_config(&config("query-api"), dynamodb.clone())
+        .with_metrics(Metrics::to("query-api", reads.clone()));
+    let state = request("GET", "/accounts/{id}/state").path_param("id", &id);
+    query_api.respond(state.api_request()).await;
+    holds(&reads, eventfold::lambda::query_api::METRICS);
 
     let stream_record = insert_record(&env, &format!("Account-{id}")).await;
     let projected = Arc::new(Recorded::default());
-    let projector =
-        project_accounts::App::from_config(&config("project-accounts"), dynamodb.clone())
-            .with_metrics(Metrics::to(project_accounts::FUNCTION, projected.clone()));
+    let projector = project_accounts::from_config(&config("project-accounts"), dynamodb.clone())
+        .with_metrics(Metrics::to("project-accounts", projected.clone()));
     projector
         .process(std::slice::from_ref(&stream_record))
         .await;
-    let values = record(&projected);
+    let values = holds(&projected, eventfold::lambda::consumers::PROJECTOR_METRICS);
     assert_eq!(values["EventsProjected"], json!(1.0));
     assert!(
         values["ProjectionLag"]
@@ -133,20 +89,21 @@ async fn every_function_writes_embedded_metric_format() {
 
     let published = Arc::new(Recorded::default());
     let publisher = publish_events::from_config(&config("publish-events"), env.clients.sqs.clone())
-        .with_metrics(Metrics::to(publish_events::FUNCTION, published.clone()));
+        .with_metrics(Metrics::to("publish-events", published.clone()));
     publisher
         .process(std::slice::from_ref(&stream_record))
         .await;
-    let values = record(&published);
+    let values = holds(&published, eventfold::lambda::consumers::PUBLISHER_METRICS);
     assert_eq!(values["EventsPublished"], json!(1.0));
-    assert!(values.contains_key("PublishLag"));
 
     let snapshots = Arc::new(Recorded::default());
     let snapshotter = snapshot_streams::from_config(&config("snapshot-streams"), dynamodb)
-        .with_metrics(Metrics::to(snapshot_streams::FUNCTION, snapshots.clone()));
+        .expect("a snapshotter")
+        .with_metrics(Metrics::to("snapshot-streams", snapshots.clone()));
     let mut message = SqsMessage::default();
     message.message_id = Some("m".into());
     message.body = Some(json!({"stream_id": format!("Account-{id}"), "version": 1}).to_string());
     snapshotter.process(&[message]).await;
-    assert_eq!(record(&snapshots)["SnapshotsWritten"], json!(1.0));
+    let values = holds(&snapshots, eventfold::lambda::consumers::SNAPSHOT_METRICS);
+    assert_eq!(values["SnapshotsWritten"], json!(1.0));
 }

@@ -3,34 +3,40 @@
 
 use std::sync::Arc;
 
-use eventfold::DynamoStore;
-use eventfold::projection::DynamoReadModel;
+use eventfold::aws::{DynamoReadModel, DynamoStore};
 use eventfold::testing::{TableShape, create_table};
-use orders::projection::ORDER_ID;
+use orders::projection::{CUSTOMER_ID, ORDER_ID};
 
 #[tokio::test]
 async fn orders_per_customer_on_dynamodb() {
     let sdk = eventfold_tests::sdk_config().await;
     let client = aws_sdk_dynamodb::Client::new(&sdk);
     let prefix = format!("orders{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let (events, commands, rows) = (
+    let (events, commands, rows, customers) = (
         format!("{prefix}-events"),
         format!("{prefix}-commands"),
         format!("{prefix}-orders"),
+        format!("{prefix}-customers"),
     );
     for (name, shape) in [
         (&events, TableShape::EVENTS),
         (&commands, TableShape::COMMANDS),
         (&rows, TableShape::read_model(ORDER_ID)),
+        (&customers, TableShape::read_model(CUSTOMER_ID)),
     ] {
         create_table(&client, name, shape).await.expect("table");
     }
     let store = Arc::new(
-        DynamoStore::new(client.clone(), &events, eventfold::StoreSettings::default())
-            .with_commands_table(&commands),
+        DynamoStore::new(
+            client.clone(),
+            &events,
+            eventfold::store::StoreSettings::default(),
+        )
+        .with_commands_table(&commands),
     );
-    let read_model = Arc::new(DynamoReadModel::new(client, &rows, ORDER_ID));
-    let seen = orders::scenario::run(store, read_model)
+    let read_model = Arc::new(DynamoReadModel::new(client.clone(), &rows, ORDER_ID));
+    let per_customer = Arc::new(DynamoReadModel::new(client, &customers, CUSTOMER_ID));
+    let seen = orders::scenario::run(store, read_model, per_customer)
         .await
         .expect("the scenario runs");
     seen.assert_as_expected();

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use bank::domain::account::{Account, AccountCommand};
+use eventfold::StreamId;
 use eventfold::aws::RequestCounter;
+use eventfold::aws::{DynamoSnapshots, DynamoStore};
 use eventfold::command::{CommandContext, CommandService, Target};
-use eventfold::snapshot::{DynamoSnapshots, SnapshotStore};
-use eventfold::store::{DynamoStore, EventStore};
-use eventfold::{StoreSettings, StreamId};
+use eventfold::store::{EventStore, SnapshotStore, StoreSettings};
 use eventfold_tests::TestEnv;
 use serde_json::json;
 
@@ -206,7 +206,7 @@ async fn command_cost_is_flat_once_long_streams_are_snapshotted() {
     // Every load from the stores: what a process that has not seen the stream pays.
     let commands = CommandService::new(store.clone())
         .with_snapshots(snapshots)
-        .with_state_cache(0);
+        .keep_states(0);
     let short = seed_account(&env, "short", 10).await;
     let long = seed_account(&env, "long", 10_000).await;
     assert!(
@@ -226,16 +226,15 @@ async fn command_cost_is_flat_once_long_streams_are_snapshotted() {
     );
     assert!(long_events >= 10_000);
 
-    commands
-        .snapshot::<Account>(&long)
-        .await
-        .expect("snapshot")
-        .expect("written");
-    commands
-        .snapshot::<Account>(&short)
-        .await
-        .expect("snapshot")
-        .expect("written");
+    let snapshotter = eventfold::snapshot::Snapshotter::new(commands.clone())
+        .expect("a snapshot store")
+        .register::<Account>();
+    for stream in [&long, &short] {
+        assert!(matches!(
+            snapshotter.snapshot(stream).await.expect("snapshot"),
+            eventfold::snapshot::SnapshotOutcome::Written(_)
+        ));
+    }
     let (short_calls, short_events) = deposit_cost(&commands, &counter, &short).await;
     let (long_calls, long_events) = deposit_cost(&commands, &counter, &long).await;
     assert_eq!(long_calls, short_calls, "same round trips");
@@ -272,7 +271,7 @@ async fn backfill_snapshots_a_whole_category() {
     store
         .append(eventfold::store::AppendRequest::single(
             user,
-            eventfold::ExpectedVersion::NoStream,
+            eventfold::store::ExpectedVersion::NoStream,
             vec![eventfold::NewEvent::new(
                 "UserRegistered",
                 json!({"email": "u@example.com", "name": "U"}),

@@ -4,10 +4,10 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use eventfold::store::{
-    AppendRequest, AppendResult, DynamoStore, EventStore, ExpectedVersion, NewCommand,
-};
-use eventfold::testing::store_suite::{self, DynamoHarness};
+use eventfold::aws::DynamoStore;
+use eventfold::store::{AppendRequest, AppendResult, EventStore, ExpectedVersion, NewCommand};
+use eventfold::testing::DynamoHarness;
+use eventfold::testing::store_suite;
 use eventfold::{CommandId, NewEvent, StoreError, StreamId};
 use eventfold_tests::TestEnv;
 

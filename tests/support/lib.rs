@@ -1,5 +1,5 @@
-//! Test support: the emulator, per-test resources from the template, and the event store
-//! conformance suite that runs against both stores.
+//! Test support: the emulator, per-test resources from the template, the local runner serving
+//! them with the functions' own binaries, and HTTP and consistency helpers.
 
 #![allow(
     clippy::unwrap_used,
@@ -15,8 +15,8 @@ pub mod faults;
 use std::sync::{Arc, OnceLock};
 
 use aws_sdk_dynamodb::config::Credentials;
-use eventfold::snapshot::DynamoSnapshots;
-use eventfold::store::{DynamoStore, StoreSettings};
+use eventfold::aws::{DynamoReadModel, DynamoSnapshots, DynamoStore};
+use eventfold::store::StoreSettings;
 use eventfold_cli::local::provision::{Clients, Resources, provision};
 use eventfold_cli::local::template::Template;
 
@@ -44,6 +44,21 @@ pub fn built_binaries(packages: &[&str]) -> std::path::PathBuf {
         "{packages:?} build"
     );
     profile_dir
+}
+
+/// The bank's function binaries, built once per test run (a no-op after `cargo build
+/// --workspace`).
+pub fn function_binaries() -> &'static std::path::Path {
+    static DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        built_binaries(&[
+            "command-api",
+            "query-api",
+            "project-accounts",
+            "publish-events",
+            "snapshot-streams",
+        ])
+    })
 }
 
 /// The repository's template, parsed once.
@@ -99,7 +114,7 @@ impl TestEnv {
     /// Creates the resources; tests running in parallel never share them.
     pub async fn new() -> Self {
         if std::env::var("TEST_LOG").is_ok() {
-            eventfold::telemetry::init_with_filter(true, "warn");
+            eventfold::lambda::telemetry::init_with_filter(true, "warn");
         }
         let sdk = sdk_config().await;
         let clients = Clients::new(&sdk);
@@ -132,10 +147,11 @@ impl TestEnv {
     }
 
     /// The accounts read model over this environment's table.
-    pub fn accounts(&self) -> eventfold::projection::DynamoReadModel {
-        bank::accounts_read_model(
+    pub fn accounts(&self) -> DynamoReadModel {
+        DynamoReadModel::new(
             self.clients.dynamodb.clone(),
             self.resources.table("AccountsTable"),
+            bank::names::accounts::ACCOUNT_ID,
         )
     }
 
@@ -164,7 +180,7 @@ impl TestEnv {
         customize: impl FnOnce(&mut eventfold_cli::local::functions::Functions),
     ) -> RunningEnv {
         let clients = self.clients.clone();
-        self.run(clients, customize).await
+        self.run(clients, &emulator_endpoint(), customize).await
     }
 
     /// Starts the local runner with the template's functions.
@@ -182,21 +198,25 @@ impl TestEnv {
                 .credentials_provider(Credentials::new("test", "test", None, None, "proxied"))
         })
         .await;
-        self.run(Clients::new(&sdk), |_| {}).await
+        self.run(Clients::new(&sdk), endpoint, |_| {}).await
     }
 
-    /// The runner over this environment's resources, its functions and mappings on `clients`.
+    /// The runner over this environment's resources: its mappings on `clients`, its functions'
+    /// binaries talking to `endpoint`.
     async fn run(
         self,
         clients: Clients,
+        endpoint: &str,
         customize: impl FnOnce(&mut eventfold_cli::local::functions::Functions),
     ) -> RunningEnv {
         let mut functions = eventfold_cli::local::functions::Functions::from_template(
             template(),
             &self.resources,
-            &clients,
+            endpoint,
+            function_binaries(),
         )
         .expect("functions from the template");
+        functions.warm().await.expect("every function starts");
         customize(&mut functions);
         let runner = eventfold_cli::local::runner::LocalRunner::start(
             template(),
@@ -423,8 +443,9 @@ pub async fn events_by_stream(
     loop {
         let (items, next) = store.scan_segment(0, 1, start).await.expect("scan");
         for item in items {
-            let event =
-                eventfold::codec::decode_event(item, &store.settings().upcasters).expect("decodes");
+            let event: eventfold::RecordedEvent =
+                eventfold::aws::item::from_item(item, "event").expect("decodes");
+            let event = store.settings().upcasters.upcast(event).expect("upcasts");
             streams
                 .entry(event.stream_id.to_string())
                 .or_default()

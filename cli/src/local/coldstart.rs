@@ -5,24 +5,15 @@
 //! the native architecture of this machine: what is measured is what the function itself spends.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
-use tokio::sync::{Mutex, mpsc};
+use http::Request;
 
-use crate::local::gateway;
+use crate::local::lambda::RuntimeApi;
 use crate::local::provision::{ProvisionError, Resources};
 use crate::local::template::FunctionSpec;
 
@@ -40,148 +31,6 @@ pub struct Run {
     pub responses: Vec<Bytes>,
     /// The process's peak resident set (`VmHWM`), in KiB.
     pub peak_rss_kib: u64,
-}
-
-/// The runtime API's side of one process: polls, results, and the events to hand out.
-struct Shared {
-    polls: mpsc::UnboundedSender<Instant>,
-    results: mpsc::UnboundedSender<(Instant, Result<Bytes, Bytes>)>,
-    events: Mutex<mpsc::UnboundedReceiver<Bytes>>,
-}
-
-fn reply(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body));
-    *response.status_mut() = status;
-    response
-}
-
-async fn runtime_api(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Full<Bytes>> {
-    let path = request.uri().path().to_owned();
-    if request.method() == Method::GET && path.ends_with("/runtime/invocation/next") {
-        let _ = shared.polls.send(Instant::now());
-        // One invocation at a time, as Lambda: the poll is held until there is an event.
-        let Some(event) = shared.events.lock().await.recv().await else {
-            return reply(StatusCode::GONE, Bytes::new());
-        };
-        let deadline = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            + PATIENCE;
-        let mut response = reply(StatusCode::OK, event);
-        let headers = response.headers_mut();
-        let mut set = |name: &'static str, value: String| {
-            if let Ok(value) = value.parse() {
-                headers.insert(name, value);
-            }
-        };
-        set(
-            "lambda-runtime-aws-request-id",
-            uuid::Uuid::new_v4().to_string(),
-        );
-        set(
-            "lambda-runtime-deadline-ms",
-            deadline.as_millis().to_string(),
-        );
-        set(
-            "lambda-runtime-invoked-function-arn",
-            "arn:aws:lambda:us-east-1:000000000000:function:bench".into(),
-        );
-        return response;
-    }
-    if request.method() == Method::POST {
-        // `/runtime/invocation/{id}/response`, `…/{id}/error` and `/runtime/init/error`.
-        let succeeded = path.ends_with("/response");
-        if succeeded || path.ends_with("/error") {
-            let body = request
-                .into_body()
-                .collect()
-                .await
-                .map(http_body_util::Collected::to_bytes)
-                .unwrap_or_default();
-            let result = if succeeded { Ok(body) } else { Err(body) };
-            let _ = shared.results.send((Instant::now(), result));
-            return reply(StatusCode::ACCEPTED, Bytes::new());
-        }
-    }
-    reply(StatusCode::NOT_FOUND, Bytes::new())
-}
-
-/// A Lambda Runtime API for one process, on a free port of 127.0.0.1.
-struct RuntimeApi {
-    address: SocketAddr,
-    polls: mpsc::UnboundedReceiver<Instant>,
-    results: mpsc::UnboundedReceiver<(Instant, Result<Bytes, Bytes>)>,
-    events: mpsc::UnboundedSender<Bytes>,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl RuntimeApi {
-    async fn start() -> Result<Self, String> {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| format!("cannot bind the runtime API: {e}"))?;
-        let address = listener.local_addr().map_err(|e| e.to_string())?;
-        let (polls, poll_receiver) = mpsc::unbounded_channel();
-        let (results, result_receiver) = mpsc::unbounded_channel();
-        let (events, event_receiver) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared {
-            polls,
-            results,
-            events: Mutex::new(event_receiver),
-        });
-        let server = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |request| {
-                        let shared = shared.clone();
-                        async move { Ok::<_, Infallible>(runtime_api(shared, request).await) }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Ok(Self {
-            address,
-            polls: poll_receiver,
-            results: result_receiver,
-            events,
-            server,
-        })
-    }
-
-    async fn next_poll(&mut self) -> Result<Instant, String> {
-        tokio::time::timeout(PATIENCE, self.polls.recv())
-            .await
-            .ok()
-            .flatten()
-            .ok_or_else(|| "the function never polled for an invocation".to_owned())
-    }
-
-    /// Hands out one event and waits for its result; the function is then polling again.
-    async fn invoke(&mut self, event: Bytes) -> Result<(Duration, Bytes), String> {
-        let sent = Instant::now();
-        self.events
-            .send(event)
-            .map_err(|_| "the runtime API stopped".to_owned())?;
-        let (at, result) = tokio::time::timeout(PATIENCE, self.results.recv())
-            .await
-            .ok()
-            .flatten()
-            .ok_or_else(|| "the function never answered".to_owned())?;
-        let response = result
-            .map_err(|error| format!("the function failed: {}", String::from_utf8_lossy(&error)))?;
-        self.next_poll().await?;
-        Ok((at.saturating_duration_since(sent), response))
-    }
-}
-
-impl Drop for RuntimeApi {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
 }
 
 /// The peak resident set of a running process, from `/proc` (Linux), in KiB.
@@ -207,11 +56,22 @@ async fn measure(
     started: Instant,
     events: &[Bytes],
 ) -> Result<(Duration, Vec<Duration>, Vec<Bytes>), String> {
-    let init = api.next_poll().await?.saturating_duration_since(started);
+    let init = api
+        .next_poll(PATIENCE)
+        .await
+        .map_err(|e| e.to_string())?
+        .saturating_duration_since(started);
     let mut invocations = Vec::with_capacity(events.len());
     let mut responses = Vec::with_capacity(events.len());
     for event in events {
-        let (took, response) = api.invoke(event.clone()).await?;
+        let (took, response) = api
+            .invoke(
+                event.clone(),
+                PATIENCE,
+                "arn:aws:lambda:us-east-1:000000000000:function:bench",
+            )
+            .await
+            .map_err(|e| e.to_string())?;
         invocations.push(took);
         responses.push(response);
     }
@@ -264,7 +124,8 @@ pub async fn run(
 }
 
 /// The environment Lambda gives `function`: its template environment resolved to `resources`,
-/// the Lambda variables, and credentials, region and endpoint for the emulator at `endpoint`.
+/// the Lambda variables, and for the emulator at `endpoint` its address, region and test
+/// credentials; with no endpoint (real AWS), the caller's own AWS configuration.
 pub fn lambda_environment(
     resources: &Resources,
     function: &FunctionSpec,
@@ -272,16 +133,28 @@ pub fn lambda_environment(
 ) -> Result<BTreeMap<String, String>, ProvisionError> {
     let mut environment = resources.environment(function)?;
     for (name, value) in [
-        ("AWS_ENDPOINT_URL", endpoint),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_LAMBDA_FUNCTION_NAME", &function.logical_id),
+        ("AWS_LAMBDA_FUNCTION_NAME", function.logical_id.as_str()),
         (
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
             &function.memory_mb.to_string(),
         ),
         ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+    ] {
+        environment.insert(name.to_owned(), value.to_owned());
+    }
+    if endpoint.is_empty() {
+        for (name, value) in std::env::vars() {
+            if name.starts_with("AWS_") || name == "HOME" {
+                environment.entry(name).or_insert(value);
+            }
+        }
+        return Ok(environment);
+    }
+    for (name, value) in [
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
     ] {
         environment.insert(name.to_owned(), value.to_owned());
     }
@@ -309,7 +182,7 @@ pub fn http_event(
         .map(|id| BTreeMap::from([("id".to_owned(), id.to_owned())]))
         .unwrap_or_default();
     let body = Bytes::from(body.unwrap_or_default().to_owned());
-    let event = gateway::to_event(
+    let event = eventfold::lambda::http::gateway_event(
         route_key,
         params,
         &parts,

@@ -1,9 +1,11 @@
-//! The Lambda handlers, called in process exactly as the Lambda runtime calls them: the event
-//! is serialized to JSON and read back (as Lambda delivers it), then passed to the function's
-//! own `handle` entry point.
+//! The template's functions, as the gateway and the event source mappings call them: an HTTP,
+//! stream or queue handler, each a function binary run through the local Lambda
+//! ([`crate::local::lambda`]). A test may put a handler of its own in front of one (to inject
+//! a failure, say); the CLI links no function and no domain.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,11 +14,13 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
 use aws_lambda_events::streams::{DynamoDbEventResponse, SqsEventResponse};
-use lambda_runtime::{Context, LambdaEvent};
+use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::local::provision::{Clients, ProvisionError, Resources};
+use crate::local::coldstart::lambda_environment;
+use crate::local::lambda::ProcessFunction;
+use crate::local::provision::{ProvisionError, Resources};
 use crate::local::template::Template;
 
 /// An invocation that failed: what Lambda reports as a function error.
@@ -51,80 +55,43 @@ pub fn through_json<In: Serialize, Out: DeserializeOwned>(
     serde_json::from_slice(&bytes).map_err(|e| format!("event does not deserialize: {e}"))
 }
 
-/// The event as the runtime hands it over: with a request id and the deadline the function's
-/// `Timeout` gives, so handlers budget their time as they do on Lambda.
-fn event<T>(payload: T, timeout: Duration) -> LambdaEvent<T> {
-    let mut context = Context::default();
-    context.request_id = uuid::Uuid::new_v4().to_string();
-    let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
-    context.deadline = now_ms + u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-    LambdaEvent::new(payload, context)
+/// Instances a function may run at once locally, unless `EVENTFOLD_LOCAL_CONCURRENCY` says.
+const LOCAL_CONCURRENCY: usize = 8;
+
+async fn invoke_json<In: Serialize, Out: DeserializeOwned>(
+    function: &ProcessFunction,
+    event: &In,
+) -> Result<Out, FunctionError> {
+    let bytes = serde_json::to_vec(event).map_err(|e| format!("event does not serialize: {e}"))?;
+    let response = function
+        .invoke_bytes(Bytes::from(bytes))
+        .await
+        .map_err(|e| e.to_string())?;
+    serde_json::from_slice(&response).map_err(|e| format!("the response does not read: {e}"))
 }
 
-macro_rules! handler {
-    ($wrapper:ident, $trait:ident, $app:ty, $handle:path, $event:ty, $response:ty) => {
-        /// The function's handler and its `Timeout`.
-        #[derive(Debug)]
-        pub struct $wrapper(pub $app, pub Duration);
-
-        #[async_trait]
-        impl $trait for $wrapper {
-            async fn invoke(&self, payload: $event) -> Result<$response, FunctionError> {
-                let payload: $event = through_json(&payload)?;
-                let response = $handle(&self.0, event(payload, self.1))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                through_json(&response)
-            }
-        }
-    };
+#[async_trait]
+impl HttpHandler for ProcessFunction {
+    async fn invoke(
+        &self,
+        request: ApiGatewayV2httpRequest,
+    ) -> Result<ApiGatewayV2httpResponse, FunctionError> {
+        invoke_json(self, &request).await
+    }
 }
 
-handler!(
-    CommandApi,
-    HttpHandler,
-    command_api::App,
-    command_api::handle,
-    ApiGatewayV2httpRequest,
-    ApiGatewayV2httpResponse
-);
-handler!(
-    QueryApi,
-    HttpHandler,
-    query_api::App,
-    query_api::handle,
-    ApiGatewayV2httpRequest,
-    ApiGatewayV2httpResponse
-);
-handler!(
-    ProjectAccounts,
-    StreamHandler,
-    project_accounts::App,
-    project_accounts::handle,
-    DynamoDbEvent,
-    DynamoDbEventResponse
-);
-handler!(
-    PublishEvents,
-    StreamHandler,
-    publish_events::App,
-    publish_events::handle,
-    DynamoDbEvent,
-    DynamoDbEventResponse
-);
-handler!(
-    SnapshotStreams,
-    QueueHandler,
-    snapshot_streams::App,
-    snapshot_streams::handle,
-    SqsEvent,
-    SqsEventResponse
-);
+#[async_trait]
+impl StreamHandler for ProcessFunction {
+    async fn invoke(&self, event: DynamoDbEvent) -> Result<DynamoDbEventResponse, FunctionError> {
+        invoke_json(self, &event).await
+    }
+}
 
-/// Metrics of a function run in this process: to the log, not to standard output, which is
-/// the runner's own (and the demo's).
-pub(crate) fn logged(function: &str) -> eventfold::metrics::Metrics {
-    eventfold::metrics::Metrics::to(function, Arc::new(eventfold::metrics::Log))
+#[async_trait]
+impl QueueHandler for ProcessFunction {
+    async fn invoke(&self, event: SqsEvent) -> Result<SqsEventResponse, FunctionError> {
+        invoke_json(self, &event).await
+    }
 }
 
 /// Every function of the template, by logical id, ready to invoke.
@@ -133,59 +100,58 @@ pub struct Functions {
     pub http: BTreeMap<String, Arc<dyn HttpHandler>>,
     pub streams: BTreeMap<String, Arc<dyn StreamHandler>>,
     pub queues: BTreeMap<String, Arc<dyn QueueHandler>>,
+    /// The processes behind them.
+    pub processes: BTreeMap<String, Arc<ProcessFunction>>,
 }
 
 impl Functions {
-    /// Builds each function from its template environment, resolved to local resources, as
-    /// its `main` would from the real environment.
+    /// Each function of the template as its binary in `binaries` (named by its
+    /// `BuildProperties.Binary`), with its template environment resolved to local resources
+    /// and the emulator at `endpoint`, as Lambda would start it.
     pub fn from_template(
         template: &Template,
         resources: &Resources,
-        clients: &Clients,
+        endpoint: &str,
+        binaries: &Path,
     ) -> Result<Self, ProvisionError> {
+        let concurrency = std::env::var("EVENTFOLD_LOCAL_CONCURRENCY")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(LOCAL_CONCURRENCY);
         let mut functions = Self::default();
         for spec in &template.functions {
-            let config = resources.config(spec)?;
-            let id = spec.logical_id.clone();
-            let timeout = Duration::from_secs(u64::from(spec.timeout_seconds));
-            let dynamodb = clients.dynamodb.clone();
-            match spec.binary.as_str() {
-                "command-api" => {
-                    let app = command_api::App::from_config(&config, dynamodb)
-                        .with_metrics(logged(command_api::FUNCTION));
-                    functions
-                        .http
-                        .insert(id, Arc::new(CommandApi(app, timeout)));
-                }
-                "query-api" => {
-                    let app = query_api::App::from_config(&config, dynamodb)
-                        .with_metrics(logged(query_api::FUNCTION));
-                    functions.http.insert(id, Arc::new(QueryApi(app, timeout)));
-                }
-                "project-accounts" => {
-                    let app = project_accounts::App::from_config(&config, dynamodb)
-                        .with_metrics(logged(project_accounts::FUNCTION));
-                    functions
-                        .streams
-                        .insert(id, Arc::new(ProjectAccounts(app, timeout)));
-                }
-                "publish-events" => {
-                    let app = publish_events::from_config(&config, clients.sqs.clone())
-                        .with_metrics(logged(publish_events::FUNCTION));
-                    functions
-                        .streams
-                        .insert(id, Arc::new(PublishEvents(app, timeout)));
-                }
-                "snapshot-streams" => {
-                    let app = snapshot_streams::from_config(&config, dynamodb)
-                        .with_metrics(logged(snapshot_streams::FUNCTION));
-                    functions
-                        .queues
-                        .insert(id, Arc::new(SnapshotStreams(app, timeout)));
-                }
-                other => return Err(ProvisionError(format!("no handler for binary {other}"))),
+            let binary = binaries.join(&spec.binary);
+            if !binary.is_file() {
+                return Err(ProvisionError(format!(
+                    "{} runs {}, which is not built (cargo build the workspace first)",
+                    spec.logical_id,
+                    binary.display()
+                )));
             }
+            let function = Arc::new(ProcessFunction::new(
+                &spec.logical_id,
+                binary,
+                lambda_environment(resources, spec, endpoint)?,
+                Duration::from_secs(u64::from(spec.timeout_seconds)),
+                concurrency,
+            ));
+            let id = spec.logical_id.clone();
+            functions.http.insert(id.clone(), function.clone());
+            functions.streams.insert(id.clone(), function.clone());
+            functions.queues.insert(id.clone(), function.clone());
+            functions.processes.insert(id, function);
         }
         Ok(functions)
+    }
+
+    /// Starts one instance of every function, so the first invocations find them warm.
+    pub async fn warm(&self) -> Result<(), ProvisionError> {
+        let starts = self.processes.iter().map(|(id, function)| async move {
+            function
+                .warm()
+                .await
+                .map_err(|e| ProvisionError(format!("{id}: {e}")))
+        });
+        futures::future::try_join_all(starts).await.map(drop)
     }
 }

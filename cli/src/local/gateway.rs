@@ -8,15 +8,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::apigw::{
-    ApiGatewayV2httpRequest, ApiGatewayV2httpRequestContext,
-    ApiGatewayV2httpRequestContextHttpDescription, ApiGatewayV2httpResponse,
-};
+use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use aws_lambda_events::encodings::Body as EventBody;
 use base64::Engine;
 use bytes::Bytes;
-use eventfold::http::{PROBLEM_JSON, Problem, kinds};
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use eventfold::lambda::http::{PROBLEM_JSON, Problem, gateway_event, kinds, percent_decode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -104,27 +101,6 @@ impl Route {
             .filter(|s| matches!(s, Segment::Literal(_)))
             .count()
     }
-}
-
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = text.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-fn decode_query_component(text: &str) -> String {
-    percent_decode(&text.replace('+', " ")).unwrap_or_else(|| text.to_owned())
 }
 
 /// How long a client may take to send its request.
@@ -275,7 +251,7 @@ impl Gateway {
         else {
             return self.no_route(&method, &path);
         };
-        let event = to_event(&route.key(), params, &parts, &body, peer);
+        let event = gateway_event(&route.key(), params, &parts, &body, peer);
         match route.handler.invoke(event).await {
             Ok(response) => from_response(response),
             Err(error) => {
@@ -335,92 +311,6 @@ fn problem(instance: &str, problem: Problem) -> Response<Full<Bytes>> {
     response
 }
 
-/// Builds the payload v2 event API Gateway would send for a request matched to `route_key`.
-pub(crate) fn to_event(
-    route_key: &str,
-    params: BTreeMap<String, String>,
-    parts: &http::request::Parts,
-    body: &Bytes,
-    peer: SocketAddr,
-) -> ApiGatewayV2httpRequest {
-    let now = chrono::Utc::now();
-    let raw_query = parts.uri.query().unwrap_or_default().to_owned();
-    let mut headers = HeaderMap::new();
-    let mut cookies = Vec::new();
-    for name in parts.headers.keys() {
-        let values: Vec<&str> = parts
-            .headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        if name == "cookie" {
-            cookies.extend(values.iter().flat_map(|v| v.split("; ")).map(str::to_owned));
-            continue;
-        }
-        // API Gateway joins repeated headers with commas.
-        if let Ok(value) = HeaderValue::from_str(&values.join(",")) {
-            headers.insert(name.clone(), value);
-        }
-    }
-    let mut query = BTreeMap::<String, Vec<String>>::new();
-    for pair in raw_query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        query
-            .entry(decode_query_component(key))
-            .or_default()
-            .push(decode_query_component(value));
-    }
-    let mut http_description = ApiGatewayV2httpRequestContextHttpDescription::default();
-    http_description.method = parts.method.clone();
-    http_description.path = Some(parts.uri.path().to_owned());
-    http_description.protocol = Some("HTTP/1.1".into());
-    http_description.source_ip = Some(peer.ip().to_string());
-    http_description.user_agent = parts
-        .headers
-        .get("user-agent")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let mut context = ApiGatewayV2httpRequestContext::default();
-    context.route_key = Some(route_key.to_owned());
-    context.account_id = Some("000000000000".into());
-    context.stage = Some("$default".into());
-    context.request_id = Some(uuid::Uuid::new_v4().to_string());
-    context.apiid = Some("local".into());
-    context.domain_name = parts
-        .headers
-        .get("host")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    context.time = Some(now.format("%d/%b/%Y:%H:%M:%S %z").to_string());
-    context.time_epoch = now.timestamp_millis();
-    context.http = http_description;
-    let mut event = ApiGatewayV2httpRequest::default();
-    event.version = Some("2.0".into());
-    event.route_key = Some(route_key.to_owned());
-    event.raw_path = Some(parts.uri.path().to_owned());
-    event.raw_query_string = Some(raw_query);
-    event.cookies = (!cookies.is_empty()).then_some(cookies);
-    event.headers = headers;
-    event.query_string_parameters = query
-        .into_iter()
-        .map(|(k, v)| (k, v.join(",")))
-        .collect::<std::collections::HashMap<_, _>>()
-        .into();
-    event.path_parameters = params.into_iter().collect();
-    event.request_context = context;
-    if !body.is_empty() {
-        match std::str::from_utf8(body) {
-            Ok(text) => event.body = Some(text.to_owned()),
-            Err(_) => {
-                event.body = Some(base64::engine::general_purpose::STANDARD.encode(body));
-                event.is_base64_encoded = true;
-            }
-        }
-    }
-    event
-}
-
 /// Turns the function's response into HTTP as API Gateway does.
 fn from_response(response: ApiGatewayV2httpResponse) -> Response<Full<Bytes>> {
     let bytes = match response.body {
@@ -460,6 +350,8 @@ fn from_response(response: ApiGatewayV2httpResponse) -> Response<Full<Bytes>> {
 
 #[cfg(test)]
 mod tests {
+    use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+
     use super::*;
 
     #[derive(Debug)]

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use eventfold::http::{PROBLEM_JSON, Problem, ProblemType, kinds};
+use eventfold::lambda::http::{PROBLEM_JSON, Problem, ProblemType, kinds};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 

@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::{
     StreamSpecification, StreamViewType, TableStatus, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
-use eventfold::config::Config;
+use eventfold::aws::Config;
 
 use crate::local::template::{FunctionSpec, Reference, TableSpec, Template};
 

@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use aws_sdk_sqs::types::{Message, QueueAttributeName};
-use eventfold::error::queue_error;
+use eventfold::aws::error::queue_error;
+use eventfold::lambda::publish::Publisher;
 use eventfold::projection::StreamProjector;
-use eventfold::publish::Publisher;
 use serde_json::Value;
 
 use super::redrive::events_of_failed_batch;

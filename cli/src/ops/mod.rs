@@ -16,9 +16,9 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 
+use eventfold::aws::DynamoStore;
 use eventfold::error::{StoreError, Unavailable, error_chain};
 use eventfold::projection::StreamProjector;
-use eventfold::store::DynamoStore;
 
 use crate::local::provision::{Clients, Resources, physical_name};
 use crate::local::template::Template;
@@ -50,7 +50,7 @@ pub fn describe(error: &StoreError) -> String {
 }
 
 /// A queue error as an operator needs it.
-pub fn describe_queue(error: &eventfold::error::QueueError) -> String {
+pub fn describe_queue(error: &eventfold::aws::error::QueueError) -> String {
     describe_unavailable(&error.0)
 }
 
@@ -153,7 +153,7 @@ impl Target {
             .send()
             .await
             .map_err(|e| {
-                OpsError(describe(&eventfold::error::from_sdk(
+                OpsError(describe(&eventfold::aws::error::from_sdk(
                     "DescribeStacks",
                     &format!("stack {name}"),
                     e,
@@ -230,7 +230,7 @@ impl Target {
         let store = Arc::new(DynamoStore::new(
             clients.dynamodb.clone(),
             events,
-            eventfold::StoreSettings::default(),
+            eventfold::store::StoreSettings::default(),
         ));
         Ok(Self {
             label,
@@ -260,9 +260,10 @@ impl Target {
     /// The projections of this service, by name.
     pub fn projectors(&self) -> Result<BTreeMap<String, Arc<dyn StreamProjector>>, OpsError> {
         let accounts = bank::accounts_projector(
-            Arc::new(bank::accounts_read_model(
+            Arc::new(eventfold::aws::DynamoReadModel::new(
                 self.clients.dynamodb.clone(),
                 self.table("AccountsTable")?,
+                bank::names::accounts::ACCOUNT_ID,
             )),
             self.store.clone(),
         );

@@ -4,9 +4,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eventfold::error::{StoreError, from_sdk};
-use eventfold::projection::{BatchReport, StreamProjector, project_items};
-use eventfold::store::DynamoStore;
+use eventfold::aws::DynamoStore;
+use eventfold::aws::error::from_sdk;
+use eventfold::aws::item::from_item;
+use eventfold::error::StoreError;
+use eventfold::projection::{BatchReport, StreamProjector, project_in_order};
+use eventfold::store::EventStore;
 use tokio::sync::Mutex;
 
 use super::progress::Progress;
@@ -37,7 +40,14 @@ pub async fn replay(
         loop {
             let (items, next) = store.scan_segment(segment, segments, start).await?;
             let count = items.len() as u64;
-            report.merge(&project_items(projector, items).await?);
+            let events = items
+                .into_iter()
+                .map(|item| {
+                    let event = from_item(item, "event")?;
+                    store.settings().upcasters.upcast(event)
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            report.merge(&project_in_order(projector, events).await?);
             if let Some(progress) = progress {
                 progress.lock().await.advance(count);
             }

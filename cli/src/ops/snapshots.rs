@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use eventfold::StreamId;
+use eventfold::aws::DynamoSnapshots;
 use eventfold::command::CommandService;
-use eventfold::snapshot::{DynamoSnapshots, SnapshotOutcome, Snapshotter};
+use eventfold::snapshot::{SnapshotOutcome, Snapshotter};
 
 use super::progress::Progress;
 use super::{OpsError, Target, say};
@@ -17,7 +18,7 @@ pub fn snapshotter(target: &Target) -> Result<Snapshotter, OpsError> {
     ));
     Ok(bank::snapshotter(
         CommandService::new(target.store.clone()).with_snapshots(snapshots),
-    ))
+    )?)
 }
 
 /// Snapshots one stream (`Account-<id>`) or every stream of a category (`Account`); returns

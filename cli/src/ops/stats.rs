@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use eventfold::aws::error::from_sdk;
 use eventfold::envelope::parse_timestamp;
-use eventfold::error::from_sdk;
 use eventfold::names::events;
 
 use super::dlq::depth;
@@ -89,7 +89,8 @@ pub async fn stats(target: &Target) -> Result<Stats, OpsError> {
         for (stream, (head, _)) in &heads {
             let Some(key) = eventfold::StreamId::parse(stream)
                 .ok()
-                .and_then(|id| projector.row_key(&id))
+                .filter(|id| projector.follows(id))
+                .map(|id| id.entity_id().to_owned())
             else {
                 continue;
             };

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodbstreams::types::ShardIteratorType;
-use eventfold::codec::Item;
+use eventfold::aws::error::from_sdk;
+use eventfold::aws::item::{Item, from_item};
 use eventfold::envelope::format_timestamp;
-use eventfold::error::from_sdk;
 use eventfold::store::{AsOf, EventStore};
 use eventfold::{RecordedEvent, StreamId};
 
@@ -159,7 +159,7 @@ pub async fn tail(
                     continue;
                 };
                 let item: Item = serde_dynamo::Item::from(image.clone()).into();
-                let Ok(event) = eventfold::codec::decode_event_raw(item) else {
+                let Ok(event) = from_item::<RecordedEvent>(item, "event") else {
                     continue;
                 };
                 if category.is_some_and(|c| c != event.stream_id.category()) {

@@ -1,7 +1,8 @@
 //! `verify`: the integrity chain of one stream, or of every stream, with progress.
 
+use eventfold::StreamId;
+use eventfold::chain::Verification;
 use eventfold::store::EventStore;
-use eventfold::{StreamId, Verification};
 use futures::StreamExt;
 
 use super::progress::Progress;

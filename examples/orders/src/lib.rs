@@ -3,7 +3,8 @@
 //!
 //! - [`order`]: the aggregate, pure `decide`/`evolve`;
 //! - [`values`]: SKUs, quantities and cents, parsed once;
-//! - [`projection`]: orders per customer, with totals, as a projection;
+//! - [`projection`]: a row per order with each customer's totals, and a row per customer
+//!   listing its orders (a row fed by many streams);
 //! - [`Orders`]: one method to run a command against an order.
 //!
 //! Storage, idempotency, retries, checkpoints, gap repair and snapshots are the library's.
@@ -13,10 +14,8 @@ pub mod projection;
 pub mod scenario;
 pub mod values;
 
-use eventfold::EntityId;
-use eventfold::StreamId;
-use eventfold::aggregate::Aggregate;
 use eventfold::command::{CommandContext, CommandError, CommandService, Executed, Target};
+use eventfold::{Aggregate, EntityId, StreamId};
 
 use crate::order::{Order, OrderCommand, OrderError};
 
@@ -34,7 +33,7 @@ impl Orders {
 
     /// The stream of an order.
     pub fn stream(order: &EntityId) -> StreamId {
-        StreamId::for_entity(Order::CATEGORY, order).expect("Order is a valid category")
+        Order::stream_id(order)
     }
 
     /// Runs one command on an order; the new version is in the result's streams.

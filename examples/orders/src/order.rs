@@ -3,8 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use eventfold::EntityId;
-use eventfold::aggregate::{Aggregate, DomainEvent};
+use eventfold::{Aggregate, DomainEvent, EntityId};
 use serde::{Deserialize, Serialize};
 
 use crate::values::{Cents, Quantity, Sku};
@@ -96,7 +95,7 @@ pub enum OrderCommand {
 }
 
 /// What happened to an order.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, DomainEvent)]
 #[serde(tag = "type", content = "data", deny_unknown_fields)]
 pub enum OrderEvent {
     OrderStarted {
@@ -123,20 +122,6 @@ pub enum OrderEvent {
     OrderCancelled {
         refunded: u64,
     },
-}
-
-impl DomainEvent for OrderEvent {
-    fn event_type(&self) -> &'static str {
-        match self {
-            Self::OrderStarted { .. } => "OrderStarted",
-            Self::ItemAdded { .. } => "ItemAdded",
-            Self::ItemRemoved { .. } => "ItemRemoved",
-            Self::OrderPlaced { .. } => "OrderPlaced",
-            Self::OrderPaid { .. } => "OrderPaid",
-            Self::OrderShipped {} => "OrderShipped",
-            Self::OrderCancelled { .. } => "OrderCancelled",
-        }
-    }
 }
 
 /// Why an order refused a command.

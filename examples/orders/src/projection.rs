@@ -1,19 +1,22 @@
-//! Orders per customer: a row per order, and each customer's totals as counters that move in
-//! the same write as the order's row.
+//! Two read models of orders: a row per order, with each customer's totals as counters that
+//! move in the same write; and a row per customer listing its orders, fed by every order's
+//! stream (rows shared by many streams, each checkpointed on its own).
 
 use std::collections::BTreeMap;
 
-use eventfold::aggregate::{Aggregate, from_recorded};
+use eventfold::encoding::decode_known;
 use eventfold::envelope::format_timestamp;
 use eventfold::error::StoreError;
-use eventfold::projection::{CounterDelta, Projection, ReadModelStore, Update};
-use eventfold::{EntityId, RecordedEvent, StreamId};
+use eventfold::projection::{CounterDelta, Projection, ReadModelStore, Rows, Update};
+use eventfold::{Aggregate, EntityId, RecordedEvent, StreamId};
 use serde::{Deserialize, Serialize};
 
 use crate::order::{Order, OrderEvent, OrderStatus};
 
 /// The key attribute of the orders table.
 pub const ORDER_ID: &str = "order_id";
+/// The key attribute of the customers table.
+pub const CUSTOMER_ID: &str = "customer_id";
 
 /// One order in the read model.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,7 +44,7 @@ pub struct CustomerTotals {
     pub spent: i64,
 }
 
-/// The orders projection.
+/// The orders projection: a row per order.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OrdersProjection;
 
@@ -56,8 +59,12 @@ impl Projection for OrdersProjection {
         "orders"
     }
 
-    fn row_key(&self, stream_id: &StreamId) -> Option<String> {
-        (stream_id.category() == Order::CATEGORY).then(|| stream_id.entity_id().to_owned())
+    fn follows(&self, stream_id: &StreamId) -> bool {
+        stream_id.category() == Order::CATEGORY
+    }
+
+    fn row_key(&self, event: &RecordedEvent, _previous: Option<&str>) -> Option<String> {
+        Some(event.stream_id.entity_id().to_owned())
     }
 
     fn apply(
@@ -65,7 +72,7 @@ impl Projection for OrdersProjection {
         row: Option<OrderRow>,
         event: &RecordedEvent,
     ) -> Result<Option<Update<OrderRow>>, StoreError> {
-        let Ok(decoded) = from_recorded::<OrderEvent>(event) else {
+        let Some(decoded) = decode_known::<OrderEvent>(event)? else {
             return Ok(None);
         };
         let updated_at = format_timestamp(&event.occurred_at);
@@ -146,4 +153,93 @@ pub async fn customer_totals(
         cancelled: get("cancelled"),
         spent: get("spent"),
     })
+}
+
+/// One order as its customer's row lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedOrder {
+    /// Where it is.
+    pub status: OrderStatus,
+    /// Its total, in cents (once placed; the lines' sum before).
+    pub total: u64,
+}
+
+/// A customer's row: every order of theirs, by order id.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerOrdersRow {
+    /// The customer's orders.
+    pub orders: BTreeMap<String, ListedOrder>,
+}
+
+/// Orders per customer: one row per customer, fed by all of that customer's order streams.
+/// Only `OrderStarted` names the customer; every later event of an order goes where its start
+/// went.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CustomerOrders;
+
+impl Projection for CustomerOrders {
+    type Row = CustomerOrdersRow;
+
+    fn name(&self) -> &str {
+        "customer-orders"
+    }
+
+    fn rows(&self) -> Rows {
+        Rows::Shared
+    }
+
+    fn follows(&self, stream_id: &StreamId) -> bool {
+        stream_id.category() == Order::CATEGORY
+    }
+
+    fn row_key(&self, event: &RecordedEvent, previous: Option<&str>) -> Option<String> {
+        match decode_known::<OrderEvent>(event) {
+            Ok(Some(OrderEvent::OrderStarted { customer })) => Some(customer.to_string()),
+            _ => previous.map(str::to_owned),
+        }
+    }
+
+    fn apply(
+        &self,
+        row: Option<CustomerOrdersRow>,
+        event: &RecordedEvent,
+    ) -> Result<Option<Update<CustomerOrdersRow>>, StoreError> {
+        let Some(decoded) = decode_known::<OrderEvent>(event)? else {
+            return Ok(None);
+        };
+        let mut row = row.unwrap_or_default();
+        let order = event.stream_id.entity_id().to_owned();
+        let listed = row.orders.entry(order).or_insert(ListedOrder {
+            status: OrderStatus::Draft,
+            total: 0,
+        });
+        match decoded {
+            OrderEvent::OrderStarted { .. } => {}
+            OrderEvent::ItemAdded {
+                quantity,
+                unit_price,
+                ..
+            } => listed.total += u64::from(quantity.get()) * unit_price.get(),
+            OrderEvent::ItemRemoved {
+                quantity,
+                unit_price,
+                ..
+            } => {
+                listed.total = listed
+                    .total
+                    .saturating_sub(u64::from(quantity) * unit_price.get());
+            }
+            OrderEvent::OrderPlaced { total } => {
+                listed.status = OrderStatus::Placed;
+                listed.total = total;
+            }
+            OrderEvent::OrderPaid { .. } => listed.status = OrderStatus::Paid,
+            OrderEvent::OrderShipped {} => listed.status = OrderStatus::Shipped,
+            OrderEvent::OrderCancelled { .. } => listed.status = OrderStatus::Cancelled,
+        }
+        Ok(Some(Update {
+            row: Some(row),
+            counters: Vec::new(),
+        }))
+    }
 }

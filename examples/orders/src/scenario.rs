@@ -1,16 +1,20 @@
 //! The end-to-end flow the tests run on the memory stores and on DynamoDB: two orders of one
-//! customer through the command service, projected by the projector runtime.
+//! customer through the command service, projected by the projector runtime into a row per
+//! order and a row for the customer; then the customer's row fed its events out of order,
+//! twice, and rebuilt.
 
 use std::sync::Arc;
 
 use eventfold::command::{CommandContext, CommandService};
-use eventfold::projection::{Projector, ReadModelStore, StreamProjector};
+use eventfold::projection::{Projector, ReadModelStore, StreamProjector, project_in_order};
 use eventfold::store::EventStore;
-use eventfold::{CommandId, EntityId};
+use eventfold::{CommandId, EntityId, RecordedEvent};
 
 use crate::Orders;
 use crate::order::{OrderCommand, OrderStatus};
-use crate::projection::{CustomerTotals, OrderRow, OrdersProjection, customer_totals};
+use crate::projection::{
+    CustomerOrders, CustomerOrdersRow, CustomerTotals, OrderRow, OrdersProjection, customer_totals,
+};
 use crate::values::{Cents, Quantity, Sku};
 
 /// What the scenario observed.
@@ -22,6 +26,13 @@ pub struct Seen {
     pub dropped: Option<(u64, OrderRow)>,
     /// The customer's totals.
     pub totals: CustomerTotals,
+    /// The customer's row: both orders.
+    pub customer: Option<CustomerOrdersRow>,
+    /// The customer's row after its events were delivered again out of order, and after a
+    /// rebuild from the events.
+    pub redelivered: Option<CustomerOrdersRow>,
+    /// The same, rebuilt.
+    pub rebuilt: Option<CustomerOrdersRow>,
     /// Versions written by a keyed command and by its repeat, and whether the repeat was one.
     pub keyed: (u64, u64, bool),
 }
@@ -46,6 +57,22 @@ impl Seen {
             }
         );
         assert_eq!(self.keyed, (1, 1, true), "a repeat writes nothing");
+        let listed = self.customer.clone().expect("the customer has a row");
+        let statuses: Vec<OrderStatus> = listed.orders.values().map(|o| o.status).collect();
+        assert_eq!(listed.orders.len(), 2, "{listed:?}");
+        assert!(
+            statuses.contains(&OrderStatus::Shipped) && statuses.contains(&OrderStatus::Cancelled)
+        );
+        assert_eq!(
+            self.redelivered.as_ref(),
+            Some(&listed),
+            "duplicates and gaps change nothing"
+        );
+        assert_eq!(
+            self.rebuilt.as_ref(),
+            Some(&listed),
+            "a rebuild ends where the stream did"
+        );
     }
 }
 
@@ -57,13 +84,17 @@ fn add(sku: &str, quantity: u32, unit_price: u64) -> Result<OrderCommand, String
     })
 }
 
-/// Runs the scenario over an event store and a read-model store.
+/// Runs the scenario over an event store and two read-model stores: the orders' and the
+/// customers'.
 pub async fn run(
     store: Arc<dyn EventStore>,
     read_model: Arc<dyn ReadModelStore>,
+    customers: Arc<dyn ReadModelStore>,
 ) -> Result<Seen, String> {
     let orders = Orders::new(CommandService::new(store.clone()));
     let projector = Projector::new(OrdersProjection, read_model.clone(), store.clone());
+    let per_customer = Projector::new(CustomerOrders, customers.clone(), store.clone());
+    let mut every_event: Vec<RecordedEvent> = Vec::new();
     let customer = EntityId::parse("c1").map_err(|e| e.to_string())?;
     let (kept, dropped) = (EntityId::generate(), EntityId::generate());
     let cents = |n| Cents::new(n).map_err(|e| e.to_string());
@@ -112,12 +143,42 @@ pub async fn run(
             .read_all(&Orders::stream(order), 1)
             .await
             .map_err(|e| e.to_string())?;
-        projector
-            .project_stream(&events)
+        for consumer in [&projector as &dyn StreamProjector, &per_customer] {
+            consumer
+                .project_stream(&events)
+                .await
+                .into_result()
+                .map_err(|e| e.to_string())?;
+        }
+        every_event.extend(events);
+    }
+    let customer_row = |customers: Arc<dyn ReadModelStore>| {
+        let projector = Projector::new(CustomerOrders, customers, store.clone());
+        let customer = customer.clone();
+        async move {
+            projector
+                .row(customer.as_str())
+                .await
+                .map(|row| row.map(|(_, row)| row))
+                .map_err(|e| e.to_string())
+        }
+    };
+    let listed = customer_row(customers.clone()).await?;
+    // From nothing, each order's last event first (a gap, repaired from the events table),
+    // then the others late (duplicates), then everything again (duplicates).
+    customers.clear().await.map_err(|e| e.to_string())?;
+    for event in every_event.iter().rev().chain(&every_event) {
+        per_customer
+            .project(event)
             .await
-            .into_result()
             .map_err(|e| e.to_string())?;
     }
+    let redelivered = customer_row(customers.clone()).await?;
+    customers.clear().await.map_err(|e| e.to_string())?;
+    project_in_order(&per_customer, every_event)
+        .await
+        .map_err(|e| e.to_string())?;
+    let rebuilt = customer_row(customers.clone()).await?;
     let keyed = CommandContext::new(
         CommandId::generate(),
         eventfold::command::request_fingerprint("start", &"c1").map_err(|e| e.to_string())?,
@@ -145,6 +206,9 @@ pub async fn run(
         totals: customer_totals(read_model.as_ref(), &customer)
             .await
             .map_err(|e| e.to_string())?,
+        customer: listed,
+        redelivered,
+        rebuilt,
         keyed: (
             version(&first.streams),
             version(&again.streams),

@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
+use eventfold::EntityId;
 use eventfold::projection::MemoryReadModel;
+use eventfold::store::MemoryStore;
 use eventfold::testing::given;
-use eventfold::{EntityId, MemoryStore};
 use orders::order::{Order, OrderCommand, OrderError, OrderEvent, OrderStatus};
-use orders::projection::ORDER_ID;
+use orders::projection::{CUSTOMER_ID, ORDER_ID};
 use orders::values::{Cents, Quantity, Sku};
 
 fn sku(text: &str) -> Sku {
@@ -129,6 +130,7 @@ async fn orders_per_customer_on_the_memory_stores() {
     let seen = orders::scenario::run(
         Arc::new(MemoryStore::new()),
         Arc::new(MemoryReadModel::new(ORDER_ID)),
+        Arc::new(MemoryReadModel::new(CUSTOMER_ID)),
     )
     .await
     .expect("the scenario runs");

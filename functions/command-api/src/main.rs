@@ -1,10 +1,9 @@
-//! The command API Lambda: clients are built once, then every invocation reuses them.
+//! The command API Lambda: configured once, then every invocation served by the same routes.
 
-use lambda_runtime::{Error, service_fn};
+use eventfold::aws::aws_sdk_dynamodb::Client;
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    eventfold::telemetry::init();
-    let app = command_api::App::from_env().await?;
-    lambda_runtime::run(service_fn(|event| command_api::handle(&app, event))).await
+fn main() -> Result<(), eventfold::lambda::Error> {
+    eventfold::lambda::serve(command_api::REQUIRED_ENV, |config, sdk| {
+        command_api::from_config(&config, Client::new(&sdk))
+    })
 }

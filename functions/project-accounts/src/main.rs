@@ -1,10 +1,9 @@
 //! The accounts projector Lambda (DynamoDB Streams event source).
 
-use lambda_runtime::{Error, service_fn};
+use eventfold::aws::aws_sdk_dynamodb::Client;
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    eventfold::telemetry::init();
-    let app = project_accounts::App::from_env().await?;
-    lambda_runtime::run(service_fn(|event| project_accounts::handle(&app, event))).await
+fn main() -> Result<(), eventfold::lambda::Error> {
+    eventfold::lambda::serve(project_accounts::REQUIRED_ENV, |config, sdk| {
+        project_accounts::from_config(&config, Client::new(&sdk))
+    })
 }

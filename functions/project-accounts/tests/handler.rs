@@ -9,56 +9,34 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
 use bank::domain::Name;
 use bank::domain::account::AccountEvent;
 use bank::domain::money::{Amount, Currency};
 use bank::read_model::{AccountRow, account_row, expected_row, totals};
-use eventfold::EntityId;
-use eventfold::aggregate::to_new_event;
-use eventfold::codec::encode_event;
+use eventfold::encoding::to_new_event;
+use eventfold::lambda::aws_lambda_events::event::dynamodb::{Event as DynamoDbEvent, EventRecord};
+use eventfold::lambda::consumers::ProjectorFunction;
+use eventfold::lambda::lambda_runtime::{Context, LambdaEvent};
 use eventfold::projection::MemoryReadModel;
-use eventfold::store::{AppendRequest, EventStore, ExpectedVersion};
-use eventfold::{EventMetadata, MemoryStore, NewEvent, RecordedEvent, StreamId};
-use lambda_runtime::{Context, LambdaEvent};
-use project_accounts::App;
-use serde_json::{Value, json};
+use eventfold::store::{AppendRequest, EventStore, ExpectedVersion, MemoryStore};
+use eventfold::testing::records::{Change, stream_batch, stream_record};
+use eventfold::{EntityId, NewEvent, RecordedEvent, StreamId};
+use serde_json::json;
 
 fn eur() -> Currency {
     Currency::parse("EUR").unwrap()
 }
 
-/// The Lambda JSON of one stream record carrying `event`.
-fn record(event: &RecordedEvent, sequence: u64, name: &str) -> Value {
-    let image =
-        serde_json::to_value(serde_dynamo::Item::from(encode_event(event).unwrap())).unwrap();
-    let mut dynamodb = json!({
-        "ApproximateCreationDateTime": 1_795_465_295.0,
-        "Keys": {"stream_id": {"S": event.stream_id.as_str()}, "version": {"N": event.version.to_string()}},
-        "SequenceNumber": format!("{sequence:021}"),
-        "SizeBytes": 100,
-        "StreamViewType": "NEW_IMAGE",
-    });
-    if name != "REMOVE" {
-        dynamodb["NewImage"] = image;
-    }
-    json!({
-        "eventID": format!("e{sequence}"),
-        "eventName": name,
-        "eventVersion": "1.1",
-        "eventSource": "aws:dynamodb",
-        "awsRegion": "eu-west-1",
-        "dynamodb": dynamodb,
-        "eventSourceARN": "arn:aws:dynamodb:eu-west-1:123456789012:table/events/stream/2026-11-23T00:00:00.000",
-    })
+fn record(event: &RecordedEvent, sequence: u64, change: Change) -> EventRecord {
+    stream_record(event, sequence, change)
 }
 
-fn batch(records: Vec<Value>) -> DynamoDbEvent {
-    serde_json::from_value(json!({ "Records": records })).unwrap()
+fn batch(records: Vec<EventRecord>) -> DynamoDbEvent {
+    stream_batch(records)
 }
 
 struct Setup {
-    app: App,
+    app: ProjectorFunction,
     store: Arc<MemoryStore>,
     read_model: Arc<MemoryReadModel>,
 }
@@ -81,7 +59,10 @@ fn setup() -> Setup {
     let store = Arc::new(MemoryStore::new());
     let read_model = Arc::new(MemoryReadModel::new(bank::names::accounts::ACCOUNT_ID));
     Setup {
-        app: App::new(read_model.clone(), store.clone()),
+        app: ProjectorFunction::new(vec![Arc::new(bank::accounts_projector(
+            read_model.clone(),
+            store.clone(),
+        ))]),
         store,
         read_model,
     }
@@ -89,10 +70,7 @@ fn setup() -> Setup {
 
 async fn append(store: &MemoryStore, id: &str, events: &[AccountEvent]) -> Vec<RecordedEvent> {
     let stream = StreamId::parse(&format!("Account-{id}")).unwrap();
-    let new_events: Vec<NewEvent> = events
-        .iter()
-        .map(|e| to_new_event(e, &EventMetadata::default()).unwrap())
-        .collect();
+    let new_events: Vec<NewEvent> = events.iter().map(|e| to_new_event(e).unwrap()).collect();
     store
         .append(AppendRequest::single(
             stream.clone(),
@@ -127,8 +105,9 @@ fn history() -> Vec<AccountEvent> {
     ]
 }
 
-async fn invoke(app: &App, event: DynamoDbEvent) -> Vec<String> {
-    let response = project_accounts::handle(app, LambdaEvent::new(event, Context::default()))
+async fn invoke(app: &ProjectorFunction, event: DynamoDbEvent) -> Vec<String> {
+    let response = app
+        .handle(LambdaEvent::new(event, Context::default()))
         .await
         .unwrap();
     response
@@ -145,7 +124,7 @@ async fn applies_a_stream_in_order_and_keeps_totals() {
     let records = events
         .iter()
         .enumerate()
-        .map(|(i, e)| record(e, i as u64 + 1, "INSERT"))
+        .map(|(i, e)| record(e, i as u64 + 1, Change::Insert))
         .collect();
     assert!(invoke(&s.app, batch(records)).await.is_empty());
     assert_eq!(s.account("a").await, expected_row(&events));
@@ -164,10 +143,10 @@ async fn applies_a_stream_in_order_and_keeps_totals() {
 async fn duplicates_and_replays_change_nothing() {
     let s = setup();
     let events = append(&s.store, "a", &history()).await;
-    let records: Vec<Value> = events
+    let records: Vec<EventRecord> = events
         .iter()
         .enumerate()
-        .map(|(i, e)| record(e, i as u64 + 1, "INSERT"))
+        .map(|(i, e)| record(e, i as u64 + 1, Change::Insert))
         .collect();
     invoke(&s.app, batch(records.clone())).await;
     let mut doubled = records.clone();
@@ -184,9 +163,9 @@ async fn out_of_order_delivery_and_gaps_are_repaired_from_the_store() {
     // Version 4 first: a gap (nothing applied yet) repaired by reading 1..3 from the store;
     // then 2 and 1 arrive late and are duplicates.
     let records = vec![
-        record(&events[3], 4, "INSERT"),
-        record(&events[1], 2, "INSERT"),
-        record(&events[0], 1, "INSERT"),
+        record(&events[3], 4, Change::Insert),
+        record(&events[1], 2, Change::Insert),
+        record(&events[0], 1, Change::Insert),
     ];
     assert!(invoke(&s.app, batch(records)).await.is_empty());
     assert_eq!(s.account("a").await, expected_row(&events));
@@ -221,12 +200,12 @@ async fn non_inserts_and_unknown_types_are_skipped() {
         .unwrap();
     let user_event = s.store.read_all(&user, 1).await.unwrap().remove(0);
     let records = vec![
-        record(&events[0], 1, "INSERT"),
-        record(&events[0], 2, "MODIFY"),
-        record(&events[1], 3, "REMOVE"),
-        record(&events[1], 4, "INSERT"),
-        record(&user_event, 5, "INSERT"),
-        record(&events[2], 6, "INSERT"),
+        record(&events[0], 1, Change::Insert),
+        record(&events[0], 2, Change::Modify),
+        record(&events[1], 3, Change::Remove),
+        record(&events[1], 4, Change::Insert),
+        record(&user_event, 5, Change::Insert),
+        record(&events[2], 6, Change::Insert),
     ];
     let report = s.app.process(&batch(records).records).await;
     assert_eq!(report.first_failure, None);
@@ -248,12 +227,12 @@ async fn a_poison_record_fails_from_its_position() {
     let mut poison = b[1].clone();
     poison.payload = json!({"amount": "lots"});
     let records = vec![
-        record(&a[0], 10, "INSERT"),
-        record(&b[0], 11, "INSERT"),
-        record(&a[1], 12, "INSERT"),
-        record(&poison, 13, "INSERT"),
-        record(&a[2], 14, "INSERT"),
-        record(&a[3], 15, "INSERT"),
+        record(&a[0], 10, Change::Insert),
+        record(&b[0], 11, Change::Insert),
+        record(&a[1], 12, Change::Insert),
+        record(&poison, 13, Change::Insert),
+        record(&a[2], 14, Change::Insert),
+        record(&a[3], 15, Change::Insert),
     ];
     let failures = invoke(&s.app, batch(records)).await;
     assert_eq!(
@@ -272,6 +251,11 @@ async fn a_poison_record_fails_from_its_position() {
         "eventID": "x", "eventName": "INSERT", "eventVersion": "1.1", "eventSource": "aws:dynamodb", "awsRegion": "eu-west-1",
         "dynamodb": {"ApproximateCreationDateTime": 1.0, "Keys": {}, "NewImage": {"stream_id": {"S": "Account-c"}}, "SequenceNumber": "000000000000000000007", "SizeBytes": 1, "StreamViewType": "NEW_IMAGE"},
     });
-    let failures = invoke(&s.app, batch(vec![record(&b[0], 6, "INSERT"), undecodable])).await;
+    let undecodable: EventRecord = serde_json::from_value(undecodable).unwrap();
+    let failures = invoke(
+        &s.app,
+        batch(vec![record(&b[0], 6, Change::Insert), undecodable]),
+    )
+    .await;
     assert_eq!(failures, vec!["000000000000000000007".to_owned()]);
 }

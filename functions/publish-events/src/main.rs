@@ -1,13 +1,9 @@
 //! The publisher Lambda (DynamoDB Streams event source).
 
-use lambda_runtime::{Error, service_fn};
+use eventfold::aws::aws_sdk_sqs::Client;
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    eventfold::telemetry::init();
-    let publisher = publish_events::from_env().await?;
-    lambda_runtime::run(service_fn(|event| {
-        publish_events::handle(&publisher, event)
-    }))
-    .await
+fn main() -> Result<(), eventfold::lambda::Error> {
+    eventfold::lambda::serve(publish_events::REQUIRED_ENV, |config, sdk| {
+        publish_events::from_config(&config, Client::new(&sdk))
+    })
 }

@@ -1,10 +1,9 @@
-//! The query API Lambda: clients are built once, then every invocation reuses them.
+//! The query API Lambda: configured once, then every invocation served by the same routes.
 
-use lambda_runtime::{Error, service_fn};
+use eventfold::aws::aws_sdk_dynamodb::Client;
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    eventfold::telemetry::init();
-    let app = query_api::App::from_env().await?;
-    lambda_runtime::run(service_fn(|event| query_api::handle(&app, event))).await
+fn main() -> Result<(), eventfold::lambda::Error> {
+    eventfold::lambda::serve(query_api::REQUIRED_ENV, |config, sdk| {
+        query_api::from_config(&config, Client::new(&sdk))
+    })
 }

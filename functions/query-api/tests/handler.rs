@@ -8,58 +8,52 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use aws_lambda_events::encodings::Body;
 use bank::domain::Name;
 use bank::domain::account::AccountEvent;
 use bank::domain::money::{Amount, Currency};
-use bank::service::BankingService;
-use eventfold::aggregate::to_new_event;
+use eventfold::StreamId;
 use eventfold::command::CommandService;
-use eventfold::http::ApiRequest;
+use eventfold::encoding::to_new_event;
+use eventfold::lambda::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use eventfold::lambda::aws_lambda_events::encodings::Body;
+use eventfold::lambda::http::ApiRequest;
+use eventfold::lambda::metrics::{Metrics, Recorded, parse_emf};
+use eventfold::lambda::query_api::QueryApi;
 use eventfold::projection::{MemoryReadModel, StreamProjector};
-use eventfold::snapshot::MemorySnapshots;
-use eventfold::store::{AppendRequest, EventStore, ExpectedVersion};
-use eventfold::{EventMetadata, MemoryStore, StreamId};
-use query_api::App;
+use eventfold::store::{AppendRequest, EventStore, ExpectedVersion, MemorySnapshots, MemoryStore};
 use serde_json::{Value, json};
 
+/// The event API Gateway sends for `path` matched to `route_key` (path parameters `params`,
+/// query string `query`).
 fn request(
     route_key: &str,
     path: &str,
     params: &[(&str, &str)],
     query: &str,
 ) -> ApiGatewayV2httpRequest {
-    let query_map: serde_json::Map<String, Value> = query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap();
-            (k.to_owned(), json!(v))
-        })
-        .collect();
-    serde_json::from_value(json!({
-        "version": "2.0",
-        "routeKey": route_key,
-        "rawPath": path,
-        "rawQueryString": query,
-        "headers": {"accept": "application/json"},
-        "queryStringParameters": query_map,
-        "pathParameters": params.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
-        "requestContext": {
-            "accountId": "123456789012", "apiId": "abc", "requestId": "r-1", "routeKey": route_key,
-            "stage": "$default", "time": "23/Nov/2026:20:21:35 +0000", "timeEpoch": 0,
-            "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7", "userAgent": "t"}
-        },
-        "isBase64Encoded": false
-    }))
-    .unwrap()
+    let (method, template) = route_key.split_once(' ').unwrap();
+    let mut builder =
+        eventfold::testing::request::request(method, template).header("accept", "application/json");
+    for (name, value) in params {
+        builder = builder.path_param(name, value);
+    }
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap();
+        builder = builder.query(name, value);
+    }
+    let event = builder.build();
+    assert_eq!(
+        event.raw_path.as_deref(),
+        Some(path),
+        "the path the route makes"
+    );
+    event
 }
 
 struct Setup {
-    app: App,
+    app: QueryApi,
     store: Arc<MemoryStore>,
-    metrics: Arc<eventfold::metrics::Recorded>,
+    metrics: Arc<Recorded>,
 }
 
 async fn setup() -> Setup {
@@ -81,10 +75,7 @@ async fn setup() -> Setup {
         },
     ];
     let stream = StreamId::parse("Account-a1").unwrap();
-    let new_events = events
-        .iter()
-        .map(|e| to_new_event(e, &EventMetadata::default()).unwrap())
-        .collect();
+    let new_events = events.iter().map(|e| to_new_event(e).unwrap()).collect();
     store
         .append(AppendRequest::single(
             stream.clone(),
@@ -99,22 +90,19 @@ async fn setup() -> Setup {
         .await
         .into_result()
         .unwrap();
-    let service = BankingService::new(
-        CommandService::new(store.clone()).with_snapshots(Arc::new(MemorySnapshots::new())),
-    );
-    let metrics = Arc::new(eventfold::metrics::Recorded::default());
+    let commands =
+        CommandService::new(store.clone()).with_snapshots(Arc::new(MemorySnapshots::new()));
+    let metrics = Arc::new(Recorded::default());
     Setup {
-        app: App::new(service, read_model).with_metrics(eventfold::metrics::Metrics::to(
-            "query-api",
-            metrics.clone(),
-        )),
+        app: query_api::api(commands, read_model)
+            .with_metrics(Metrics::to("query-api", metrics.clone())),
         store,
         metrics,
     }
 }
 
 async fn get(
-    app: &App,
+    app: &QueryApi,
     route_key: &str,
     path: &str,
     params: &[(&str, &str)],
@@ -124,7 +112,7 @@ async fn get(
 }
 
 async fn get_with(
-    app: &App,
+    app: &QueryApi,
     route_key: &str,
     path: &str,
     params: &[(&str, &str)],
@@ -315,11 +303,8 @@ async fn verify_reports_tampering() {
         (json!(true), json!(3))
     );
     let stream = StreamId::parse("Account-a1").unwrap();
-    s.store.tamper_with(&stream, 2, |item| {
-        item.insert(
-            "event_type".into(),
-            aws_sdk_dynamodb::types::AttributeValue::S("MoneyWithdrawn".into()),
-        );
+    s.store.tamper_with(&stream, 2, |document| {
+        document.insert("event_type".into(), json!("MoneyWithdrawn"));
     });
     let (_, broken, _) = get(
         &s.app,
@@ -371,7 +356,7 @@ async fn min_version_reads_your_writes_from_the_read_model_or_the_fold() {
         .append(AppendRequest::single(
             stream,
             ExpectedVersion::Exact(3),
-            vec![to_new_event(&deposit, &EventMetadata::default()).unwrap()],
+            vec![to_new_event(&deposit).unwrap()],
         ))
         .await
         .unwrap();
@@ -389,7 +374,7 @@ async fn min_version_reads_your_writes_from_the_read_model_or_the_fold() {
             .is_some_and(|t| t.ends_with('Z'))
     );
     assert!(
-        started.elapsed() >= query_api::READ_YOUR_WRITES_WAIT,
+        started.elapsed() >= eventfold::lambda::query_api::READ_YOUR_WRITES_WAIT,
         "it waited first"
     );
     // Without min_version the read model answers as it is.
@@ -467,7 +452,7 @@ async fn gets_carry_etags_and_if_none_match_is_304() {
         assert_eq!(status, 200, "{route}");
     }
     let lines = s.metrics.lines();
-    let values = eventfold::metrics::parse_emf(lines.last().unwrap()).unwrap();
+    let values = parse_emf(lines.last().unwrap()).unwrap();
     assert_eq!(values["Reads"], json!(1.0));
     assert!(values["ReadLatency"].as_f64().is_some());
 }

@@ -1,13 +1,10 @@
-//! The snapshot Lambda (SQS event source): clients are built once, then reused.
+//! The snapshot Lambda (SQS event source).
 
-use lambda_runtime::{Error, service_fn};
+use eventfold::aws::aws_sdk_dynamodb::Client;
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    eventfold::telemetry::init();
-    let snapshotter = snapshot_streams::from_env().await?;
-    lambda_runtime::run(service_fn(|event| {
-        snapshot_streams::handle(&snapshotter, event)
-    }))
-    .await
+fn main() -> Result<(), eventfold::lambda::Error> {
+    eventfold::lambda::serve(snapshot_streams::REQUIRED_ENV, |config, sdk| {
+        snapshot_streams::from_config(&config, Client::new(&sdk))
+            .expect("a command service with a snapshot store makes a snapshotter")
+    })
 }

@@ -1,7 +1,7 @@
 //! The bank's problem types, added to the library's open set, and the one mapping from its
 //! domain errors to them.
 
-use eventfold::http::{IntoProblem, Problem, ProblemType};
+use eventfold::problem::{IntoProblem, Problem, ProblemType};
 
 use crate::domain::account::AccountError;
 use crate::domain::user::UserError;
@@ -47,7 +47,7 @@ impl IntoProblem for AccountError {
         use AccountError as E;
         let detail = self.to_string();
         match self {
-            E::NotFound => Problem::new(eventfold::http::kinds::NOT_FOUND, detail),
+            E::NotFound => Problem::new(eventfold::problem::kinds::NOT_FOUND, detail),
             E::AlreadyOpen => Problem::new(ALREADY_EXISTS, detail),
             E::Closed => Problem::new(ACCOUNT_CLOSED, detail),
             E::InsufficientFunds { balance, requested } => Problem::new(INSUFFICIENT_FUNDS, detail)

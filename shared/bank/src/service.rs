@@ -4,13 +4,12 @@
 //! typed receipt); the handler says it in HTTP. Ids the service generates travel in the
 //! receipt, which the commands table keeps, so a repeated command reports the same ids.
 
-use eventfold::aggregate::{Aggregate, to_new_event};
 use eventfold::command::{
     Claim, CommandContext, CommandError, CommandService, Executed, Loaded, Target,
 };
 use eventfold::error::StoreError;
 use eventfold::store::AsOf;
-use eventfold::{EntityId, StreamId};
+use eventfold::{Aggregate, DomainEvent, EntityId, StreamId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -58,20 +57,16 @@ pub fn email_claim_stream(email: &Email) -> Result<StreamId, StoreError> {
 
 /// The stream of an account.
 pub fn account_stream(id: &EntityId) -> StreamId {
-    stream_of::<Account>(id)
+    Account::stream_id(id)
 }
 
 /// The stream of a user.
 pub fn user_stream(id: &EntityId) -> StreamId {
-    stream_of::<User>(id)
-}
-
-fn stream_of<A: Aggregate>(id: &EntityId) -> StreamId {
-    StreamId::for_entity(A::CATEGORY, id).expect("the bank's categories are valid (tested)")
+    User::stream_id(id)
 }
 
 /// The event of an email claim stream: which user holds the address.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, DomainEvent)]
 #[serde(tag = "type", content = "data", deny_unknown_fields)]
 pub enum ClaimEvent {
     /// The address is claimed.
@@ -79,12 +74,6 @@ pub enum ClaimEvent {
         /// By whom.
         user_id: EntityId,
     },
-}
-
-impl eventfold::aggregate::DomainEvent for ClaimEvent {
-    fn event_type(&self) -> &'static str {
-        "EmailClaimed"
-    }
 }
 
 /// Bank accounts and users.
@@ -111,15 +100,12 @@ impl BankingService {
         request: &RegisterUser,
     ) -> BankResult<Created> {
         let user_id = EntityId::generate();
-        let claim = Claim {
-            stream_id: email_claim_stream(&request.email)?,
-            event: to_new_event(
-                &ClaimEvent::EmailClaimed {
-                    user_id: user_id.clone(),
-                },
-                &context.metadata,
-            )?,
-        };
+        let claim = Claim::new(
+            email_claim_stream(&request.email)?,
+            &ClaimEvent::EmailClaimed {
+                user_id: user_id.clone(),
+            },
+        )?;
         let command = UserCommand::Register {
             email: request.email.clone(),
             name: request.name.clone(),
@@ -192,9 +178,6 @@ impl BankingService {
         request: &TransferMoney,
         if_match: Option<u64>,
     ) -> BankResult<Transferred> {
-        if request.from == request.to {
-            return Err(CommandError::Rejected(AccountError::SameAccount.into()));
-        }
         let transfer = Transfer {
             transfer_id: EntityId::generate(),
             from: request.from.clone(),

@@ -1,10 +1,10 @@
 //! Fixtures (feature `testing`): account streams written straight through a store, for tests
 //! and benchmarks of long streams.
 
-use eventfold::aggregate::to_new_event;
+use eventfold::encoding::to_new_event;
 use eventfold::error::StoreError;
 use eventfold::store::EventStore;
-use eventfold::{EntityId, EventMetadata, NewEvent, StreamId};
+use eventfold::{EntityId, NewEvent, StreamId};
 
 use crate::domain::Name;
 use crate::domain::account::AccountEvent;
@@ -31,12 +31,9 @@ pub fn account_history(events: usize) -> Vec<AccountEvent> {
         .collect()
 }
 
-/// [`account_history`] as events to append.
-fn history_to_append(events: usize) -> Result<Vec<NewEvent>, StoreError> {
-    account_history(events)
-        .iter()
-        .map(|e| to_new_event(e, &EventMetadata::default()))
-        .collect()
+/// [`account_history`] as events to append (or to bulk-load into a table).
+pub fn history_to_append(events: usize) -> Result<Vec<NewEvent>, StoreError> {
+    account_history(events).iter().map(to_new_event).collect()
 }
 
 /// Writes an account stream of `events` events ([`account_history`]), 99 per transaction.
@@ -52,9 +49,10 @@ pub async fn seed_account(
 
 /// Writes an account stream of `events` events ([`account_history`]) straight into a DynamoDB
 /// events table with BatchWriteItem ([`eventfold::testing::bulk_load`]): long streams in
-/// seconds, for benchmarks and tests.
+/// seconds, for benchmarks and tests (feature `aws`).
+#[cfg(feature = "aws")]
 pub async fn bulk_load_account(
-    client: &aws_sdk_dynamodb::Client,
+    client: &eventfold::aws::aws_sdk_dynamodb::Client,
     table: &str,
     id: &EntityId,
     events: usize,
@@ -65,7 +63,7 @@ pub async fn bulk_load_account(
         table,
         &stream,
         history_to_append(events)?,
-        &eventfold::StoreSettings::default(),
+        &eventfold::store::StoreSettings::default(),
     )
     .await?;
     Ok(stream)

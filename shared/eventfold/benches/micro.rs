@@ -7,9 +7,10 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use eventfold::aggregate::{Aggregate, DomainEvent, fold};
+use eventfold::aggregate::Aggregate;
+use eventfold::aws::item::{from_document, from_item};
 use eventfold::chain::chain_hash;
-use eventfold::codec::{decode_event, encode_event};
+use eventfold::encoding::fold;
 use eventfold::store::{EventStore, MemoryStore};
 use eventfold::testing::append_in_chunks;
 use eventfold::upcast::Upcasters;
@@ -24,20 +25,11 @@ struct Wallet {
     movements: u64,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, eventfold::DomainEvent)]
 #[serde(tag = "type", content = "data")]
 enum WalletEvent {
     Credited { amount: i64, currency: String },
     Debited { amount: i64, currency: String },
-}
-
-impl DomainEvent for WalletEvent {
-    fn event_type(&self) -> &'static str {
-        match self {
-            Self::Credited { .. } => "Credited",
-            Self::Debited { .. } => "Debited",
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,17 +78,24 @@ fn recorded(n: usize) -> Vec<RecordedEvent> {
 
 fn codec(c: &mut Criterion) {
     let event = recorded(1).remove(0);
-    let item = encode_event(&event).expect("encodes");
+    let document = eventfold::stored::encode(&event).expect("encodes");
+    let item = from_document(&document).expect("an item");
     let upcasters = Upcasters::new();
     let mut group = c.benchmark_group("codec");
     group.throughput(Throughput::Elements(1));
     group.bench_function("encode an event item", |b| {
-        b.iter(|| encode_event(black_box(&event)).expect("encodes"));
+        b.iter(|| {
+            let document = eventfold::stored::encode(black_box(&event)).expect("encodes");
+            from_document(&document).expect("an item")
+        });
     });
     group.bench_function("decode an event item", |b| {
         b.iter_batched(
             || item.clone(),
-            |item| decode_event(item, &upcasters).expect("decodes"),
+            |item| {
+                let event: RecordedEvent = from_item(item, "event").expect("decodes");
+                upcasters.upcast(event).expect("upcasts")
+            },
             BatchSize::SmallInput,
         );
     });

@@ -161,6 +161,7 @@ pub struct StreamHead {
 }
 
 impl StreamHead {
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
     pub(crate) fn new(stream_id: StreamId, version: u64, chain: String) -> Self {
         Self {
             stream_id,

@@ -106,15 +106,30 @@ pub fn validate_event_type(event_type: &str) -> Result<(), IdError> {
     Ok(())
 }
 
+/// Whether `category` is an ASCII capital, then letters and digits, at most 40 long; a
+/// `const fn`, so an aggregate's category is checked when the program is compiled.
+pub const fn is_valid_category(category: &str) -> bool {
+    let bytes = category.as_bytes();
+    if bytes.is_empty() || bytes.len() > MAX_CATEGORY_LEN || !bytes[0].is_ascii_uppercase() {
+        return false;
+    }
+    let mut i = 1;
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_alphanumeric() {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 /// Checks a category: an ASCII capital, then letters and digits, at most 40 long.
 pub fn validate_category(category: &str) -> Result<(), IdError> {
-    let mut chars = category.chars();
-    let starts_ok = chars.next().is_some_and(|c| c.is_ascii_uppercase());
-    if !starts_ok || !chars.all(|c| c.is_ascii_alphanumeric()) || category.len() > MAX_CATEGORY_LEN
-    {
-        return Err(IdError::Category(shown(category)));
+    if is_valid_category(category) {
+        Ok(())
+    } else {
+        Err(IdError::Category(shown(category)))
     }
-    Ok(())
 }
 
 /// A stream id, `<Category>-<id>`: the category names the aggregate type, the id the instance.
@@ -138,6 +153,15 @@ impl StreamId {
             value: format!("{category}-{id}"),
             category_len: category.len(),
         })
+    }
+
+    /// The stream of an entity in a category already known to be valid (an aggregate's,
+    /// checked at compile time).
+    pub(crate) fn of_valid_category(category: &str, id: &EntityId) -> Self {
+        Self {
+            value: format!("{category}-{id}"),
+            category_len: category.len(),
+        }
     }
 
     /// Parses `<Category>-<id>`.
@@ -274,6 +298,15 @@ mod tests {
         assert!(EntityId::parse("a.b").is_err());
         let generated = EntityId::generate();
         assert_eq!(EntityId::parse(generated.as_str()), Ok(generated));
+    }
+
+    #[test]
+    fn categories_are_checked_at_compile_time_and_run_time() {
+        const { assert!(is_valid_category("Order2")) };
+        for bad in ["", "order", "Or-der", "Ordér", &"A".repeat(41)] {
+            assert!(!is_valid_category(bad), "{bad:?}");
+            assert!(validate_category(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -58,11 +58,14 @@ pub mod snapshots {
 
 /// Read-model tables: one item per row, keyed by the table's own key attribute.
 pub mod read_model {
-    /// Last applied version of the row's stream: the per-row checkpoint (N).
+    /// A row's version: the last applied version of the stream it follows, or a shared row's
+    /// revision; a checkpoint's last applied version (N).
     pub const VERSION: &str = "version";
+    /// A shared projection's checkpoint: the row its stream's last routed event went to (S).
+    pub const ROW_KEY: &str = "row_key";
 }
 
-/// Environment variables the library reads, once at start, into [`crate::config::Config`].
+/// Environment variables the library reads, once at start, into `aws::Config` (feature `aws`).
 pub mod env {
     /// The events table's name.
     pub const EVENTS_TABLE: &str = "EVENTS_TABLE";

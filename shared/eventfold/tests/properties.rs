@@ -1,4 +1,4 @@
-//! Property tests: the codec round-trips any envelope, and chain verification catches any
+//! Property tests: the stored form round-trips any envelope, and chain verification catches any
 //! single mutated field of any event.
 
 #![allow(
@@ -9,7 +9,7 @@
 
 use chrono::{TimeZone, Utc};
 use eventfold::chain::{ChainVerifier, chain_hash};
-use eventfold::codec::{decode_event_raw, encode_event, normalize_payload};
+use eventfold::stored::{decode, encode, normalize};
 use eventfold::{EventMetadata, RecordedEvent, StreamId};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
@@ -97,7 +97,7 @@ fn stream(n: usize) -> impl Strategy<Value = Vec<RecordedEvent>> {
         for (i, event) in events.iter_mut().enumerate() {
             event.stream_id = stream_id.clone();
             event.version = i as u64 + 1;
-            event.payload = normalize_payload(event.payload.clone()).unwrap();
+            event.payload = normalize(event.payload.clone()).unwrap();
             event.chain = chain_hash(&previous, event);
             previous.clone_from(&event.chain);
         }
@@ -141,10 +141,10 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn codec_round_trips_any_envelope(mut original in event()) {
-        original.payload = normalize_payload(original.payload).unwrap();
-        let item = encode_event(&original).unwrap();
-        let decoded = decode_event_raw(item).unwrap();
+    fn the_stored_form_round_trips_any_envelope(mut original in event()) {
+        original.payload = normalize(original.payload).unwrap();
+        let document = encode(&original).unwrap();
+        let decoded = decode(document).unwrap();
         prop_assert_eq!(decoded, original);
     }
 

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use eventfold::aggregate::{Aggregate, DomainEvent};
+use eventfold::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
 use super::{InvalidValue, Name};
@@ -97,7 +97,7 @@ pub enum UserCommand {
 }
 
 /// What happened to a user.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, DomainEvent)]
 #[serde(tag = "type", content = "data", deny_unknown_fields)]
 pub enum UserEvent {
     /// Registered.
@@ -107,14 +107,6 @@ pub enum UserEvent {
         /// The display name.
         name: Name,
     },
-}
-
-impl DomainEvent for UserEvent {
-    fn event_type(&self) -> &'static str {
-        match self {
-            Self::UserRegistered { .. } => "UserRegistered",
-        }
-    }
 }
 
 /// Why a user command was refused.

@@ -5,16 +5,18 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 
-use super::{CounterDelta, ReadModelStore, Saved, StoredRow, checked_save};
+use super::store::{Checkpoint, Commit, ReadModelStore, Saved, StoredRow, check_commit};
 use crate::error::StoreError;
+use crate::ids::StreamId;
 
 #[derive(Debug, Default)]
 struct State {
     rows: HashMap<String, StoredRow>,
+    checkpoints: HashMap<StreamId, Checkpoint>,
     counters: HashMap<String, BTreeMap<String, i64>>,
 }
 
-/// Rows and counters held in memory, for tests and local tools.
+/// Rows, counters and checkpoints held in memory, for tests and local tools.
 #[derive(Debug)]
 pub struct MemoryReadModel {
     key_attribute: String,
@@ -47,20 +49,34 @@ impl ReadModelStore for MemoryReadModel {
         Ok(self.lock().rows.get(key).cloned())
     }
 
-    async fn save(
+    async fn load_checkpoint(
         &self,
-        key: &str,
-        expected: u64,
-        row: &StoredRow,
-        counters: &[CounterDelta],
-    ) -> Result<Saved, StoreError> {
-        let merged = checked_save(key, row, &self.key_attribute, counters)?;
+        stream_id: &StreamId,
+    ) -> Result<Option<Checkpoint>, StoreError> {
+        Ok(self.lock().checkpoints.get(stream_id).cloned())
+    }
+
+    async fn commit(&self, commit: &Commit) -> Result<Saved, StoreError> {
+        let merged = check_commit(commit, &self.key_attribute)?;
         let mut state = self.lock();
-        let current = state.rows.get(key).map_or(0, |r| r.version);
-        if current != expected {
+        let rows_current = commit
+            .rows
+            .iter()
+            .all(|w| state.rows.get(&w.key).map_or(0, |r| r.version) == w.expected);
+        let checkpoint_current = commit.checkpoint.as_ref().is_none_or(|w| {
+            state.checkpoints.get(&w.stream_id).map_or(0, |c| c.version) == w.expected
+        });
+        if !rows_current || !checkpoint_current {
             return Ok(Saved::Stale);
         }
-        state.rows.insert(key.to_owned(), row.clone());
+        for write in &commit.rows {
+            state.rows.insert(write.key.clone(), write.row.clone());
+        }
+        if let Some(write) = &commit.checkpoint {
+            state
+                .checkpoints
+                .insert(write.stream_id.clone(), write.checkpoint.clone());
+        }
         for (counter_key, deltas) in merged {
             let counters = state.counters.entry(counter_key.to_owned()).or_default();
             for (name, delta) in deltas {
@@ -85,9 +101,8 @@ impl ReadModelStore for MemoryReadModel {
 
     async fn clear(&self) -> Result<usize, StoreError> {
         let mut state = self.lock();
-        let deleted = state.rows.len() + state.counters.len();
-        state.rows.clear();
-        state.counters.clear();
+        let deleted = state.rows.len() + state.counters.len() + state.checkpoints.len();
+        *state = State::default();
         Ok(deleted)
     }
 }

@@ -1,27 +1,27 @@
 //! An in-memory event store with the same semantics as DynamoDB, for fast tests.
 //!
-//! It keeps encoded items, not structs, so it exercises the same codec, limits and integrity
-//! chain as the DynamoDB store.
+//! It keeps stored documents, not structs, so it exercises the same encoding, limits and
+//! integrity chain as the DynamoDB store.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::plan;
+use super::plan::PreparedAppend;
 use super::{
-    AppendRequest, AppendResult, CommandRecord, EventStore, ExpectedVersion, ItemPage, ReadRange,
-    StoreSettings,
+    AppendRequest, AppendResult, CommandRecord, DocumentPage, EventStore, ReadRange, StoreSettings,
 };
-use crate::codec::{self, Item};
-use crate::envelope::StreamHead;
-use crate::error::{CurrentVersion, StoreError};
+use crate::envelope::{RecordedEvent, StreamHead};
+use crate::error::StoreError;
 use crate::ids::{CommandId, StreamId};
+use crate::stored::{self, Document};
+use crate::version::{CurrentVersion, ExpectedVersion};
 
 #[derive(Debug, Default)]
 struct State {
-    events: BTreeMap<(String, u64), Item>,
-    commands: HashMap<String, Item>,
+    events: BTreeMap<(String, u64), Document>,
+    commands: HashMap<String, Document>,
 }
 
 /// Events and command records held in process memory.
@@ -53,36 +53,45 @@ impl MemoryStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Rewrites a stored event item in place, as an attacker with table access could.
+    /// Rewrites a stored event in place, as an attacker with table access could.
     ///
     /// For testing integrity checks; returns false if there is no such event.
     pub fn tamper_with(
         &self,
         stream_id: &StreamId,
         version: u64,
-        edit: impl FnOnce(&mut Item),
+        edit: impl FnOnce(&mut Document),
     ) -> bool {
         let mut state = self.lock();
         match state.events.get_mut(&(stream_id.to_string(), version)) {
-            Some(item) => {
-                edit(item);
+            Some(document) => {
+                edit(document);
                 true
             }
             None => false,
         }
     }
 
-    /// Every stored event item, in stream and version order (for scans and rebuilds).
-    pub fn all_items(&self) -> Vec<Item> {
+    /// Every stored event, in stream and version order (for scans and rebuilds).
+    pub fn all_documents(&self) -> Vec<Document> {
         self.lock().events.values().cloned().collect()
     }
 
-    /// Stores an item exactly as given, bypassing every check (to seed old schemas in tests).
-    pub fn insert_raw(&self, item: Item) -> Result<(), StoreError> {
-        let event = codec::decode_event_raw(item.clone())?;
+    /// Every stored event decoded as stored, in stream and version order.
+    pub fn all_events(&self) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.all_documents()
+            .into_iter()
+            .map(stored::decode)
+            .collect()
+    }
+
+    /// Stores a document exactly as given, bypassing every check (to seed old schemas in
+    /// tests).
+    pub fn insert_raw(&self, document: Document) -> Result<(), StoreError> {
+        let event = stored::decode(document.clone())?;
         self.lock()
             .events
-            .insert((event.stream_id.to_string(), event.version), item);
+            .insert((event.stream_id.to_string(), event.version), document);
         Ok(())
     }
 
@@ -92,7 +101,7 @@ impl MemoryStore {
             .events
             .range((key.clone(), 0)..=(key, u64::MAX))
             .next_back()
-            .map(|(_, item)| codec::decode_event_raw(item.clone()).map(|e| e.head()))
+            .map(|(_, document)| stored::decode(document.clone()).map(|e| e.head()))
             .transpose()
     }
 
@@ -102,22 +111,23 @@ impl MemoryStore {
         stream_id: &StreamId,
         version: u64,
         settings: &StoreSettings,
-    ) -> Option<crate::RecordedEvent> {
-        let item = state.events.get(&(stream_id.to_string(), version))?;
-        codec::decode_event(item.clone(), &settings.upcasters).ok()
+    ) -> Option<RecordedEvent> {
+        let document = state.events.get(&(stream_id.to_string(), version))?;
+        let event = stored::decode(document.clone()).ok()?;
+        settings.upcasters.upcast(event).ok()
     }
 
     fn replay_or_mismatch(
         state: &State,
-        request: &AppendRequest,
+        prepared: &PreparedAppend,
     ) -> Result<Option<AppendResult>, StoreError> {
-        let Some(command) = &request.command else {
+        let Some(command) = prepared.command() else {
             return Ok(None);
         };
-        let Some(item) = state.commands.get(command.command_id.as_str()) else {
+        let Some(document) = state.commands.get(command.command_id.as_str()) else {
             return Ok(None);
         };
-        let record: CommandRecord = codec::from_item(item.clone(), "command record")?;
+        let record: CommandRecord = stored::from_document(document.clone(), "command record")?;
         Ok(Some(AppendResult::Replayed(
             record.replay_for(&command.request_hash)?,
         )))
@@ -127,22 +137,23 @@ impl MemoryStore {
 #[async_trait]
 impl EventStore for MemoryStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
-        plan::validate(&request, &self.settings)?;
+        let prepared = PreparedAppend::new(request, &self.settings)?;
         let mut state = self.lock();
-        if let Some(replayed) = Self::replay_or_mismatch(&state, &request)? {
+        if let Some(replayed) = Self::replay_or_mismatch(&state, &prepared)? {
             return Ok(replayed);
         }
-        let mut heads = Vec::with_capacity(request.writes.len());
-        for write in &request.writes {
-            let head = Self::head_of(&state, &write.stream_id)?;
+        let mut heads = Vec::new();
+        for write in prepared.writes() {
+            let (stream_id, known) = (&write.stream_id, write.head.as_ref());
+            let head = Self::head_of(&state, stream_id)?;
             // A caller-supplied head is a claim about the stream; DynamoDB's conditional write
             // rejects it if the stream moved on, and so does this.
-            if let Some(known) = write.known_head() {
+            if let Some(known) = known {
                 let actual = head.as_ref().map_or(0, StreamHead::version);
                 if actual != known.version() {
                     // As on DynamoDB: the item after the known head exists, nothing more is read.
                     return Err(StoreError::Conflict {
-                        stream_id: write.stream_id.clone(),
+                        stream_id: stream_id.clone(),
                         expected: ExpectedVersion::Exact(known.version()),
                         actual: if actual > known.version() {
                             CurrentVersion::Beyond(known.version())
@@ -151,7 +162,7 @@ impl EventStore for MemoryStore {
                         },
                         next: Self::event_at(
                             &state,
-                            &write.stream_id,
+                            stream_id,
                             known.version() + 1,
                             &self.settings,
                         )
@@ -161,38 +172,40 @@ impl EventStore for MemoryStore {
             }
             heads.push(head);
         }
-        let plan = plan::build(&request, heads, &self.settings, crate::envelope::now())?;
+        let plan = prepared.plan(heads, &self.settings, crate::envelope::now())?;
         let outcome = plan.outcome();
         for write in plan.writes {
-            for (event, item) in write.events.iter().zip(write.items) {
+            for (event, document) in write.events.iter().zip(write.documents) {
                 state
                     .events
-                    .insert((write.stream_id.to_string(), event.version), item);
+                    .insert((write.stream_id.to_string(), event.version), document);
             }
         }
-        if let Some((record, item)) = plan.command {
-            state.commands.insert(record.command_id.to_string(), item);
+        if let Some((record, document)) = plan.command {
+            state
+                .commands
+                .insert(record.command_id.to_string(), document);
         }
         Ok(AppendResult::Written(outcome))
     }
 
-    async fn read_items(
+    async fn read_documents(
         &self,
         stream_id: &StreamId,
         range: ReadRange,
-    ) -> Result<ItemPage, StoreError> {
+    ) -> Result<DocumentPage, StoreError> {
         let state = self.lock();
         let key = stream_id.to_string();
         let mut matching = state
             .events
             .range((key.clone(), range.from)..=(key, range.to))
-            .map(|(_, item)| item.clone());
-        let items: Vec<Item> = match range.limit {
+            .map(|(_, document)| document.clone());
+        let documents: Vec<Document> = match range.limit {
             Some(limit) => matching.by_ref().take(limit).collect(),
             None => matching.by_ref().collect(),
         };
         let more = matching.next().is_some();
-        Ok(ItemPage { items, more })
+        Ok(DocumentPage { documents, more })
     }
 
     async fn read_head(&self, stream_id: &StreamId) -> Result<Option<StreamHead>, StoreError> {
@@ -207,7 +220,7 @@ impl EventStore for MemoryStore {
             .commands
             .get(command_id.as_str())
             .cloned()
-            .map(|item| codec::from_item(item, "command record"))
+            .map(|document| stored::from_document(document, "command record"))
             .transpose()
     }
 

@@ -1,70 +1,33 @@
 //! The event store: append with optimistic concurrency, paginated reads, idempotent commands.
 //!
 //! [`EventStore`] has two implementations that pass one conformance suite: [`MemoryStore`] for
-//! fast tests and [`DynamoStore`] for DynamoDB. Both validate, size and encode through the same
-//! planning code, so they cannot disagree on what is accepted.
+//! fast tests and, with the `aws` feature, `DynamoStore` for DynamoDB. Both validate, size and
+//! encode through the same planning code, so they cannot disagree on what is accepted.
 
-mod dynamo;
 mod memory;
 pub(crate) mod plan;
+mod read;
+mod settings;
+mod snapshots;
 
-use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use dynamo::DynamoStore;
 pub use memory::MemoryStore;
+pub use read::{AsOf, DocumentPage, RawRead, ReadPage, ReadRange};
+pub use settings::{SnapshotPolicy, StoreSettings};
+pub use snapshots::{MemorySnapshots, Snapshot, SnapshotStore};
 
 use crate::chain::{ChainVerifier, Verification};
-use crate::codec::{self, Item};
 use crate::envelope::{NewEvent, RecordedEvent, StreamHead};
 use crate::error::StoreError;
 use crate::ids::{CommandId, StreamId};
-use crate::upcast::Upcasters;
-
-/// DynamoDB's item size limit (400 KB).
-pub const DYNAMODB_MAX_ITEM_BYTES: usize = 400 * 1024;
-/// DynamoDB's limit on actions in one `TransactWriteItems`.
-pub const DYNAMODB_MAX_TRANSACTION_ITEMS: usize = 100;
-/// DynamoDB's limit on the total size of one transaction (4 MB).
-pub const DYNAMODB_MAX_TRANSACTION_BYTES: usize = 4 * 1024 * 1024;
-
-/// What the writer expects the stream's current version to be.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ExpectedVersion {
-    /// Append whatever the stream's version (the store still never forks or gaps it).
-    Any,
-    /// The stream must not exist yet.
-    NoStream,
-    /// The stream's last event must be this version (`Exact(0)` is the same as `NoStream`).
-    Exact(u64),
-}
-
-impl fmt::Display for ExpectedVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Any => f.write_str("any version"),
-            Self::NoStream | Self::Exact(0) => f.write_str("no stream"),
-            Self::Exact(v) => write!(f, "version {v}"),
-        }
-    }
-}
-
-impl ExpectedVersion {
-    /// Whether a stream whose last version is `actual` (0 if absent) satisfies the expectation.
-    pub fn admits(self, actual: u64) -> bool {
-        match self {
-            Self::Any => true,
-            Self::NoStream => actual == 0,
-            Self::Exact(v) => v == actual,
-        }
-    }
-}
+use crate::stored;
+pub use crate::version::{CurrentVersion, ExpectedVersion};
 
 /// Events to append to one stream.
 #[derive(Clone, Debug)]
@@ -97,10 +60,6 @@ impl StreamWrite {
             events,
             head: Some(head),
         }
-    }
-
-    pub(crate) fn known_head(&self) -> Option<&StreamHead> {
-        self.head.as_ref()
     }
 }
 
@@ -221,150 +180,18 @@ pub struct AppendOutcome {
     pub heads: Vec<StreamHead>,
 }
 
-/// A page of a stream read forwards.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ReadPage {
-    /// The events, upcast.
-    pub events: Vec<RecordedEvent>,
-    /// The `from` of the following page, if there are more events.
-    pub next: Option<u64>,
-}
-
-/// A version range to read, inclusive at both ends, with an optional cap on events returned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ReadRange {
-    /// First version (at least 1).
-    pub from: u64,
-    /// Last version.
-    pub to: u64,
-    /// Most events returned.
-    pub limit: Option<usize>,
-}
-
-impl ReadRange {
-    /// Every version from `from` on.
-    pub fn from(from: u64) -> Self {
-        Self {
-            from: from.max(1),
-            to: u64::MAX,
-            limit: None,
-        }
-    }
-
-    /// Caps the number of events returned.
-    #[must_use]
-    pub fn limit(mut self, limit: usize) -> Self {
-        self.limit = Some(limit);
-        self
-    }
-
-    /// Stops at version `to` (inclusive).
-    #[must_use]
-    pub fn to(mut self, to: u64) -> Self {
-        self.to = to;
-        self
-    }
-}
-
-/// Stored events as read, before upcasting, and whether the range holds more past the limit.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RawRead {
-    /// The events as stored.
-    pub events: Vec<RecordedEvent>,
-    /// Whether the range holds more past the limit.
-    pub more: bool,
-}
-
-/// Stored items in version order, undecoded, and whether the range holds more past the limit.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ItemPage {
-    /// The items, in version order.
-    pub items: Vec<Item>,
-    /// Whether the range holds more past the limit.
-    pub more: bool,
-}
-
-/// A point in a stream's history.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AsOf {
-    /// Up to and including this version.
-    Version(u64),
-    /// Every event that occurred at or before this instant (a prefix of the stream).
-    Time(DateTime<Utc>),
-}
-
-/// Events per category between snapshots; 0 disables snapshots for a category.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SnapshotPolicy {
-    /// The interval for categories not named below.
-    pub default_every: u64,
-    /// Intervals per category.
-    pub per_category: BTreeMap<String, u64>,
-}
-
-impl Default for SnapshotPolicy {
-    fn default() -> Self {
-        Self {
-            default_every: 100,
-            per_category: BTreeMap::new(),
-        }
-    }
-}
-
-impl SnapshotPolicy {
-    /// The interval for a category.
-    pub fn every(&self, category: &str) -> u64 {
-        self.per_category
-            .get(category)
-            .copied()
-            .unwrap_or(self.default_every)
-    }
-
-    /// Whether going from `before` to `after` events crosses a multiple of the interval.
-    pub fn crossed(&self, category: &str, before: u64, after: u64) -> bool {
-        match self.every(category) {
-            0 => false,
-            every => before / every != after / every,
-        }
-    }
-}
-
-/// How a store validates and encodes: limits, snapshot marking, upcasting, command retention.
-#[derive(Clone, Debug)]
-pub struct StoreSettings {
-    /// Largest encoded event item accepted (must be at most DynamoDB's 400 KB).
-    pub max_event_bytes: usize,
-    /// Where streams are marked snapshot-due.
-    pub snapshot_policy: SnapshotPolicy,
-    /// Applied to every event read.
-    pub upcasters: Arc<Upcasters>,
-    /// How long command records (idempotency keys) are kept.
-    pub command_ttl: chrono::Duration,
-}
-
-impl Default for StoreSettings {
-    fn default() -> Self {
-        Self {
-            max_event_bytes: 256 * 1024,
-            snapshot_policy: SnapshotPolicy::default(),
-            upcasters: Arc::new(Upcasters::new()),
-            command_ttl: chrono::Duration::days(7),
-        }
-    }
-}
-
 /// An event store. Reads are consistent: a read after a successful append sees it.
 #[async_trait]
 pub trait EventStore: Send + Sync + fmt::Debug {
     /// Appends atomically to every stream in the request, or to none.
     async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError>;
 
-    /// Reads the stored items of a range in version order, following every page.
-    async fn read_items(
+    /// Reads the stored documents of a range in version order, following every page.
+    async fn read_documents(
         &self,
         stream_id: &StreamId,
         range: ReadRange,
-    ) -> Result<ItemPage, StoreError>;
+    ) -> Result<DocumentPage, StoreError>;
 
     /// The last event's version and chain, `None` for a stream that does not exist.
     async fn read_head(&self, stream_id: &StreamId) -> Result<Option<StreamHead>, StoreError>;
@@ -384,11 +211,11 @@ pub trait EventStore: Send + Sync + fmt::Debug {
         stream_id: &StreamId,
         range: ReadRange,
     ) -> Result<RawRead, StoreError> {
-        let page = self.read_items(stream_id, range).await?;
+        let page = self.read_documents(stream_id, range).await?;
         let events = page
-            .items
+            .documents
             .into_iter()
-            .map(codec::decode_event_raw)
+            .map(stored::decode)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(RawRead {
             events,
@@ -457,9 +284,9 @@ pub trait EventStore: Send + Sync + fmt::Debug {
     /// An item that no longer decodes counts as tampered: its version is reported, not an error.
     async fn verify_stream(&self, stream_id: &StreamId) -> Result<Verification, StoreError> {
         let mut verifier = ChainVerifier::new();
-        let page = self.read_items(stream_id, ReadRange::from(1)).await?;
-        for item in page.items {
-            let pushed = match codec::decode_event_raw(item) {
+        let page = self.read_documents(stream_id, ReadRange::from(1)).await?;
+        for document in page.documents {
+            let pushed = match stored::decode(document) {
                 Ok(event) => verifier.push(&event),
                 Err(_) => Err(verifier.next_version()),
             };

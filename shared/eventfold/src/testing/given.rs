@@ -1,5 +1,9 @@
 //! Given/when/then for aggregates: given past events, when a command, then events or an error.
 //!
+//! Every event, past and decided, goes through the encoding the store uses (written, stored,
+//! read back), so a test fails where production would: an event that could be written but not
+//! read back fails here, not on its first load in production.
+//!
 //! ```
 //! # use eventfold::testing::given;
 //! # fn check<A: eventfold::aggregate::Aggregate>(history: Vec<A::Event>, command: A::Command, expected: Vec<A::Event>)
@@ -10,15 +14,27 @@
 
 use std::fmt::Debug;
 
-use crate::aggregate::Aggregate;
+use crate::aggregate::{Aggregate, DomainEvent};
+use crate::encoding::read_back;
+
+/// The event as the store would give it back; a test that feeds it an event the store could
+/// not read back fails here.
+#[track_caller]
+fn stored<E: DomainEvent>(event: &E) -> E {
+    match read_back(event) {
+        Ok(back) => back,
+        Err(error) => panic!("{event:?} would be written but not read back: {error}"),
+    }
+}
 
 /// Starts a scenario from a history of events.
+#[track_caller]
 pub fn given<A: Aggregate>(history: impl IntoIterator<Item = A::Event>) -> Scenario<A> {
-    Scenario {
-        state: history
-            .into_iter()
-            .fold(A::default(), |state, e| state.evolve(&e)),
+    let mut state = A::default();
+    for event in history {
+        state = state.evolve(&stored(&event));
     }
+    Scenario { state }
 }
 
 /// A state built from past events.
@@ -33,9 +49,13 @@ impl<A: Aggregate> Scenario<A> {
         &self.state
     }
 
-    /// Decides a command against the state.
+    /// Decides a command against the state; the events decided are read back as stored.
+    #[track_caller]
     pub fn when(self, command: A::Command) -> Outcome<A> {
-        let result = self.state.decide(&command);
+        let result = self
+            .state
+            .decide(&command)
+            .map(|events| events.iter().map(stored).collect());
         Outcome {
             state: self.state,
             result,

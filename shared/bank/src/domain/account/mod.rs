@@ -1,8 +1,7 @@
 //! A bank account: opened with an owner and a currency, money in and out in that currency,
 //! transfers between accounts, closed only when empty; nothing happens to a closed account.
 
-use eventfold::EntityId;
-use eventfold::aggregate::{Aggregate, DomainEvent};
+use eventfold::{Aggregate, DomainEvent, EntityId};
 use serde::{Deserialize, Serialize};
 
 use super::Name;
@@ -94,7 +93,7 @@ pub enum AccountCommand {
 
 /// What happened to an account. Money events carry their currency so that consumers need no
 /// state to interpret them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, DomainEvent)]
 #[serde(tag = "type", content = "data", deny_unknown_fields)]
 pub enum AccountEvent {
     AccountOpened {
@@ -122,30 +121,6 @@ pub enum AccountEvent {
         currency: Currency,
     },
     AccountClosed {},
-}
-
-/// The event types of an account, as stored.
-pub const ACCOUNT_EVENT_TYPES: [&str; 6] = [
-    "AccountOpened",
-    "MoneyDeposited",
-    "MoneyWithdrawn",
-    "TransferSent",
-    "TransferReceived",
-    "AccountClosed",
-];
-
-impl DomainEvent for AccountEvent {
-    fn event_type(&self) -> &'static str {
-        let index = match self {
-            Self::AccountOpened { .. } => 0,
-            Self::MoneyDeposited { .. } => 1,
-            Self::MoneyWithdrawn { .. } => 2,
-            Self::TransferSent { .. } => 3,
-            Self::TransferReceived { .. } => 4,
-            Self::AccountClosed {} => 5,
-        };
-        ACCOUNT_EVENT_TYPES[index]
-    }
 }
 
 /// Why an account refused a command: business rules only.
@@ -343,6 +318,7 @@ impl Transfer {
         source: &Account,
         destination: &Account,
     ) -> Result<(Vec<AccountEvent>, Vec<AccountEvent>), AccountError> {
+        // The one place the rule lives: the service loads both streams and asks this.
         if self.from == self.to {
             return Err(AccountError::SameAccount);
         }

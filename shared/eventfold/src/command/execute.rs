@@ -1,0 +1,383 @@
+//! Executing a command: decide on the loaded streams, append, and on a conflict step over the
+//! event that was in the way or catch up, for as long as the deadline allows.
+
+use futures::future::try_join_all;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::outcome::{Executed, ExecutionStats};
+use super::retry::{read_within, write_within};
+use super::{Claim, CommandContext, CommandError, CommandService, Loaded, Target};
+use crate::aggregate::Aggregate;
+use crate::encoding::to_new_event;
+use crate::error::StoreError;
+use crate::store::{AppendRequest, AppendResult, CommandRecord, NewCommand, StreamWrite};
+use crate::version::ExpectedVersion;
+
+/// What one append attempt came to.
+enum Attempt {
+    /// Done: written, or a repeat answered from its first execution.
+    Done(AppendResult),
+    /// Another writer got to `stream` first; `next` is its event, if the refusal carried it.
+    Beaten {
+        stream: crate::ids::StreamId,
+        next: Option<Box<crate::envelope::RecordedEvent>>,
+    },
+}
+
+impl CommandService {
+    /// Runs one command on one stream through the aggregate's `decide`.
+    ///
+    /// ```
+    /// # use eventfold::prelude::*;
+    /// # use eventfold::testing::toy::{Counter, CounterCommand};
+    /// # use std::sync::Arc;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let service = CommandService::new(Arc::new(MemoryStore::new()));
+    /// let counter = Counter::stream_id(&EntityId::parse("c-1")?);
+    /// let executed = service
+    ///     .execute_one::<Counter, _>(
+    ///         &CommandContext::default(),
+    ///         Target::new(counter.clone()),
+    ///         &CounterCommand::Add(2),
+    ///         (),
+    ///     )
+    ///     .await?;
+    /// assert_eq!(executed.version_of(&counter), Some(1));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn execute_one<A, R>(
+        &self,
+        context: &CommandContext,
+        target: Target,
+        command: &A::Command,
+        receipt: R,
+    ) -> Result<Executed<R>, CommandError<A::Error>>
+    where
+        A: Aggregate,
+        R: Serialize + DeserializeOwned + Send + Sync,
+    {
+        self.execute::<A, R>(
+            context,
+            &[target],
+            &[],
+            |loaded| Ok(vec![loaded[0].state.decide(command)?]),
+            receipt,
+        )
+        .await
+    }
+
+    /// Runs a decision over several streams of one aggregate type, appending every stream's
+    /// events (and any uniqueness claims) in one transaction.
+    ///
+    /// `decide` sees the loaded streams in `targets` order and returns events per stream.
+    /// `receipt` is stored with the command record and returned, so a repeat of the command
+    /// reports what the first execution generated.
+    pub async fn execute<A, R>(
+        &self,
+        context: &CommandContext,
+        targets: &[Target],
+        claims: &[Claim],
+        decide: impl Fn(&[Loaded<A>]) -> Result<Vec<Vec<A::Event>>, A::Error> + Send + Sync,
+        receipt: R,
+    ) -> Result<Executed<R>, CommandError<A::Error>>
+    where
+        A: Aggregate,
+        R: Serialize + DeserializeOwned + Send + Sync,
+    {
+        let receipt_value = serde_json::to_value(&receipt)
+            .map_err(|e| StoreError::misuse(format!("the receipt does not serialize: {e}")))?;
+        let _held = self.queue_behind_earlier_commands(context, targets).await?;
+        // The idempotency check and the loads are independent: one round trip of latency, not
+        // two (a replay wastes the load, and replays are rare).
+        let loading = Instant::now();
+        let (replayed, loaded) = read_within(context, async {
+            Ok(futures::join!(
+                self.earlier_execution(context),
+                try_join_all(targets.iter().map(|t| self.load::<A>(&t.stream_id)))
+            ))
+        })
+        .await?;
+        if let Some(record) = replayed? {
+            return replayed_from(record);
+        }
+        let mut loaded = loaded?;
+        // An attempt is a read and a write: backoff is measured in attempts.
+        let mut read_took = loading.elapsed();
+        let events_folded = loaded.iter().map(|l| l.events_folded).sum();
+        let mut attempt = 1;
+        let mut stepped = false;
+        loop {
+            check_preconditions(targets, &loaded)?;
+            let decided = decide(&loaded).map_err(CommandError::Rejected)?;
+            let request = append_request(context, &loaded, &decided, claims, &receipt_value)?;
+            let sent = Instant::now();
+            let attempted = self.attempt(context, request).await;
+            let round_trip = sent.elapsed();
+            let (stream, next) = match attempted {
+                Ok(Attempt::Done(AppendResult::Written(outcome))) => {
+                    self.keep_written(&mut loaded, decided, &outcome.heads);
+                    return Ok(Executed {
+                        receipt,
+                        streams: outcome.streams,
+                        replayed: false,
+                        stats: ExecutionStats {
+                            attempts: attempt,
+                            append_latency: round_trip,
+                            events_folded,
+                        },
+                    });
+                }
+                Ok(Attempt::Done(AppendResult::Replayed(record))) => return replayed_from(record),
+                Ok(Attempt::Beaten { stream, next }) => (stream, next),
+                Err(error) => return self.settle(context, error).await,
+            };
+            if let Some(claim) = claims.iter().find(|c| c.stream_id == stream) {
+                return Err(CommandError::ClaimTaken {
+                    stream_id: claim.stream_id.clone(),
+                });
+            }
+            let pinned = targets
+                .iter()
+                .any(|t| t.stream_id == stream && t.if_match.is_some());
+            // The event in the way came with the refusal: fold it in and try again at once,
+            // without a read or a wait (a pinned stream then fails its precondition). A step
+            // either wins or learns the next event; a writer refused twice in a row backs off
+            // and reads, so one that is far behind catches up in one read.
+            let stream_loaded = loaded.iter_mut().find(|l| l.stream_id == stream);
+            if let (Some(event), Some(stream_loaded)) = (next, stream_loaded)
+                && (pinned || !stepped)
+                && attempt < self.retry.max_attempts
+                && event.version == stream_loaded.version + 1
+            {
+                stream_loaded.fold_in(std::slice::from_ref(&*event))?;
+                self.keep(stream_loaded);
+                stepped = true;
+                attempt += 1;
+                continue;
+            }
+            stepped = false;
+            if !pinned
+                && !self
+                    .retry
+                    .backoff(context, attempt, read_took + round_trip)
+                    .await
+            {
+                return Err(CommandError::Conflict {
+                    stream_id: stream,
+                    attempts: attempt,
+                });
+            }
+            attempt += 1;
+            let reading = Instant::now();
+            read_within(context, async {
+                for stream in &mut loaded {
+                    self.catch_up(stream).await?;
+                    self.keep(stream);
+                }
+                Ok(())
+            })
+            .await?;
+            read_took = reading.elapsed();
+        }
+    }
+
+    /// Keeps each written stream's state as it now is: the decided events folded on the state
+    /// they were decided on, at the head the write returned. The next command on the stream
+    /// starts from there (the events read back equal the decided ones: writing checked it).
+    fn keep_written<A: Aggregate>(
+        &self,
+        loaded: &mut [Loaded<A>],
+        decided: Vec<Vec<A::Event>>,
+        heads: &[crate::envelope::StreamHead],
+    ) {
+        let now = crate::envelope::now();
+        for (stream, events) in loaded.iter_mut().zip(decided) {
+            let Some(head) = heads.iter().find(|h| h.stream_id() == &stream.stream_id) else {
+                continue;
+            };
+            stream.state = events
+                .iter()
+                .fold(std::mem::take(&mut stream.state), |state, e| {
+                    state.evolve(e)
+                });
+            stream.version = head.version();
+            stream.head = Some(head.clone());
+            stream.occurred_at = Some(now);
+            self.keep(stream);
+        }
+    }
+
+    /// Waits for the commands of this process ahead of this one on the same streams.
+    async fn queue_behind_earlier_commands<E: std::error::Error + 'static>(
+        &self,
+        context: &CommandContext,
+        targets: &[Target],
+    ) -> Result<super::gates::Held, CommandError<E>> {
+        let Some(gates) = &self.gates else {
+            return Ok(Vec::new());
+        };
+        let gates = gates.for_streams(targets.iter().map(|t| &t.stream_id));
+        let mut held = Vec::with_capacity(gates.len());
+        for gate in gates {
+            held.push(read_within(context, async { Ok(gate.lock_owned().await) }).await?);
+        }
+        Ok(held)
+    }
+
+    /// One append within the deadline; a conflict is a result here, not an error.
+    async fn attempt<E: std::error::Error + 'static>(
+        &self,
+        context: &CommandContext,
+        request: AppendRequest,
+    ) -> Result<Attempt, CommandError<E>> {
+        match write_within(context, self.store.append(request)).await {
+            Ok(result) => Ok(Attempt::Done(result)),
+            Err(CommandError::Store(StoreError::Conflict {
+                stream_id, next, ..
+            })) => Ok(Attempt::Beaten {
+                stream: stream_id,
+                next,
+            }),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// The error to report for a failed append, unless it turns out to have committed: a write
+    /// that failed without an answer may have, and under a command id its record says so, if
+    /// the store answers in time.
+    async fn settle<R, E>(
+        &self,
+        context: &CommandContext,
+        error: CommandError<E>,
+    ) -> Result<Executed<R>, CommandError<E>>
+    where
+        R: DeserializeOwned,
+        E: std::error::Error + 'static,
+    {
+        let Some(command_id) = context
+            .command_id
+            .as_ref()
+            .filter(|_| error.outcome_unknown())
+        else {
+            return Err(error);
+        };
+        let lookup = read_within::<_, E>(context, self.store.read_command(command_id)).await;
+        match lookup.map(|record| record.map(|r| r.replay_for(&context.request_hash))) {
+            Ok(Some(Ok(record))) => {
+                tracing::info!(%command_id, "the write whose answer was lost had committed");
+                replayed_from(record).map(|executed| Executed {
+                    replayed: false,
+                    ..executed
+                })
+            }
+            Ok(Some(Err(mismatch))) => Err(mismatch.into()),
+            _ => Err(error),
+        }
+    }
+
+    /// The first execution of this command id, if there was one: the single read that makes
+    /// a repeat answer identically even if the decision would now go another way.
+    async fn earlier_execution(
+        &self,
+        context: &CommandContext,
+    ) -> Result<Option<CommandRecord>, StoreError> {
+        let Some(command_id) = context.command_id.as_ref().filter(|_| !context.fresh_id) else {
+            return Ok(None);
+        };
+        self.store
+            .read_command(command_id)
+            .await?
+            .map(|record| record.replay_for(&context.request_hash))
+            .transpose()
+    }
+}
+
+/// The one check of a caller's `If-Match`, made before every decision: a stream that moved on
+/// fails it once the event that moved it is folded in.
+fn check_preconditions<A: Aggregate>(
+    targets: &[Target],
+    loaded: &[Loaded<A>],
+) -> Result<(), CommandError<A::Error>> {
+    for (target, stream) in targets.iter().zip(loaded) {
+        if let Some(expected) = target.if_match.filter(|v| *v != stream.version) {
+            return Err(CommandError::PreconditionFailed {
+                stream_id: target.stream_id.clone(),
+                expected,
+                actual: stream.version,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The append of a decision: each stream's events after the head it was loaded at, the claims,
+/// and the command record, every event carrying the command's metadata.
+fn append_request<A: Aggregate>(
+    context: &CommandContext,
+    loaded: &[Loaded<A>],
+    decided: &[Vec<A::Event>],
+    claims: &[Claim],
+    receipt: &Value,
+) -> Result<AppendRequest, StoreError> {
+    if decided.len() != loaded.len() {
+        return Err(StoreError::misuse(format!(
+            "decision returned events for {} streams, expected {}",
+            decided.len(),
+            loaded.len()
+        )));
+    }
+    let metadata = context.event_metadata();
+    let mut request = AppendRequest::default();
+    for (stream, events) in loaded.iter().zip(decided) {
+        if events.is_empty() {
+            continue;
+        }
+        let new_events = events
+            .iter()
+            .map(|e| Ok(to_new_event(e)?.with_metadata(metadata.clone())))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        request.writes.push(match &stream.head {
+            Some(head) => StreamWrite::after(head.clone(), new_events),
+            None => StreamWrite::new(
+                stream.stream_id.clone(),
+                ExpectedVersion::NoStream,
+                new_events,
+            ),
+        });
+    }
+    for claim in claims {
+        request.writes.push(StreamWrite::new(
+            claim.stream_id.clone(),
+            ExpectedVersion::NoStream,
+            vec![claim.event.clone().with_metadata(metadata.clone())],
+        ));
+    }
+    request.command = context.command_id.as_ref().map(|command_id| NewCommand {
+        command_id: command_id.clone(),
+        request_hash: context.request_hash.clone(),
+        receipt: Some(receipt.clone()),
+    });
+    Ok(request)
+}
+
+fn replayed_from<R: DeserializeOwned, E: std::error::Error + 'static>(
+    record: CommandRecord,
+) -> Result<Executed<R>, CommandError<E>> {
+    let receipt = serde_json::from_value(record.receipt.unwrap_or(Value::Null)).map_err(|e| {
+        StoreError::corrupt(format!(
+            "the receipt of command {} does not decode: {e}",
+            record.command_id
+        ))
+    })?;
+    Ok(Executed {
+        receipt,
+        streams: record.streams,
+        replayed: true,
+        stats: ExecutionStats::default(),
+    })
+}

@@ -1,0 +1,220 @@
+//! The consumer functions, generic over the application: the projector (one or more
+//! projections on the events table's stream), the publisher (the stream's other reader), and
+//! the snapshot function (the snapshot queue). Each processes a batch, writes its metrics
+//! record and answers with the records to retry.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
+use aws_lambda_events::event::sqs::SqsEvent;
+use aws_lambda_events::streams::{DynamoDbEventResponse, SqsEventResponse};
+use lambda_runtime::{Error, LambdaEvent};
+
+use super::metrics::{Metric, Metrics};
+use super::projector::process_stream_batch;
+use super::publish::Publisher;
+use super::snapshots::process_batch;
+use super::stream::{ages_millis, batch_response};
+use crate::projection::{BatchReport, StreamProjector};
+use crate::snapshot::Snapshotter;
+
+/// The metrics of the projector's record per batch.
+pub const PROJECTOR_METRICS: &[&str] = &[
+    "EventsProjected",
+    "DuplicatesIgnored",
+    "GapsRepaired",
+    "ProjectionLag",
+    "BatchItemFailures",
+];
+/// The metrics of the publisher's record per batch.
+pub const PUBLISHER_METRICS: &[&str] = &[
+    "EventsPublished",
+    "SnapshotRequests",
+    "PublishLag",
+    "BatchItemFailures",
+];
+/// The metrics of the snapshot function's record per batch.
+pub const SNAPSHOT_METRICS: &[&str] = &[
+    "SnapshotsWritten",
+    "SnapshotsCurrent",
+    "SnapshotRequestsFailed",
+];
+
+/// Stream reader 1: keeps read models, one or more projections over the same batch.
+#[derive(Debug)]
+pub struct ProjectorFunction {
+    projectors: Vec<Arc<dyn StreamProjector>>,
+    metrics: Metrics,
+}
+
+impl ProjectorFunction {
+    /// A function running each of `projectors` over every batch.
+    pub fn new(projectors: Vec<Arc<dyn StreamProjector>>) -> Self {
+        Self {
+            projectors,
+            metrics: Metrics::for_lambda("projector"),
+        }
+    }
+
+    /// The same function, its metrics written to `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The projectors (for rebuilds and redrives).
+    pub fn projectors(&self) -> &[Arc<dyn StreamProjector>] {
+        &self.projectors
+    }
+
+    /// Processes one batch through every projector; the report counts them all and names the
+    /// earliest record any of them must retry from (a retry is a duplicate for the others).
+    pub async fn process(
+        &self,
+        records: &[aws_lambda_events::event::dynamodb::EventRecord],
+    ) -> BatchReport {
+        let mut report = BatchReport::default();
+        for projector in &self.projectors {
+            report.merge(&process_stream_batch(projector.as_ref(), records).await);
+        }
+        // Each projector saw the same records that are not inserts: count them once.
+        report.ignored = records.iter().filter(|r| r.event_name != "INSERT").count();
+        self.metrics.emit(
+            &[],
+            &[
+                Metric::count("EventsProjected", report.applied + report.repaired),
+                Metric::count("DuplicatesIgnored", report.duplicates),
+                Metric::count("GapsRepaired", report.repaired),
+                Metric::millis("ProjectionLag", ages_millis(records)),
+                Metric::count(
+                    "BatchItemFailures",
+                    usize::from(report.first_failure.is_some()),
+                ),
+            ],
+        );
+        report
+    }
+
+    /// The Lambda entry point.
+    pub async fn handle(
+        &self,
+        event: LambdaEvent<DynamoDbEvent>,
+    ) -> Result<DynamoDbEventResponse, Error> {
+        let records = &event.payload.records;
+        Ok(batch_response(
+            records,
+            self.process(records).await.first_failure,
+        ))
+    }
+}
+
+/// Stream reader 2: every event to the subscribers' FIFO queue, every snapshot-due event to
+/// the snapshot queue.
+#[derive(Debug, Clone)]
+pub struct PublisherFunction {
+    publisher: Publisher,
+    metrics: Metrics,
+}
+
+impl PublisherFunction {
+    /// A function over a publisher.
+    pub fn new(publisher: Publisher) -> Self {
+        Self {
+            publisher,
+            metrics: Metrics::for_lambda("publisher"),
+        }
+    }
+
+    /// The same function, its metrics written to `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Publishes one batch and writes its metrics record.
+    pub async fn process(
+        &self,
+        records: &[aws_lambda_events::event::dynamodb::EventRecord],
+    ) -> super::publish::PublishReport {
+        let report = self.publisher.process(records).await;
+        self.metrics.emit(
+            &[],
+            &[
+                Metric::count("EventsPublished", report.published),
+                Metric::count("SnapshotRequests", report.snapshot_requests),
+                Metric::millis("PublishLag", ages_millis(records)),
+                Metric::count(
+                    "BatchItemFailures",
+                    usize::from(report.first_failure.is_some()),
+                ),
+            ],
+        );
+        report
+    }
+
+    /// The Lambda entry point.
+    pub async fn handle(
+        &self,
+        event: LambdaEvent<DynamoDbEvent>,
+    ) -> Result<DynamoDbEventResponse, Error> {
+        let records = &event.payload.records;
+        Ok(batch_response(
+            records,
+            self.process(records).await.first_failure,
+        ))
+    }
+}
+
+/// The snapshot function: snapshot requests from the queue, with the application's
+/// aggregates.
+#[derive(Debug, Clone)]
+pub struct SnapshotFunction {
+    snapshotter: Snapshotter,
+    metrics: Metrics,
+}
+
+impl SnapshotFunction {
+    /// A function over a snapshotter.
+    pub fn new(snapshotter: Snapshotter) -> Self {
+        Self {
+            snapshotter,
+            metrics: Metrics::for_lambda("snapshotter"),
+        }
+    }
+
+    /// The same function, its metrics written to `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The snapshotter (for backfills).
+    pub fn snapshotter(&self) -> &Snapshotter {
+        &self.snapshotter
+    }
+
+    /// Serves one batch and writes its metrics record.
+    pub async fn process(
+        &self,
+        messages: &[aws_lambda_events::event::sqs::SqsMessage],
+    ) -> SqsEventResponse {
+        let (response, report) = process_batch(&self.snapshotter, messages).await;
+        self.metrics.emit(
+            &[],
+            &[
+                Metric::count("SnapshotsWritten", report.written),
+                Metric::count("SnapshotsCurrent", report.up_to_date),
+                Metric::count("SnapshotRequestsFailed", report.failed),
+            ],
+        );
+        response
+    }
+
+    /// The Lambda entry point.
+    pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> Result<SqsEventResponse, Error> {
+        Ok(self.process(&event.payload.records).await)
+    }
+}

@@ -1,0 +1,78 @@
+//! DynamoDB Streams records of the events table, as both stream readers (the projector and the
+//! publisher) receive them: decoded into events, and answered with the record Lambda must
+//! retry from.
+
+use aws_lambda_events::event::dynamodb::EventRecord;
+use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+
+use crate::aws::item::{Item, from_item};
+use crate::envelope::RecordedEvent;
+use crate::error::StoreError;
+use crate::upcast::Upcasters;
+
+/// What a stream record holds for a consumer.
+#[derive(Debug)]
+pub enum StreamRecord {
+    /// A newly appended event, decoded and upcast.
+    Appended(Box<RecordedEvent>),
+    /// Not an insert (events are never modified or removed by the application).
+    Ignored(&'static str),
+}
+
+/// Decodes a DynamoDB Streams record of the events table.
+///
+/// An `INSERT` whose image does not decode is an error: the record is poison.
+pub fn decode_stream_record(
+    record: &EventRecord,
+    upcasters: &Upcasters,
+) -> Result<StreamRecord, StoreError> {
+    match record.event_name.as_str() {
+        "INSERT" => {
+            let item: Item = record.change.new_image.clone().into();
+            if item.is_empty() {
+                return Err(StoreError::corrupt("INSERT record without a NEW_IMAGE"));
+            }
+            let event: RecordedEvent = from_item(item, "event")?;
+            Ok(StreamRecord::Appended(Box::new(upcasters.upcast(event)?)))
+        }
+        "MODIFY" => Ok(StreamRecord::Ignored("MODIFY")),
+        "REMOVE" => Ok(StreamRecord::Ignored("REMOVE")),
+        _ => Ok(StreamRecord::Ignored("unknown record type")),
+    }
+}
+
+/// The response of a stream consumer: the earliest failed record, by sequence number, so that
+/// Lambda retries from it (and only it and what follows).
+pub fn batch_response(
+    records: &[EventRecord],
+    first_failure: Option<usize>,
+) -> DynamoDbEventResponse {
+    let mut response = DynamoDbEventResponse::default();
+    if let Some(record) = first_failure.and_then(|index| records.get(index)) {
+        let mut failure = DynamoDbBatchItemFailure::default();
+        failure
+            .item_identifier
+            .clone_from(&record.change.sequence_number);
+        response.batch_item_failures.push(failure);
+    }
+    response
+}
+
+/// How long ago each inserted event of a batch occurred, in milliseconds: a consumer's lag,
+/// for its metrics (from the event's own time, so it includes the stream's delay).
+pub fn ages_millis(records: &[EventRecord]) -> Vec<f64> {
+    let now = chrono::Utc::now();
+    records
+        .iter()
+        .filter(|r| r.event_name == "INSERT")
+        .filter_map(
+            |r| match r.change.new_image.get(crate::names::events::OCCURRED_AT) {
+                Some(serde_dynamo::AttributeValue::S(text)) => {
+                    crate::envelope::parse_timestamp(text)
+                }
+                _ => None,
+            },
+        )
+        .map(|at| (now - at).num_microseconds().unwrap_or(0) as f64 / 1000.0)
+        .collect()
+}

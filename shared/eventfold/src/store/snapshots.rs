@@ -1,0 +1,91 @@
+//! Where snapshots live. A snapshot is only ever an optimisation: it may be missing, behind,
+//! or of an older schema, and loading is correct in every case.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::StoreError;
+use crate::ids::StreamId;
+use crate::stored::{self, Document};
+
+/// A stream's state at a version, serialized by its aggregate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The stream.
+    pub stream_id: StreamId,
+    /// The version the state reflects.
+    pub version: u64,
+    /// The aggregate's `STATE_SCHEMA` when the snapshot was taken.
+    pub state_schema: u32,
+    /// The state, as the aggregate serializes it.
+    pub state: Value,
+    /// When it was taken.
+    #[serde(with = "crate::envelope::timestamp_format")]
+    pub taken_at: DateTime<Utc>,
+}
+
+/// Where snapshots live.
+#[async_trait]
+pub trait SnapshotStore: Send + Sync + fmt::Debug {
+    /// The latest snapshot of a stream. One that does not decode is `Corrupt`.
+    async fn load_snapshot(&self, stream_id: &StreamId) -> Result<Option<Snapshot>, StoreError>;
+
+    /// Stores a snapshot unless one at the same or a later version exists; returns whether it
+    /// was written.
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<bool, StoreError>;
+}
+
+/// Snapshots in process memory, stored as documents like the DynamoDB table's items.
+#[derive(Debug, Default)]
+pub struct MemorySnapshots {
+    documents: Mutex<HashMap<String, Document>>,
+}
+
+impl MemorySnapshots {
+    /// An empty snapshot store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn documents(&self) -> MutexGuard<'_, HashMap<String, Document>> {
+        self.documents
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Replaces a stored snapshot wholesale (tests of corrupt and foreign snapshots).
+    pub fn put_raw(&self, stream_id: &StreamId, document: Document) {
+        self.documents().insert(stream_id.to_string(), document);
+    }
+}
+
+#[async_trait]
+impl SnapshotStore for MemorySnapshots {
+    async fn load_snapshot(&self, stream_id: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        let document = self.documents().get(stream_id.as_str()).cloned();
+        document
+            .map(|document| stored::from_document(document, "snapshot"))
+            .transpose()
+    }
+
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<bool, StoreError> {
+        let document = stored::to_document(snapshot, "a snapshot")?;
+        let mut documents = self.documents();
+        let newer_exists = documents
+            .get(snapshot.stream_id.as_str())
+            .and_then(|existing| existing.get(crate::names::snapshots::VERSION))
+            .and_then(Value::as_u64)
+            .is_some_and(|stored| stored >= snapshot.version);
+        if newer_exists {
+            return Ok(false);
+        }
+        documents.insert(snapshot.stream_id.to_string(), document);
+        Ok(true)
+    }
+}
