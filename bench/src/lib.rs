@@ -93,7 +93,7 @@ impl Bench {
         })
         .await;
         let clients = Clients::new(&sdk);
-        let template = Template::load_default().map_err(|e| e.to_string())?;
+        let template = Template::load(&template_path()).map_err(|e| e.to_string())?;
         let prefix = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let resources = provision(&template, &clients, &prefix)
             .await
@@ -595,7 +595,7 @@ async fn projection_lag_with_window(bench: &Bench, window: u64) -> Result<Lag, S
         &template,
         &fresh,
         &bench.endpoint,
-        &eventfold_cli::local::binaries("release"),
+        &eventfold_cli::local::binaries_beside(&template_path(), "release"),
     )
     .map_err(|e| e.to_string())?;
     let runner = LocalRunner::start(
@@ -797,4 +797,9 @@ async fn projection_lag(
     let mut lags = lags;
     lags.sort();
     Ok((1_000, lags, latencies, elapsed))
+}
+
+/// The bank's template, at the workspace root.
+pub fn template_path() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/template.yaml")
 }

@@ -6,5 +6,8 @@
 //!   local Lambda Runtime API), and the demo;
 //! - [`ops`]: rebuild, redrive and snapshot backfill against an emulator or AWS.
 
+mod app;
 pub mod local;
 pub mod ops;
+
+pub use app::main;

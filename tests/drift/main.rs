@@ -16,7 +16,7 @@ use eventfold::names::{commands, events, snapshots};
 use eventfold_cli::local::template::{Reference, Template};
 
 fn template() -> Template {
-    Template::load_default().unwrap()
+    Template::load(&eventfold_tests::template_path()).unwrap()
 }
 
 /// A command service over memory stores, to ask the functions which routes they serve.
@@ -418,7 +418,7 @@ fn emitted_metrics(binary: &str) -> BTreeSet<String> {
 
 #[test]
 fn the_dashboard_shows_metrics_the_functions_emit_and_every_alarm() {
-    let source = std::fs::read_to_string(eventfold_cli::local::template::default_path()).unwrap();
+    let source = std::fs::read_to_string(eventfold_tests::template_path()).unwrap();
     let root: serde_norway::Value = serde_norway::from_str(&source).unwrap();
     let resources = root["Resources"].as_mapping().unwrap();
     let body = match &root["Resources"]["Dashboard"]["Properties"]["DashboardBody"] {

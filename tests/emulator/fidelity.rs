@@ -258,3 +258,23 @@ fn now_seconds() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
+
+/// A table CloudFormation made with `DeletionProtectionEnabled: !Ref Parameter` is described
+/// with the parameter's string ("false"), not a boolean: the Rust SDK refuses the whole
+/// `DescribeTable` answer. Operator commands use it only for an ETA, and go on without one.
+#[test]
+fn a_deployed_table_describes_deletion_protection_as_a_string() {
+    let outputs = &deployed::stack().outputs;
+    let described = aws(&[
+        "call",
+        "dynamodb",
+        "describe_table",
+        &json!({"TableName": outputs["EventsTableName"]}).to_string(),
+    ]);
+    let protection = &described["Table"]["DeletionProtectionEnabled"];
+    assert!(
+        protection.is_string(),
+        "MiniStack now describes deletion protection as a boolean ({protection}): the \
+         rebuild's ETA works on a deployed stack again"
+    );
+}

@@ -5,22 +5,11 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use eventfold_tests::{
-    RunningEnv, TestEnv, built_binaries, emulator_endpoint, projected_accounts,
-    projection_converges, workload,
-};
+use eventfold_tests::{RunningEnv, TestEnv, projected_accounts, projection_converges, workload};
 use serde_json::{Value, json};
 
 fn eventfold() -> Command {
-    let mut command = Command::new(built_binaries(&["eventfold-cli"]).join("eventfold"));
-    command
-        .env("AWS_ENDPOINT_URL", emulator_endpoint())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null());
-    command
+    eventfold_tests::cli()
 }
 
 /// Runs the CLI with `args` on the environment's tables; its output.
@@ -82,7 +71,6 @@ fn help_and_wrong_arguments_read_well() {
         vec!["projections", "rebuild", "accounts", "--bogus"],
         vec!["verify"],
         vec!["streams", "read"],
-        vec!["dlq", "redrive", "nowhere"],
         vec!["rebuild"],
     ] {
         let output = eventfold().args(&wrong).output().expect("runs");
@@ -91,6 +79,29 @@ fn help_and_wrong_arguments_read_well() {
         assert!(error.contains("--help"), "{wrong:?}: {error}");
         assert!(!error.contains("panicked"), "{error}");
     }
+    // Queue names come from the service's template: a wrong one is answered with the right ones.
+    let output = eventfold()
+        .args(["dlq", "redrive", "nowhere"])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    let error = text(&output.stderr);
+    assert!(
+        error.contains(
+            "no dead-letter queue nowhere; there is events, projector, publisher, snapshot"
+        ),
+        "{error}"
+    );
+    let elsewhere = eventfold()
+        .args(["--template", "no/such/template.yaml", "stats"])
+        .output()
+        .expect("runs");
+    assert_eq!(elsewhere.status.code(), Some(1));
+    assert!(
+        text(&elsewhere.stderr).contains("--template names another"),
+        "{}",
+        text(&elsewhere.stderr)
+    );
 }
 
 #[tokio::test]

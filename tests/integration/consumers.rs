@@ -263,8 +263,8 @@ async fn a_poison_event_goes_to_the_dead_letter_queue_and_redrive_completes_it()
     }
     // The fault is fixed; redrive re-reads the event from the events table and applies it.
     active.store(false, Ordering::SeqCst);
-    let target = ops::Target::for_resources(&api.env.resources, &api.env.clients).expect("target");
-    let report = ops::dlq::redrive(&target, ops::dlq::DeadLetters::Projector, true)
+    let target = eventfold_tests::ops_target(&api.env);
+    let report = ops::dlq::redrive(&target, "projector", true)
         .await
         .expect("redrive");
     assert_eq!(
@@ -297,20 +297,26 @@ async fn rebuild_while_commands_arrive_equals_the_fold() {
         .values()
         .map(Vec::len)
         .sum();
-    let target = ops::Target::for_resources(&api.env.resources, &api.env.clients).expect("target");
-    let projector = target.projectors().expect("projectors")["accounts"].clone();
-    let cleared = projector.read_model().clear().await.expect("clear");
+    let target = eventfold_tests::ops_target(&api.env);
+    let projector = target
+        .service
+        .projector("accounts")
+        .expect("projector")
+        .clone();
+    let cleared = ops::rebuild::clear(&target, &projector)
+        .await
+        .expect("clear");
     assert!(cleared >= 10);
     assert!(projected_accounts(&api.env).await.is_empty());
     let more = {
         let api = api.clone();
         tokio::spawn(async move { workload(&api, 5, 100, 4, 12).await })
     };
-    let report = ops::rebuild::replay(&target.store, projector.as_ref(), 4, None)
+    let report = ops::rebuild::replay(&target, &projector, 4, None)
         .await
         .expect("rebuild");
     assert!(
-        report.batch.events() >= before,
+        report.events >= before as u64,
         "the scan saw every event written before it: {report:?}"
     );
     more.await.expect("commands");

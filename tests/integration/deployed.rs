@@ -151,3 +151,56 @@ async fn a_long_stream_is_snapshotted_through_the_queue() {
         (json!(27), json!(deployed::SNAPSHOT_EVERY))
     );
 }
+
+/// The operator commands on the deployed stack: names from its resources, the work done by
+/// invoking its own functions through Lambda's Invoke API (no domain code in the CLI).
+#[tokio::test]
+async fn rebuild_and_backfill_invoke_the_stacks_own_functions() {
+    let api = deployed::api();
+    let env = deployed::env().await;
+    let stack = deployed::stack().outputs["StackName"].clone();
+    let id = api.open_account("Operated", "EUR").await;
+    api.deposit(&id, 41).await;
+    let converged = |row: &bank::read_model::AccountRow| row.version == 2;
+    let deadline = Instant::now() + Duration::from_secs(30) * patience();
+    let before = loop {
+        let row = bank::read_model::account_row(&env.accounts(), &id)
+            .await
+            .expect("row");
+        if row.as_ref().is_some_and(converged) {
+            break row;
+        }
+        assert!(Instant::now() < deadline, "not projected: {row:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let run = |args: &[&str]| {
+        let output = eventfold_tests::cli()
+            .args(["--stack", &stack])
+            .args(args)
+            .output()
+            .expect("the CLI runs");
+        let said = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{args:?}: {said}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        said
+    };
+    let rebuilt = run(&["projections", "rebuild", "accounts", "--yes"]);
+    assert!(rebuilt.contains("rebuilt accounts"), "{rebuilt}");
+    assert_eq!(
+        bank::read_model::account_row(&env.accounts(), &id)
+            .await
+            .expect("row"),
+        before,
+        "the rebuilt row is the row"
+    );
+    let backfilled = run(&["snapshots", "backfill", &format!("Account-{id}")]);
+    assert!(
+        backfilled.contains("1 streams; 1 snapshots written"),
+        "{backfilled}"
+    );
+    let state = api.get(&format!("/accounts/{id}/state")).await;
+    assert_eq!(state.body["balance"], json!(41), "{state:?}");
+}

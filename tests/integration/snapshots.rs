@@ -279,14 +279,8 @@ async fn backfill_snapshots_a_whole_category() {
         ))
         .await
         .expect("user");
-    let target =
-        eventfold_cli::ops::Target::for_resources(&env.resources, &env.clients).expect("target");
-    assert_eq!(
-        eventfold_cli::ops::snapshots::backfill(&target, "Account")
-            .await
-            .expect("backfill"),
-        (3, 3)
-    );
+    let target = eventfold_tests::ops_target(&env);
+    assert_eq!(backfilled(&target, "Account").await, (3, 3));
     for (id, version) in [("b1", 3), ("b2", 120), ("b3", 1)] {
         assert_eq!(
             snapshot_version(&env, &format!("Account-{id}")).await,
@@ -298,16 +292,14 @@ async fn backfill_snapshots_a_whole_category() {
         None,
         "another category is left alone"
     );
-    assert_eq!(
-        eventfold_cli::ops::snapshots::backfill(&target, "Account")
-            .await
-            .expect("again"),
-        (3, 0)
-    );
-    assert_eq!(
-        eventfold_cli::ops::snapshots::backfill(&target, "User-u1")
-            .await
-            .expect("one"),
-        (1, 1)
-    );
+    assert_eq!(backfilled(&target, "Account").await, (3, 0));
+    assert_eq!(backfilled(&target, "User-u1").await, (1, 1));
+}
+
+/// Streams looked at and snapshots written by a backfill.
+async fn backfilled(target: &eventfold_cli::ops::Target, what: &str) -> (usize, usize) {
+    let report = eventfold_cli::ops::snapshots::backfill(target, what)
+        .await
+        .expect("backfill");
+    (report.streams, report.written)
 }

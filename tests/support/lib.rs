@@ -64,7 +64,48 @@ pub fn function_binaries() -> &'static std::path::Path {
 /// The repository's template, parsed once.
 pub fn template() -> &'static Template {
     static TEMPLATE: OnceLock<Template> = OnceLock::new();
-    TEMPLATE.get_or_init(|| Template::load_default().expect("infra/template.yaml parses"))
+    TEMPLATE.get_or_init(|| Template::load(&template_path()).expect("infra/template.yaml parses"))
+}
+
+/// The `eventfold` binary as an operator runs it: in the service's folder (its template at
+/// infra/template.yaml), its functions where the tests built them, on the emulator.
+pub fn cli() -> std::process::Command {
+    let mut command =
+        std::process::Command::new(built_binaries(&["eventfold-cli"]).join("eventfold"));
+    let root = template_path()
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("the workspace root")
+        .to_path_buf();
+    command
+        .current_dir(root)
+        .arg("--functions")
+        .arg(function_binaries())
+        .env("AWS_ENDPOINT_URL", emulator_endpoint())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null());
+    command
+}
+
+/// The operator commands' view of a test's environment: its tables and queues, the bank's
+/// template, and the function binaries the tests built.
+pub fn ops_target(env: &TestEnv) -> eventfold_cli::ops::Target {
+    eventfold_cli::ops::Target::for_resources(
+        Arc::new(template().clone()),
+        &env.resources,
+        &env.clients,
+        function_binaries().to_path_buf(),
+        &emulator_endpoint(),
+    )
+    .expect("an operator target")
+}
+
+/// The repository's template file.
+pub fn template_path() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/template.yaml")
 }
 
 /// How much slower the emulator is than MiniStack: bounded waits and SDK timeouts scale by it.

@@ -1,60 +1,157 @@
 //! The short scenario `make local` runs against the API it just started, printing each call,
-//! its answer, and the curl command to repeat it.
+//! its answer, and the curl command to repeat it. The scenario is the service's own
+//! `demo.yaml` beside its template:
+//!
+//! ```yaml
+//! title: a book lent and returned
+//! steps:
+//!   - post: /books
+//!     body: {title: "Dune {suffix}"}
+//!     save: {book: id}            # the answer's field `id`, as {book} from here on
+//!   - post: /books/{book}/loans
+//!     body: {member: m1}
+//!     headers: {Idempotency-Key: "loan-{suffix}"}
+//!     times: 2                     # the same call twice (a replay)
+//!   - post: /books/{book}/loans
+//!     body: {member: m2}
+//!     expect: 409                  # any other status fails the demo (default: 2xx)
+//!   - say: The read model follows through DynamoDB Streams
+//!   - get: /members/m1/loans
+//!     until: {count: 1}            # polled quietly (up to 15 s) until these fields match
+//! ```
+//!
+//! `{suffix}` is six random characters, so a demo can run again on the same tables.
 
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde::Deserialize;
+use serde_json::Value;
 
-/// One call of the demo.
-struct Step<'a> {
-    method: &'a str,
-    path: String,
-    body: Option<Value>,
-    headers: Vec<(&'a str, String)>,
+/// How long an `until` step polls.
+const PATIENCE: Duration = Duration::from_secs(15);
+
+/// A demo file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Demo {
+    /// What the demo shows, printed first.
+    pub title: String,
+    /// The calls, in order.
+    pub steps: Vec<Step>,
 }
 
-fn curl(base: &str, step: &Step<'_>) -> String {
-    let mut line = format!("curl -s -X {} {base}{}", step.method, step.path);
-    for (name, value) in &step.headers {
+/// One step: a call (`get`, `post`, `put`, `patch` or `delete` with its path) or a line to say.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    #[serde(default)]
+    get: Option<String>,
+    #[serde(default)]
+    post: Option<String>,
+    #[serde(default)]
+    put: Option<String>,
+    #[serde(default)]
+    patch: Option<String>,
+    #[serde(default)]
+    delete: Option<String>,
+    /// A line printed instead of a call.
+    #[serde(default)]
+    say: Option<String>,
+    #[serde(default)]
+    body: Option<Value>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    /// The status expected (default: any 2xx).
+    #[serde(default)]
+    expect: Option<u16>,
+    /// Values to keep from the answer's top-level fields: name → field.
+    #[serde(default)]
+    save: BTreeMap<String, String>,
+    /// Poll until the answer is a success whose fields have these values.
+    #[serde(default)]
+    until: Option<serde_json::Map<String, Value>>,
+    /// How many times to make the call.
+    #[serde(default = "once")]
+    times: u32,
+}
+
+fn once() -> u32 {
+    1
+}
+
+impl Step {
+    fn call(&self) -> Result<Option<(&'static str, &str)>, String> {
+        let calls: Vec<(&'static str, &str)> = [
+            ("GET", &self.get),
+            ("POST", &self.post),
+            ("PUT", &self.put),
+            ("PATCH", &self.patch),
+            ("DELETE", &self.delete),
+        ]
+        .into_iter()
+        .filter_map(|(method, path)| Some((method, path.as_deref()?)))
+        .collect();
+        match (calls.as_slice(), &self.say) {
+            ([one], None) => Ok(Some(*one)),
+            ([], Some(_)) => Ok(None),
+            _ => Err("a step is one call (get, post, put, patch, delete) or one say".into()),
+        }
+    }
+}
+
+impl Demo {
+    /// Reads a demo file, checking each step's shape.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let demo: Self =
+            serde_norway::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        for (i, step) in demo.steps.iter().enumerate() {
+            step.call()
+                .map_err(|e| format!("{}: step {}: {e}", path.display(), i + 1))?;
+        }
+        Ok(demo)
+    }
+}
+
+/// `{name}` replaced by the saved value, in a string.
+fn fill(text: &str, saved: &BTreeMap<String, String>) -> String {
+    saved.iter().fold(text.to_owned(), |text, (name, value)| {
+        text.replace(&format!("{{{name}}}"), value)
+    })
+}
+
+/// `{name}` replaced in every string of a JSON value.
+fn fill_value(value: &Value, saved: &BTreeMap<String, String>) -> Value {
+    match value {
+        Value::String(s) => Value::String(fill(s, saved)),
+        Value::Array(items) => Value::Array(items.iter().map(|v| fill_value(v, saved)).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), fill_value(v, saved)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn curl(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: Option<&Value>,
+) -> String {
+    let mut line = format!("curl -s -X {method} '{base}{path}'");
+    for (name, value) in headers {
         line.push_str(&format!(" -H '{name}: {value}'"));
     }
-    if let Some(body) = &step.body {
+    if let Some(body) = body {
         line.push_str(&format!(" -H 'content-type: application/json' -d '{body}'"));
     }
     line
-}
-
-async fn call(
-    client: &reqwest::Client,
-    base: &str,
-    step: Step<'_>,
-) -> Result<(u16, Value), String> {
-    let url = format!("{base}{}", step.path);
-    let mut request = match step.method {
-        "POST" => client.post(&url),
-        _ => client.get(&url),
-    };
-    for (name, value) in &step.headers {
-        request = request.header(*name, value);
-    }
-    if let Some(body) = &step.body {
-        request = request.json(body);
-    }
-    let response = request.send().await.map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let replayed = response.headers().contains_key("idempotent-replayed");
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    let marker = if replayed {
-        "  (Idempotent-Replayed: true)"
-    } else {
-        ""
-    };
-    say(&format!(
-        "  {} {}  → {status}{marker}\n      {body}",
-        step.method, step.path
-    ));
-    say(&format!("      $ {}", curl(base, &step)));
-    Ok((status, body))
 }
 
 #[allow(clippy::print_stdout)]
@@ -62,123 +159,142 @@ fn say(line: &str) {
     println!("{line}");
 }
 
-fn id_of(body: &Value) -> Result<String, String> {
-    body["id"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| format!("no id in {body}"))
+/// One HTTP call: its status, whether it was a replay, its body.
+async fn send(
+    client: &reqwest::Client,
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+    body: Option<&Value>,
+) -> Result<(u16, bool, Value), String> {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+    let mut request = client.request(method, url);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let response = request.send().await.map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let replayed = response.headers().contains_key("idempotent-replayed");
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    Ok((status, replayed, body))
 }
 
-/// Runs the scenario; returns an error if the API does not behave as documented.
-pub async fn run(base: &str) -> Result<(), String> {
+fn matches(
+    body: &Value,
+    wanted: &serde_json::Map<String, Value>,
+    saved: &BTreeMap<String, String>,
+) -> bool {
+    wanted
+        .iter()
+        .all(|(field, value)| body.get(field) == Some(&fill_value(value, saved)))
+}
+
+/// Runs a demo against the API at `base`; an error if the API does not answer as it says.
+pub async fn run(demo: &Demo, base: &str) -> Result<(), String> {
     let client = reqwest::Client::new();
-    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
-    say("\nDemo: a user, two accounts, money in and out, a transfer, time travel, integrity.\n");
-    let post = |path: String, body: Value| Step {
-        method: "POST",
-        path,
-        body: Some(body),
-        headers: Vec::new(),
-    };
-    let get = |path: String| Step {
-        method: "GET",
-        path,
-        body: None,
-        headers: Vec::new(),
-    };
-    call(
-        &client,
-        base,
-        post(
-            "/users".into(),
-            json!({"email": format!("ada.{suffix}@example.com"), "name": "Ada Lovelace"}),
-        ),
-    )
-    .await?;
-    let (_, ada) = call(
-        &client,
-        base,
-        post(
-            "/accounts".into(),
-            json!({"owner": "Ada Lovelace", "currency": "EUR"}),
-        ),
-    )
-    .await?;
-    let (_, charles) = call(
-        &client,
-        base,
-        post(
-            "/accounts".into(),
-            json!({"owner": "Charles Babbage", "currency": "EUR"}),
-        ),
-    )
-    .await?;
-    let (a, c) = (id_of(&ada)?, id_of(&charles)?);
-    let key = format!("demo-deposit-{suffix}");
-    for _ in 0..2 {
-        let mut deposit = post(format!("/accounts/{a}/deposits"), json!({"amount": 10_000}));
-        deposit.headers.push(("Idempotency-Key", key.clone()));
-        call(&client, base, deposit).await?;
-    }
-    call(
-        &client,
-        base,
-        post(
-            format!("/accounts/{a}/withdrawals"),
-            json!({"amount": 2_500}),
-        ),
-    )
-    .await?;
-    call(
-        &client,
-        base,
-        post(
-            "/transfers".into(),
-            json!({"from": a, "to": c, "amount": 1_500}),
-        ),
-    )
-    .await?;
-    let (status, _) = call(
-        &client,
-        base,
-        post(
-            format!("/accounts/{a}/withdrawals"),
-            json!({"amount": 1_000_000}),
-        ),
-    )
-    .await?;
-    if status != 422 {
-        return Err(format!("an overdraft answered {status}, not 422"));
-    }
-    say("\n  The read model follows through DynamoDB Streams:");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let response = client
-            .get(format!("{base}/accounts/{a}"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let ok = response.status().is_success();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if ok && body["version"] == json!(4) {
-            break;
+    let mut saved = BTreeMap::from([(
+        "suffix".to_owned(),
+        uuid::Uuid::new_v4().simple().to_string()[..6].to_owned(),
+    )]);
+    say(&format!("\nDemo: {}.\n", demo.title));
+    for step in &demo.steps {
+        let Some((method, path)) = step.call()? else {
+            say(&format!("\n  {}:", step.say.as_deref().unwrap_or_default()));
+            continue;
+        };
+        let path = fill(path, &saved);
+        let url = format!("{base}{path}");
+        let headers: Vec<(String, String)> = step
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), fill(v, &saved)))
+            .collect();
+        let body = step.body.as_ref().map(|b| fill_value(b, &saved));
+        if let Some(wanted) = &step.until {
+            let deadline = Instant::now() + PATIENCE;
+            loop {
+                let (status, _, answer) =
+                    send(&client, method, &url, &headers, body.as_ref()).await?;
+                if (200..300).contains(&status) && matches(&answer, wanted, &saved) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "{method} {path} did not come to {wanted:?}: {answer}"
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
         }
-        if Instant::now() > deadline {
-            return Err(format!("the projection did not catch up: {body}"));
+        for _ in 0..step.times.max(1) {
+            let (status, replayed, answer) =
+                send(&client, method, &url, &headers, body.as_ref()).await?;
+            let marker = if replayed {
+                "  (Idempotent-Replayed: true)"
+            } else {
+                ""
+            };
+            say(&format!(
+                "  {method} {path}  → {status}{marker}\n      {answer}"
+            ));
+            say(&format!(
+                "      $ {}",
+                curl(base, method, &path, &headers, body.as_ref())
+            ));
+            let expected = step
+                .expect
+                .map_or((200..300).contains(&status), |e| e == status);
+            if !expected {
+                return Err(format!(
+                    "{method} {path} answered {status}, not {}",
+                    step.expect
+                        .map_or_else(|| "a success".to_owned(), |e| e.to_string())
+                ));
+            }
+            for (name, field) in &step.save {
+                let value = match answer.get(field) {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(Value::Number(n)) => n.to_string(),
+                    _ => return Err(format!("{method} {path}: no field {field} in {answer}")),
+                };
+                saved.insert(name.clone(), value);
+            }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    call(&client, base, get(format!("/accounts/{a}"))).await?;
-    call(&client, base, get(format!("/accounts/{a}/state?as_of=2"))).await?;
-    call(
-        &client,
-        base,
-        get(format!("/streams/Account-{a}/events?limit=2")),
-    )
-    .await?;
-    call(&client, base, get(format!("/streams/Account-{a}/verify"))).await?;
-    say(&format!(
-        "\nThe API is at {base} (OpenAPI: {base}/openapi.json). Ctrl-C stops everything.\n"
-    ));
     Ok(())
+}
+
+/// Loads a demo file and runs it.
+pub async fn run_file(path: &Path, base: &str) -> Result<(), String> {
+    run(&Demo::load(path)?, base).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_is_one_call_or_one_line() {
+        let demo: Demo = serde_norway::from_str("title: t\nsteps:\n  - get: /a\n    post: /b\n")
+            .expect("parses");
+        assert!(demo.steps[0].call().is_err());
+        let wrong = serde_norway::from_str::<Demo>("title: t\nsteps:\n  - fetch: /a\n");
+        assert!(wrong.is_err(), "unknown keys are refused");
+    }
+
+    #[test]
+    fn saved_values_fill_strings_only() {
+        let saved = BTreeMap::from([("a".to_owned(), "42".to_owned())]);
+        assert_eq!(fill("/accounts/{a}/x", &saved), "/accounts/42/x");
+        assert_eq!(
+            fill_value(
+                &serde_json::json!({"from": "{a}", "n": 3, "l": ["{a}"]}),
+                &saved
+            ),
+            serde_json::json!({"from": "42", "n": 3, "l": ["42"]})
+        );
+    }
 }

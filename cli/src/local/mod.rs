@@ -30,8 +30,3 @@ pub fn binaries_beside(template: &Path, profile: &str) -> PathBuf {
             .join(profile),
     }
 }
-
-/// The binaries of this workspace's own template.
-pub fn binaries(profile: &str) -> PathBuf {
-    binaries_beside(&template::default_path(), profile)
-}

@@ -218,6 +218,58 @@ pub async fn provision(
     Ok(resources)
 }
 
+/// Finds the template's tables and queues under `prefix` without creating any: what an
+/// operator command works on. A queue that does not exist is not part of the environment; a
+/// table is named whether or not it exists (the command that uses it says so).
+pub async fn discover(
+    template: &Template,
+    clients: &Clients,
+    prefix: &str,
+) -> Result<Resources, ProvisionError> {
+    let mut resources = Resources {
+        prefix: prefix.to_owned(),
+        parameters: template.parameters.clone(),
+        ..Resources::default()
+    };
+    for table in &template.tables {
+        let name = physical_name(prefix, &table.logical_id, false);
+        if table.stream_view_type.is_some()
+            && let Ok(described) = clients
+                .dynamodb
+                .describe_table()
+                .table_name(&name)
+                .send()
+                .await
+            && let Some(arn) = described.table.and_then(|t| t.latest_stream_arn)
+        {
+            resources.stream_arns.insert(table.logical_id.clone(), arn);
+        }
+        resources.tables.insert(table.logical_id.clone(), name);
+    }
+    for queue in &template.queues {
+        let name = physical_name(prefix, &queue.logical_id, queue.fifo);
+        let Ok(found) = clients.sqs.get_queue_url().queue_name(&name).send().await else {
+            continue;
+        };
+        let Some(url) = found.queue_url else { continue };
+        let arn = clients
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(|e| fail(&name, aws_sdk_sqs::error::DisplayErrorContext(e)))?
+            .attributes
+            .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+            .unwrap_or_default();
+        resources
+            .queues
+            .insert(queue.logical_id.clone(), QueueRef { name, url, arn });
+    }
+    Ok(resources)
+}
+
 async fn create_table(
     client: &aws_sdk_dynamodb::Client,
     table: &TableSpec,

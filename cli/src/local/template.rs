@@ -203,11 +203,6 @@ impl Template {
         Self::parse(&text)
     }
 
-    /// The template of this repository, found from the workspace root.
-    pub fn load_default() -> Result<Self, TemplateError> {
-        Self::load(&default_path())
-    }
-
     /// Interprets template text.
     pub fn parse(source: &str) -> Result<Self, TemplateError> {
         let root: Value =
@@ -356,11 +351,6 @@ fn text_value(value: Option<&Value>) -> Option<String> {
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
-}
-
-/// `infra/template.yaml` at the workspace root (this crate's parent directory).
-pub fn default_path() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/template.yaml")
 }
 
 fn parse_table(id: &str, properties: &Value) -> Result<TableSpec, TemplateError> {
@@ -561,7 +551,8 @@ mod tests {
 
     #[test]
     fn reads_the_repository_template() {
-        let template = Template::load_default().expect("template parses");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/template.yaml");
+        let template = Template::load(&path).expect("template parses");
         let events = template.table("EventsTable").expect("events table");
         assert_eq!(events.hash_key, "stream_id");
         assert_eq!(events.range_key.as_deref(), Some("version"));

@@ -1,63 +1,20 @@
-//! `dlq list | peek | redrive`: the stack's dead-letter queues. A redrive sends each message's
-//! work back where it failed: the projector's and the publisher's batches are re-read from the
-//! events table and applied or published again; snapshot requests and subscribers' events go
-//! back to their queues. A message is deleted only once its work is done.
+//! `dlq list | peek | redrive`: the service's dead-letter queues, as its template wires them.
+//! A redrive sends each message's work back where it failed: a stream reader's on-failure
+//! record is turned back into the events it covered, re-read from the events table, and the
+//! function that failed is invoked with them again; a queue's dead letters go back to that
+//! queue. A message is deleted only once its work is done.
 
 use std::collections::BTreeSet;
-use std::fmt;
 
-use aws_sdk_sqs::types::{Message, QueueAttributeName};
+use aws_lambda_events::streams::DynamoDbEventResponse;
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
 use eventfold::aws::error::queue_error;
-use eventfold::lambda::publish::Publisher;
-use eventfold::projection::StreamProjector;
+use eventfold::lambda::stream::{insert_record, stream_event};
 use serde_json::Value;
 
 use super::redrive::events_of_failed_batch;
+use super::service::{DeadLetterSource, DeadLetterSpec};
 use super::{OpsError, Target, confirm, say};
-
-/// A dead-letter queue of the stack.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeadLetters {
-    /// Batches the accounts projector failed on (on-failure records).
-    Projector,
-    /// Batches the publisher failed on (on-failure records).
-    Publisher,
-    /// Snapshot requests that failed every receive.
-    Snapshot,
-    /// Events a subscriber failed on.
-    Events,
-}
-
-impl DeadLetters {
-    /// Every dead-letter queue.
-    pub const ALL: [Self; 4] = [
-        Self::Projector,
-        Self::Publisher,
-        Self::Snapshot,
-        Self::Events,
-    ];
-
-    /// The queue's logical id in the template.
-    pub fn logical_id(self) -> &'static str {
-        match self {
-            Self::Projector => "ProjectorDeadLetterQueue",
-            Self::Publisher => "PublisherDeadLetterQueue",
-            Self::Snapshot => "SnapshotDeadLetterQueue",
-            Self::Events => "EventsDeadLetterQueue",
-        }
-    }
-}
-
-impl fmt::Display for DeadLetters {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Projector => "projector",
-            Self::Publisher => "publisher",
-            Self::Snapshot => "snapshot",
-            Self::Events => "events",
-        })
-    }
-}
 
 /// Messages waiting and in flight in a queue.
 pub async fn depth(target: &Target, url: &str) -> Result<(i64, i64), OpsError> {
@@ -92,18 +49,17 @@ pub async fn depth(target: &Target, url: &str) -> Result<(i64, i64), OpsError> {
 }
 
 /// `dlq list`: each dead-letter queue and how many messages it holds.
-pub async fn list(target: &Target) -> Result<Vec<(DeadLetters, i64)>, OpsError> {
+pub async fn list(target: &Target) -> Result<Vec<(String, i64)>, OpsError> {
     let mut listed = Vec::new();
-    for queue in DeadLetters::ALL {
-        let Ok(url) = target.queue(queue.logical_id()) else {
+    for (name, spec) in &target.service.dead_letters {
+        let Ok(url) = target.queue(&spec.queue) else {
             continue;
         };
         let (waiting, in_flight) = depth(target, url).await?;
         say(&format!(
-            "{:<10} {waiting:>6} waiting {in_flight:>6} in flight  {url}",
-            queue.to_string()
+            "{name:<10} {waiting:>6} waiting {in_flight:>6} in flight  {url}"
         ));
-        listed.push((queue, waiting + in_flight));
+        listed.push((name.clone(), waiting + in_flight));
     }
     Ok(listed)
 }
@@ -117,6 +73,7 @@ async fn receive(target: &Target, url: &str, visibility: i32) -> Result<Vec<Mess
         .max_number_of_messages(10)
         .wait_time_seconds(1)
         .visibility_timeout(visibility)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
         .send()
         .await
         .map_err(|e| {
@@ -131,8 +88,8 @@ async fn receive(target: &Target, url: &str, visibility: i32) -> Result<Vec<Mess
 }
 
 /// `dlq peek`: up to `max` messages, shown and left in the queue.
-pub async fn peek(target: &Target, queue: DeadLetters, max: usize) -> Result<usize, OpsError> {
-    let url = target.queue(queue.logical_id())?;
+pub async fn peek(target: &Target, queue: &str, max: usize) -> Result<usize, OpsError> {
+    let url = target.queue(&target.service.dead_letter(queue)?.queue)?;
     let mut shown = BTreeSet::new();
     // Received with a visibility timeout of 0: they stay in the queue for everyone else.
     while shown.len() < max {
@@ -155,9 +112,7 @@ pub async fn peek(target: &Target, queue: DeadLetters, max: usize) -> Result<usi
                 message.message_id().unwrap_or_default(),
                 message
                     .attributes()
-                    .and_then(|a| a.get(
-                        &aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount
-                    ))
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
                     .map_or("?", String::as_str)
             ));
             shown.insert(message.message_id().unwrap_or_default().to_owned());
@@ -180,17 +135,14 @@ pub struct RedriveReport {
 }
 
 /// `dlq redrive`: asks, then does each message's work again and deletes it once done.
-pub async fn redrive(
-    target: &Target,
-    queue: DeadLetters,
-    yes: bool,
-) -> Result<RedriveReport, OpsError> {
-    let url = target.queue(queue.logical_id())?.to_owned();
+pub async fn redrive(target: &Target, queue: &str, yes: bool) -> Result<RedriveReport, OpsError> {
+    let spec = target.service.dead_letter(queue)?.clone();
+    let url = target.queue(&spec.queue)?.to_owned();
     let (waiting, _) = depth(target, &url).await?;
     confirm(
         &format!(
-            "redrive consumes the {queue} dead-letter queue of {} ({waiting} messages)",
-            target.label
+            "redrive consumes {} of {} ({waiting} messages)",
+            spec.queue, target.label
         ),
         yes,
     )?;
@@ -207,7 +159,7 @@ pub async fn redrive(
                 return Ok(report);
             }
             report.messages += 1;
-            match redo(target, queue, message.body().unwrap_or_default()).await {
+            match redo(target, &spec, &message).await {
                 Ok(events) => {
                     target
                         .clients
@@ -245,58 +197,59 @@ pub async fn redrive(
 }
 
 /// One message's work, done again; the number of events it covered.
-async fn redo(target: &Target, queue: DeadLetters, body: &str) -> Result<usize, String> {
-    match queue {
-        DeadLetters::Projector => {
+async fn redo(target: &Target, spec: &DeadLetterSpec, message: &Message) -> Result<usize, String> {
+    let body = message.body().unwrap_or_default();
+    match &spec.source {
+        DeadLetterSource::OnFailure(functions) => {
+            let function = failed_function(functions, body)?;
             let events =
                 events_of_failed_batch(&target.clients, target.store.as_ref(), body).await?;
-            let projectors = target.projectors().map_err(|e| e.to_string())?;
-            for projector in projectors.values() {
-                project_by_stream(projector.as_ref(), &events).await?;
-            }
-            Ok(events.len())
-        }
-        DeadLetters::Publisher => {
-            let events =
-                events_of_failed_batch(&target.clients, target.store.as_ref(), body).await?;
-            let publisher = Publisher::new(
-                target.clients.sqs.clone(),
-                target.queue("EventsQueue").map_err(|e| e.to_string())?,
-                target.queue("SnapshotQueue").map_err(|e| e.to_string())?,
-            );
-            let count = events.len();
-            let report = publisher.publish_events(events).await;
-            match report.first_failure {
-                None => Ok(count),
-                Some(position) => Err(format!("event {position} of the batch was not accepted")),
+            let records = events
+                .iter()
+                .enumerate()
+                .map(|(i, event)| insert_record(event, i as u64 + 1))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            let response: DynamoDbEventResponse = target
+                .invoker
+                .invoke(function, &stream_event(records).map_err(|e| e.to_string())?)
+                .await?;
+            match response.batch_item_failures.first() {
+                None => Ok(events.len()),
+                Some(failure) => Err(format!(
+                    "{function} failed again, at the record {}",
+                    failure.item_identifier.as_deref().unwrap_or("?")
+                )),
             }
         }
-        DeadLetters::Snapshot => {
-            let url = target.queue("SnapshotQueue").map_err(|e| e.to_string())?;
-            target
+        DeadLetterSource::Queue(source) => {
+            let url = target.queue(source).map_err(|e| e.to_string())?;
+            let attribute = |name: MessageSystemAttributeName| {
+                message.attributes().and_then(|a| a.get(&name)).cloned()
+            };
+            let fifo = target.template.queue(source).is_some_and(|q| q.fifo);
+            let mut send = target
                 .clients
                 .sqs
                 .send_message()
                 .queue_url(url)
-                .message_body(body)
-                .send()
-                .await
-                .map_err(|e| queue_error("SendMessage", url, e).to_string())?;
-            Ok(1)
-        }
-        DeadLetters::Events => {
-            let event: eventfold::RecordedEvent =
-                serde_json::from_str(body).map_err(|e| format!("not an event: {e}"))?;
-            let url = target.queue("EventsQueue").map_err(|e| e.to_string())?;
-            target
-                .clients
-                .sqs
-                .send_message()
-                .queue_url(url)
-                .message_group_id(event.stream_id.as_str())
-                .message_deduplication_id(event.event_id.to_string())
-                .message_body(body)
-                .send()
+                .message_body(body);
+            if fifo {
+                // The group and deduplication id the message was sent with; for an event
+                // whose emulator dropped them, its stream and event id, as the publisher sets.
+                let event = serde_json::from_str::<eventfold::RecordedEvent>(body).ok();
+                let group = attribute(MessageSystemAttributeName::MessageGroupId)
+                    .or_else(|| event.as_ref().map(|e| e.stream_id.to_string()))
+                    .ok_or("a FIFO message without a group id")?;
+                let deduplication = attribute(MessageSystemAttributeName::MessageDeduplicationId)
+                    .or_else(|| event.as_ref().map(|e| e.event_id.to_string()))
+                    .or_else(|| message.message_id().map(str::to_owned))
+                    .unwrap_or_default();
+                send = send
+                    .message_group_id(group)
+                    .message_deduplication_id(deduplication);
+            }
+            send.send()
                 .await
                 .map_err(|e| queue_error("SendMessage", url, e).to_string())?;
             Ok(1)
@@ -304,24 +257,20 @@ async fn redo(target: &Target, queue: DeadLetters, body: &str) -> Result<usize, 
     }
 }
 
-/// Projects events of possibly several streams, a stream's events at once.
-async fn project_by_stream(
-    projector: &dyn StreamProjector,
-    events: &[eventfold::RecordedEvent],
-) -> Result<(), String> {
-    let mut start = 0;
-    while start < events.len() {
-        let stream = &events[start].stream_id;
-        let end = events[start..]
-            .iter()
-            .position(|e| &e.stream_id != stream)
-            .map_or(events.len(), |n| start + n);
-        projector
-            .project_stream(&events[start..end])
-            .await
-            .into_result()
-            .map_err(|e| e.to_string())?;
-        start = end;
+/// Which function an on-failure record came from: the only one writing to this queue, or the
+/// one its request context names.
+fn failed_function<'a>(functions: &'a [String], body: &str) -> Result<&'a str, String> {
+    if let [only] = functions {
+        return Ok(only);
     }
-    Ok(())
+    let record: Value =
+        serde_json::from_str(body).map_err(|e| format!("not an on-failure record: {e}"))?;
+    let arn = record["requestContext"]["functionArn"]
+        .as_str()
+        .unwrap_or_default();
+    functions
+        .iter()
+        .find(|f| arn.ends_with(&format!(":{f}")) || arn.contains(f.as_str()))
+        .map(String::as_str)
+        .ok_or_else(|| format!("no function of the template sent this record ({arn})"))
 }

@@ -1,12 +1,16 @@
-//! Operator commands against a deployed stack (names from its outputs) or a local environment
-//! (the template's logical ids under a prefix), through the SDK's usual configuration:
-//! reading and tailing streams, verifying chains, rebuilding projections, backfilling
-//! snapshots, dead-letter queues, and statistics.
+//! Operator commands for any service, against a deployed stack (names from its resources) or
+//! a local environment (the template's logical ids under a prefix), through the SDK's usual
+//! configuration: reading and tailing streams, verifying chains, rebuilding projections,
+//! backfilling snapshots, dead-letter queues, and statistics. What is the service's own work
+//! (projecting, snapshotting, publishing) is done by invoking the service's own functions
+//! with records from the events table; the CLI holds no domain code.
 
 pub mod dlq;
+pub mod invoke;
 pub mod progress;
 pub mod rebuild;
 pub mod redrive;
+pub mod service;
 pub mod snapshots;
 pub mod stats;
 pub mod streams;
@@ -14,14 +18,16 @@ pub mod verify;
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use eventfold::aws::DynamoStore;
 use eventfold::error::{StoreError, Unavailable, error_chain};
-use eventfold::projection::StreamProjector;
 
-use crate::local::provision::{Clients, Resources, physical_name};
+use crate::local::provision::{Clients, Resources, discover};
 use crate::local::template::Template;
+use invoke::Invoker;
+use service::Service;
 
 /// What went wrong, said for an operator: which resource, and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +105,33 @@ pub enum Selection {
     Prefix(String),
 }
 
-/// The tables and queues of one environment, resolved.
+/// The service's template and, for a local environment, where its function binaries are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    /// The SAM template.
+    pub template: PathBuf,
+    /// The folder of the function binaries (local environments only); by default the
+    /// workspace's `target/debug` beside the template.
+    pub functions: Option<PathBuf>,
+}
+
+impl Source {
+    /// The template at `template`, its binaries where cargo builds them.
+    pub fn new(template: impl Into<PathBuf>) -> Self {
+        Self {
+            template: template.into(),
+            functions: None,
+        }
+    }
+
+    pub fn binaries(&self) -> PathBuf {
+        self.functions
+            .clone()
+            .unwrap_or_else(|| crate::local::binaries_beside(&self.template, "debug"))
+    }
+}
+
+/// The tables, queues and functions of one environment, resolved.
 #[derive(Clone, Debug)]
 pub struct Target {
     /// What the operator selected, for messages ("stack prod", "local prefix eventfold").
@@ -108,125 +140,140 @@ pub struct Target {
     pub clients: Clients,
     /// The events table's store (no commands table: operators never append commands).
     pub store: Arc<DynamoStore>,
+    /// The service's template.
+    pub template: Arc<Template>,
+    /// What the template says about the service.
+    pub service: Service,
     /// Table names by logical id.
     pub tables: BTreeMap<String, String>,
     /// Queue URLs by logical id.
     pub queues: BTreeMap<String, String>,
+    /// The service's functions.
+    pub invoker: Arc<Invoker>,
 }
 
-/// The template's tables and queues, with the stack output that names each.
-const TABLES: [&str; 4] = [
-    "EventsTable",
-    "CommandsTable",
-    "SnapshotsTable",
-    "AccountsTable",
-];
-const QUEUES: [&str; 6] = [
-    "EventsQueue",
-    "SnapshotQueue",
-    "EventsDeadLetterQueue",
-    "ProjectorDeadLetterQueue",
-    "PublisherDeadLetterQueue",
-    "SnapshotDeadLetterQueue",
-];
-
 impl Target {
-    /// Resolves names: from the stack's outputs, or from the template under a prefix.
-    pub async fn resolve(selection: &Selection) -> Result<Self, OpsError> {
+    /// Resolves names: from the stack's resources, or from the template under a prefix.
+    pub async fn resolve(selection: &Selection, source: &Source) -> Result<Self, OpsError> {
+        let template = Arc::new(Template::load(&source.template).map_err(|e| {
+            OpsError(format!(
+                "{e} (the service's template; --template names another)"
+            ))
+        })?);
         let sdk = eventfold::aws::load_sdk_config().await;
         let clients = Clients::new(&sdk);
         match selection {
-            Selection::Stack(name) => Self::from_stack(clients, name, &sdk).await,
-            Selection::Prefix(prefix) => Self::from_prefix(clients, prefix).await,
+            Selection::Stack(name) => Self::from_stack(template, clients, name, &sdk).await,
+            Selection::Prefix(prefix) => {
+                let resources = discover(&template, &clients, prefix)
+                    .await
+                    .map_err(|e| OpsError(e.to_string()))?;
+                let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+                Self::for_resources(template, &resources, &clients, source.binaries(), &endpoint)
+            }
         }
     }
 
     async fn from_stack(
+        template: Arc<Template>,
         clients: Clients,
         name: &str,
         sdk: &aws_config::SdkConfig,
     ) -> Result<Self, OpsError> {
         let cloudformation = aws_sdk_cloudformation::Client::new(sdk);
-        let described = cloudformation
-            .describe_stacks()
-            .stack_name(name)
-            .send()
-            .await
-            .map_err(|e| {
-                OpsError(describe(&eventfold::aws::error::from_sdk(
-                    "DescribeStacks",
-                    &format!("stack {name}"),
-                    e,
-                )))
-            })?;
-        let stack = described
-            .stacks()
-            .first()
-            .ok_or_else(|| OpsError(format!("no stack {name}")))?;
-        let outputs: BTreeMap<&str, &str> = stack
-            .outputs()
-            .iter()
-            .filter_map(|o| Some((o.output_key()?, o.output_value()?)))
-            .collect();
-        let mut tables = BTreeMap::new();
-        for logical in TABLES {
-            if let Some(value) = outputs.get(format!("{logical}Name").as_str()) {
-                tables.insert(logical.to_owned(), (*value).to_owned());
+        let mut resources = Vec::new();
+        let mut next = None;
+        loop {
+            let page = cloudformation
+                .list_stack_resources()
+                .stack_name(name)
+                .set_next_token(next)
+                .send()
+                .await
+                .map_err(|e| {
+                    OpsError(describe(&eventfold::aws::error::from_sdk(
+                        "ListStackResources",
+                        &format!("stack {name}"),
+                        e,
+                    )))
+                })?;
+            resources.extend(page.stack_resource_summaries().iter().filter_map(|r| {
+                Some((
+                    r.resource_type()?.to_owned(),
+                    r.logical_resource_id()?.to_owned(),
+                    r.physical_resource_id()?.to_owned(),
+                ))
+            }));
+            next = page.next_token;
+            if next.is_none() {
+                break;
             }
         }
-        let mut queues = BTreeMap::new();
-        for logical in QUEUES {
-            if let Some(value) = outputs.get(format!("{logical}Url").as_str()) {
-                queues.insert(logical.to_owned(), (*value).to_owned());
-            }
-        }
-        Self::new(format!("stack {name}"), clients, tables, queues)
+        let of_type = |kind: &str| -> BTreeMap<String, String> {
+            resources
+                .iter()
+                .filter(|(t, _, _)| t == kind)
+                .map(|(_, logical, physical)| (logical.clone(), physical.clone()))
+                .collect()
+        };
+        let invoker = Invoker::Deployed {
+            sdk: Box::new(sdk.clone()),
+            http: reqwest::Client::new(),
+            names: of_type("AWS::Lambda::Function"),
+        };
+        Self::new(
+            format!("stack {name}"),
+            template,
+            clients,
+            of_type("AWS::DynamoDB::Table"),
+            of_type("AWS::SQS::Queue"),
+            invoker,
+        )
     }
 
-    async fn from_prefix(clients: Clients, prefix: &str) -> Result<Self, OpsError> {
-        let template = Template::load_default().map_err(|e| OpsError(e.to_string()))?;
-        let tables = TABLES
-            .iter()
-            .map(|logical| ((*logical).to_owned(), physical_name(prefix, logical, false)))
-            .collect();
-        let mut queues = BTreeMap::new();
-        for logical in QUEUES {
-            let fifo = template.queue(logical).is_some_and(|q| q.fifo);
-            let name = physical_name(prefix, logical, fifo);
-            // A queue that does not exist is simply not part of this environment.
-            if let Ok(found) = clients.sqs.get_queue_url().queue_name(&name).send().await
-                && let Some(url) = found.queue_url
-            {
-                queues.insert(logical.to_owned(), url);
-            }
-        }
-        Self::new(format!("local prefix {prefix}"), clients, tables, queues)
-    }
-
-    /// The environment a test provisioned.
-    pub fn for_resources(resources: &Resources, clients: &Clients) -> Result<Self, OpsError> {
+    /// A local environment: `resources` as provisioned or discovered, the functions' binaries
+    /// in `binaries`, run against the emulator at `endpoint` (empty: the caller's own AWS
+    /// configuration).
+    pub fn for_resources(
+        template: Arc<Template>,
+        resources: &Resources,
+        clients: &Clients,
+        binaries: PathBuf,
+        endpoint: &str,
+    ) -> Result<Self, OpsError> {
         let queues = resources
             .queues
             .iter()
             .map(|(logical, queue)| (logical.clone(), queue.url.clone()))
             .collect();
+        let invoker = Invoker::local(
+            template.clone(),
+            resources.clone(),
+            endpoint.to_owned(),
+            binaries,
+        );
         Self::new(
             format!("local prefix {}", resources.prefix),
+            template,
             clients.clone(),
             resources.tables.clone(),
             queues,
+            invoker,
         )
     }
 
     fn new(
         label: String,
+        template: Arc<Template>,
         clients: Clients,
         tables: BTreeMap<String, String>,
         queues: BTreeMap<String, String>,
+        invoker: Invoker,
     ) -> Result<Self, OpsError> {
+        let service = Service::of(&template)?;
         let events = tables
-            .get("EventsTable")
-            .ok_or_else(|| OpsError(format!("{label} names no events table")))?;
+            .get(&service.events_table)
+            .ok_or_else(|| OpsError(format!("{label} has no {}", service.events_table)))?;
         let store = Arc::new(DynamoStore::new(
             clients.dynamodb.clone(),
             events,
@@ -236,8 +283,11 @@ impl Target {
             label,
             clients,
             store,
+            template,
+            service,
             tables,
             queues,
+            invoker: Arc::new(invoker),
         })
     }
 
@@ -255,20 +305,6 @@ impl Target {
             .get(logical_id)
             .map(String::as_str)
             .ok_or_else(|| OpsError(format!("{} has no {logical_id}", self.label)))
-    }
-
-    /// The projections of this service, by name.
-    pub fn projectors(&self) -> Result<BTreeMap<String, Arc<dyn StreamProjector>>, OpsError> {
-        let accounts = bank::accounts_projector(
-            Arc::new(eventfold::aws::DynamoReadModel::new(
-                self.clients.dynamodb.clone(),
-                self.table("AccountsTable")?,
-                bank::names::accounts::ACCOUNT_ID,
-            )),
-            self.store.clone(),
-        );
-        let accounts: Arc<dyn StreamProjector> = Arc::new(accounts);
-        Ok(BTreeMap::from([(accounts.name().to_owned(), accounts)]))
     }
 }
 

@@ -91,8 +91,8 @@ async fn batch_keys(
     Ok(keys)
 }
 
-/// The events a stream reader's on-failure record covers, read from the events table, in
-/// stream and version order.
+/// The events a stream reader's on-failure record covers, read from the events table as
+/// stored (the function upcasts them itself), in stream and version order.
 pub async fn events_of_failed_batch(
     clients: &Clients,
     store: &dyn EventStore,
@@ -115,7 +115,7 @@ pub async fn events_of_failed_batch(
             .read_raw(&stream_id, ReadRange::from(version).to(version))
             .await
             .map_err(|e| e.to_string())?;
-        covered.extend(store.upcast_all(raw.events).map_err(|e| e.to_string())?);
+        covered.extend(raw.events);
     }
     Ok(covered)
 }

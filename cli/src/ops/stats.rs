@@ -1,13 +1,15 @@
 //! `stats`: streams and events, the largest streams, how far each projection is behind, and
 //! every queue's depth. One scan of the events table (keys and times only) and one of each
-//! read model.
+//! read-model table (keys, versions and sources only): per-stream rows carry the stream they
+//! follow, shared projections a checkpoint per stream, so no projection code is needed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use eventfold::aws::error::from_sdk;
 use eventfold::envelope::parse_timestamp;
-use eventfold::names::events;
+use eventfold::names::{events, read_model};
+use eventfold::projection::CHECKPOINT_PREFIX;
 
 use super::dlq::depth;
 use super::{OpsError, Target, say};
@@ -80,21 +82,18 @@ pub async fn stats(target: &Target) -> Result<Stats, OpsError> {
         ..Stats::default()
     };
     let now = Utc::now();
-    for (name, projector) in target.projectors()? {
-        let rows = projector.read_model().rows().await?;
-        let checkpoints: BTreeMap<&str, u64> =
-            rows.iter().map(|(k, r)| (k.as_str(), r.version)).collect();
+    for (name, projector) in &target.service.projectors {
+        let progress = projected(target, &projector.tables).await?;
+        // The projector follows the categories it has written for; a category it never
+        // projected anything of is not counted.
+        let categories: BTreeSet<&str> = progress.keys().filter_map(|s| category(s)).collect();
         let mut behind = 0;
         let mut oldest: Option<DateTime<Utc>> = None;
         for (stream, (head, _)) in &heads {
-            let Some(key) = eventfold::StreamId::parse(stream)
-                .ok()
-                .filter(|id| projector.follows(id))
-                .map(|id| id.entity_id().to_owned())
-            else {
+            if !category(stream).is_some_and(|c| categories.contains(c)) {
                 continue;
-            };
-            let checkpoint = checkpoints.get(key.as_str()).copied().unwrap_or(0);
+            }
+            let checkpoint = progress.get(stream).copied().unwrap_or(0);
             if checkpoint < *head {
                 behind += head - checkpoint;
                 let first_missing = times
@@ -106,9 +105,10 @@ pub async fn stats(target: &Target) -> Result<Stats, OpsError> {
                 };
             }
         }
-        stats
-            .lag
-            .insert(name, (behind, oldest.map(|t| (now - t).num_seconds())));
+        stats.lag.insert(
+            name.clone(),
+            (behind, oldest.map(|t| (now - t).num_seconds())),
+        );
     }
     for (logical, url) in &target.queues {
         let (waiting, _) = depth(target, url).await?;
@@ -135,4 +135,59 @@ pub async fn stats(target: &Target) -> Result<Stats, OpsError> {
         say(&format!("  {logical:<28} {waiting:>6}"));
     }
     Ok(stats)
+}
+
+fn category(stream: &str) -> Option<&str> {
+    stream.split_once('-').map(|(category, _)| category)
+}
+
+/// How far a projector's tables say each stream is projected: a per-stream row's version
+/// beside its `source_stream`, or a shared projection's `$<stream>` checkpoint.
+async fn projected(target: &Target, tables: &[String]) -> Result<BTreeMap<String, u64>, OpsError> {
+    let mut progress = BTreeMap::new();
+    for logical in tables {
+        let table = target.table(logical)?;
+        let key = target
+            .template
+            .table(logical)
+            .map(|t| t.hash_key.clone())
+            .ok_or_else(|| OpsError::new(format!("the template has no table {logical}")))?;
+        let mut start = None;
+        loop {
+            let output = target
+                .clients
+                .dynamodb
+                .scan()
+                .table_name(table)
+                .projection_expression("#k, #v, #s")
+                .expression_attribute_names("#k", &key)
+                .expression_attribute_names("#v", read_model::VERSION)
+                .expression_attribute_names("#s", read_model::SOURCE_STREAM)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| from_sdk("Scan", table, e))?;
+            for item in output.items() {
+                let version = item
+                    .get(read_model::VERSION)
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse::<u64>().ok());
+                let row_key = item.get(&key).and_then(|v| v.as_s().ok());
+                let stream = match (item.get(read_model::SOURCE_STREAM), row_key) {
+                    (Some(source), _) => source.as_s().ok().cloned(),
+                    (None, Some(key)) => key.strip_prefix(CHECKPOINT_PREFIX).map(str::to_owned),
+                    (None, None) => None,
+                };
+                if let (Some(stream), Some(version)) = (stream, version) {
+                    let at = progress.entry(stream).or_insert(0);
+                    *at = version.max(*at);
+                }
+            }
+            start = output.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+    }
+    Ok(progress)
 }

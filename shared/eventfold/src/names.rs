@@ -63,6 +63,9 @@ pub mod read_model {
     pub const VERSION: &str = "version";
     /// A shared projection's checkpoint: the row its stream's last routed event went to (S).
     pub const ROW_KEY: &str = "row_key";
+    /// A per-stream row: the stream it follows (S), so an operator sees each stream's
+    /// progress without knowing the projection.
+    pub const SOURCE_STREAM: &str = "source_stream";
 }
 
 /// Environment variables the library reads, once at start, into `aws::Config` (feature `aws`).

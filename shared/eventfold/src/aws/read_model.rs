@@ -21,7 +21,7 @@ use super::error::{from_sdk, from_sdk_write};
 use super::item::Item;
 use crate::error::{StoreError, Unavailable};
 use crate::ids::StreamId;
-use crate::names::read_model::{ROW_KEY, VERSION};
+use crate::names::read_model::{ROW_KEY, SOURCE_STREAM, VERSION};
 use crate::projection::{
     CHECKPOINT_PREFIX, COUNTER_PREFIX, Checkpoint, Commit, ReadModelStore, Saved, StoredRow,
     check_commit, checkpoint_key,
@@ -69,13 +69,17 @@ impl DynamoReadModel {
     }
 
     /// The row's item and the condition that it still be at `expected`.
-    fn row_write(&self, key: &str, expected: u64, row: &StoredRow) -> Result<RowWrite, StoreError> {
+    fn row_write(&self, write: &crate::projection::RowWrite) -> Result<RowWrite, StoreError> {
+        let (key, expected, row) = (&write.key, write.expected, &write.row);
         let mut item: Item = match &row.row {
             Some(document) => serde_dynamo::to_item(document)
                 .map_err(|e| StoreError::misuse(format!("a row does not encode: {e}")))?,
             None => Item::new(),
         };
         item.insert(VERSION.into(), AttributeValue::N(row.version.to_string()));
+        if let Some(source) = &write.source {
+            item.insert(SOURCE_STREAM.into(), AttributeValue::S(source.to_string()));
+        }
         Ok(self.conditional(key, expected, item))
     }
 
@@ -165,6 +169,7 @@ impl DynamoReadModel {
     /// A row item back into a stored row; `None` for an item that is not a row (counters).
     fn decode(&self, mut item: Item) -> Result<Option<StoredRow>, StoreError> {
         item.remove(&self.key_attribute);
+        item.remove(SOURCE_STREAM);
         let version = match item.remove(VERSION) {
             Some(AttributeValue::N(n)) => n
                 .parse()
@@ -247,7 +252,7 @@ impl ReadModelStore for DynamoReadModel {
             &commit.checkpoint,
             merged.is_empty(),
         ) {
-            let write = self.row_write(&row.key, row.expected, &row.row)?;
+            let write = self.row_write(row)?;
             let result = self
                 .client
                 .put_item()
@@ -271,10 +276,7 @@ impl ReadModelStore for DynamoReadModel {
             actions.push(Self::put(self.checkpoint_write(checkpoint), &self.table)?);
         }
         for row in &commit.rows {
-            actions.push(Self::put(
-                self.row_write(&row.key, row.expected, &row.row)?,
-                &self.table,
-            )?);
+            actions.push(Self::put(self.row_write(row)?, &self.table)?);
         }
         for (counter_key, deltas) in &merged {
             actions.push(self.counter_update(counter_key, deltas)?);

@@ -2,12 +2,14 @@
 //! publisher) receive them: decoded into events, and answered with the record Lambda must
 //! retry from.
 
-use aws_lambda_events::event::dynamodb::EventRecord;
+use aws_lambda_events::event::dynamodb::{Event as DynamoDbEvent, EventRecord};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use serde_json::{Value, json};
 
-use crate::aws::item::{Item, from_item};
+use crate::aws::item::{Item, from_document, from_item};
 use crate::envelope::RecordedEvent;
 use crate::error::StoreError;
+use crate::stored;
 use crate::upcast::Upcasters;
 
 /// What a stream record holds for a consumer.
@@ -75,4 +77,44 @@ pub fn ages_millis(records: &[EventRecord]) -> Vec<f64> {
         )
         .map(|at| (now - at).num_microseconds().unwrap_or(0) as f64 / 1000.0)
         .collect()
+}
+
+/// The `INSERT` record of an event at `sequence`, as Lambda delivers the events table's
+/// stream: what an operator's rebuild or redrive hands a stream reader, from the table.
+pub fn insert_record(event: &RecordedEvent, sequence: u64) -> Result<EventRecord, StoreError> {
+    let item = from_document(&stored::encode(event)?)?;
+    let image = serde_json::to_value(serde_dynamo::Item::from(item))
+        .map_err(|e| StoreError::misuse(format!("an image is JSON: {e}")))?;
+    let record = json!({
+        "eventID": format!("e{sequence}"),
+        "eventName": "INSERT",
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": {
+            "ApproximateCreationDateTime": event.occurred_at.timestamp() as f64,
+            "Keys": {
+                crate::names::events::STREAM_ID: {"S": event.stream_id.as_str()},
+                crate::names::events::VERSION: {"N": event.version.to_string()},
+            },
+            "NewImage": image,
+            "SequenceNumber": format!("{sequence:021}"),
+            "SizeBytes": 100,
+            "StreamViewType": "NEW_IMAGE",
+        },
+        "eventSourceARN": "arn:aws:dynamodb:us-east-1:000000000000:table/events/stream/replay",
+    });
+    serde_json::from_value(record)
+        .map_err(|e| StoreError::misuse(format!("a stream record as Lambda sends it: {e}")))
+}
+
+/// A batch of records as one invocation's event.
+pub fn stream_event(records: Vec<EventRecord>) -> Result<DynamoDbEvent, StoreError> {
+    let records: Vec<Value> = records
+        .into_iter()
+        .map(serde_json::to_value)
+        .collect::<Result<_, _>>()
+        .map_err(|e| StoreError::misuse(format!("a record is JSON: {e}")))?;
+    serde_json::from_value(json!({ "Records": records }))
+        .map_err(|e| StoreError::misuse(format!("a batch as Lambda sends it: {e}")))
 }

@@ -290,6 +290,7 @@ impl<P: Projection> Projector<P> {
                         version: if shared { expected + 1 } else { version },
                         row: row.map(encode_row).transpose()?,
                     },
+                    source: (!shared).then(|| stream_id.clone()),
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;

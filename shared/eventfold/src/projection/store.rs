@@ -47,6 +47,8 @@ pub struct RowWrite {
     pub expected: u64,
     /// The row to store.
     pub row: StoredRow,
+    /// The stream a per-stream row follows (`None` for a shared row), stored beside it.
+    pub source: Option<StreamId>,
 }
 
 /// A source stream's checkpoint to write if its stored version is still `expected` (0: none).
@@ -111,6 +113,7 @@ pub trait ReadModelStore: Send + Sync + fmt::Debug {
                 key: key.to_owned(),
                 expected,
                 row: row.clone(),
+                source: None,
             }],
             counters: counters.to_vec(),
         })
@@ -163,7 +166,11 @@ pub fn check_commit<'a>(
                     "a projection row must serialize to an object with at least one field",
                 ));
             }
-            for reserved in [key_attribute, crate::names::read_model::VERSION] {
+            for reserved in [
+                key_attribute,
+                crate::names::read_model::VERSION,
+                crate::names::read_model::SOURCE_STREAM,
+            ] {
                 if document.contains_key(reserved) {
                     return Err(StoreError::misuse(format!(
                         "a projection row may not have a field named {reserved:?} (reserved)"

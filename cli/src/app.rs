@@ -1,0 +1,417 @@
+//! The `eventfold` command line: the local runner and the operator commands, for the service
+//! whose template it is pointed at. A service's own tool crate is [`main`] and nothing else.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::local::functions::Functions;
+use crate::local::provision::{Clients, provision};
+use crate::local::runner::{LocalRunner, RunnerOptions};
+use crate::local::template::Template;
+use crate::ops::dlq;
+use crate::ops::streams::{self, Format};
+use crate::ops::{self, OpsError, Selection, Source, Target, say};
+
+/// Event sourcing on AWS serverless: run it locally, operate it, measure it.
+///
+/// AWS endpoint, region and credentials come from the usual AWS configuration;
+/// AWS_ENDPOINT_URL points at an emulator or LocalStack. Operator commands work on a deployed
+/// stack (--stack, names from its resources) or on a local environment (--prefix, the
+/// template's logical ids under it). The service is the one --template describes; its own
+/// functions do its work (projecting, snapshotting), run from --functions locally.
+#[derive(Debug, Parser)]
+#[command(name = "eventfold", version, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    target: TargetArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct TargetArgs {
+    /// The service's SAM template.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        default_value = "infra/template.yaml"
+    )]
+    template: PathBuf,
+    /// Where the service's function binaries are built (local environments); by default
+    /// target/debug of the template's workspace, or $CARGO_TARGET_DIR/debug.
+    #[arg(long, global = true, value_name = "DIR")]
+    functions: Option<PathBuf>,
+    /// A deployed CloudFormation stack to operate on (its outputs name the tables and queues).
+    #[arg(long, global = true, value_name = "NAME")]
+    stack: Option<String>,
+    /// A local environment's name prefix (tables and queues are <prefix>-<LogicalId>).
+    #[arg(
+        long,
+        global = true,
+        value_name = "PREFIX",
+        default_value = "eventfold"
+    )]
+    prefix: String,
+}
+
+impl TargetArgs {
+    fn selection(&self) -> Selection {
+        match &self.stack {
+            Some(stack) => Selection::Stack(stack.clone()),
+            None => Selection::Prefix(self.prefix.clone()),
+        }
+    }
+
+    fn source(&self) -> Source {
+        Source {
+            template: self.template.clone(),
+            functions: self.functions.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API and the consumers locally over the emulator, after a short demo.
+    ///
+    /// Creates the template's tables and queues under --prefix (reusing them if they exist),
+    /// runs each function's binary from --functions, serves the HTTP API on 127.0.0.1, drives
+    /// every event source mapping, and keeps serving until Ctrl-C. The demo is the template
+    /// folder's demo.yaml, if there is one. Function logs go to .local/runner-<prefix>.log;
+    /// warnings to stderr.
+    Local {
+        /// Port on 127.0.0.1.
+        #[arg(long, env = "PORT", default_value_t = 3000)]
+        port: u16,
+        /// Serve without running the demo first.
+        #[arg(long)]
+        no_demo: bool,
+        /// The demo to run (default: demo.yaml beside the template).
+        #[arg(long, value_name = "PATH")]
+        demo: Option<PathBuf>,
+    },
+    /// Read a stream, or follow the events table live.
+    #[command(subcommand)]
+    Streams(StreamsCommand),
+    /// Check the integrity chain of one stream, or of every stream (exit 1 on tampering).
+    Verify {
+        /// The stream, e.g. Account-1234.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        stream: Option<String>,
+        /// Every stream in the events table.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Rebuild read models from the events table.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
+    /// Take snapshots of existing streams.
+    #[command(subcommand)]
+    Snapshots(SnapshotsCommand),
+    /// List, inspect and redrive the dead-letter queues.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Streams, events, the largest streams, projection lag and queue depths.
+    Stats,
+}
+
+#[derive(Debug, Subcommand)]
+enum StreamsCommand {
+    /// Print a stream's events, from a version or as it was at a version or instant.
+    Read {
+        /// The stream, e.g. Account-1234.
+        stream: String,
+        /// The first version to print.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// The stream as it was: a version (12) or an RFC 3339 instant.
+        #[arg(long, value_name = "VERSION|TIME", conflicts_with = "from")]
+        as_of: Option<String>,
+        /// One JSON document per event.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow the events table's change stream, printing each new event (Ctrl-C stops).
+    Tail {
+        /// Only streams of this category, e.g. Account.
+        category: Option<String>,
+        /// One JSON document per event.
+        #[arg(long)]
+        json: bool,
+        /// Start from the oldest record the change stream keeps (24 hours), not from now.
+        #[arg(long)]
+        from_start: bool,
+        /// Stop after this many events.
+        #[arg(long, value_name = "N")]
+        max: Option<usize>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectionsCommand {
+    /// The projections of this service.
+    List,
+    /// Clear a read model and replay every event into it (asks first).
+    Rebuild {
+        /// The projection: its function's logical id, or that without Project… and …Function
+        /// (ProjectAccountsFunction is accounts).
+        name: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SnapshotsCommand {
+    /// Snapshot every stream of a category (Account), or one stream (Account-1234), through
+    /// the service's snapshot function.
+    Backfill {
+        /// A category or a stream.
+        what: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// Every dead-letter queue and its depth.
+    List,
+    /// Show messages of a dead-letter queue without taking them out.
+    Peek {
+        /// The queue: its logical id, or that without …DeadLetterQueue (projector).
+        queue: String,
+        /// At most this many messages.
+        #[arg(long, default_value_t = 10)]
+        max: usize,
+    },
+    /// Do each message's work again and delete it once done (asks first).
+    Redrive {
+        /// The queue: its logical id, or that without …DeadLetterQueue (projector).
+        queue: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+fn init_logs(command: &Command, prefix: &str) -> Option<String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer, fmt};
+    let colour = std::io::stderr().is_terminal();
+    let warnings = fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        .with_target(false)
+        .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")));
+    if !matches!(command, Command::Local { .. }) {
+        let _ = tracing_subscriber::registry().with(warnings).try_init();
+        return None;
+    }
+    // The runner's function logs go to a file, so the demo reads as a story.
+    let path = format!(".local/runner-{prefix}.log");
+    let _ = std::fs::create_dir_all(".local");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .ok()?;
+    let detail = fmt::layer()
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .with_filter(EnvFilter::new("info"));
+    let _ = tracing_subscriber::registry()
+        .with(warnings)
+        .with(detail)
+        .try_init();
+    Some(path)
+}
+
+/// The command line, parsed from the process's arguments and run: a service's tool binary is
+/// `fn main() -> ExitCode { eventfold_cli::main() }`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let log_file = init_logs(&cli.command, &cli.target.prefix);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("eventfold: no async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli, log_file)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("eventfold: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli, log_file: Option<String>) -> Result<(), OpsError> {
+    let format = |json: bool| if json { Format::Json } else { Format::Pretty };
+    match cli.command {
+        Command::Local {
+            port,
+            no_demo,
+            demo,
+        } => {
+            let demo = (!no_demo).then(|| {
+                demo.unwrap_or_else(|| {
+                    cli.target
+                        .template
+                        .parent()
+                        .map_or_else(|| PathBuf::from("demo.yaml"), |d| d.join("demo.yaml"))
+                })
+            });
+            local(&cli.target, port, demo, log_file).await
+        }
+        command => {
+            let target = Target::resolve(&cli.target.selection(), &cli.target.source()).await?;
+            operate(&target, command, format).await
+        }
+    }
+}
+
+async fn operate(
+    target: &Target,
+    command: Command,
+    format: impl Fn(bool) -> Format,
+) -> Result<(), OpsError> {
+    match command {
+        Command::Streams(StreamsCommand::Read {
+            stream,
+            from,
+            as_of,
+            json,
+        }) => {
+            let as_of = as_of.as_deref().map(streams::parse_as_of).transpose()?;
+            streams::read(target, &stream, from, as_of, format(json)).await?;
+        }
+        Command::Streams(StreamsCommand::Tail {
+            category,
+            json,
+            from_start,
+            max,
+        }) => {
+            let tail = streams::tail(target, category.as_deref(), format(json), from_start, max);
+            tokio::select! {
+                shown = tail => { shown?; }
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Command::Verify { stream, .. } => {
+            let report = ops::verify::verify(target, stream.as_deref()).await?;
+            if !report.broken.is_empty() {
+                return Err(OpsError(format!(
+                    "{} tampered streams in {}",
+                    report.broken.len(),
+                    target.label
+                )));
+            }
+        }
+        Command::Projections(ProjectionsCommand::List) => {
+            for name in target.service.projectors.keys() {
+                say(name);
+            }
+        }
+        Command::Projections(ProjectionsCommand::Rebuild { name, yes }) => {
+            ops::rebuild::rebuild(target, &name, yes).await?;
+        }
+        Command::Snapshots(SnapshotsCommand::Backfill { what }) => {
+            ops::snapshots::backfill(target, &what).await?;
+        }
+        Command::Dlq(DlqCommand::List) => {
+            dlq::list(target).await?;
+        }
+        Command::Dlq(DlqCommand::Peek { queue, max }) => {
+            dlq::peek(target, &queue, max).await?;
+        }
+        Command::Dlq(DlqCommand::Redrive { queue, yes }) => {
+            let report = dlq::redrive(target, &queue, yes).await?;
+            if report.left > 0 {
+                return Err(OpsError(format!(
+                    "{} messages could not be redriven",
+                    report.left
+                )));
+            }
+        }
+        Command::Stats => {
+            ops::stats::stats(target).await?;
+        }
+        Command::Local { .. } => {}
+    }
+    Ok(())
+}
+
+async fn local(
+    target: &TargetArgs,
+    port: u16,
+    demo: Option<PathBuf>,
+    log_file: Option<String>,
+) -> Result<(), OpsError> {
+    let failed = |e: &dyn std::fmt::Display| OpsError(e.to_string());
+    let template = Template::load(&target.template).map_err(|e| failed(&e))?;
+    let sdk = eventfold::aws::load_sdk_config().await;
+    let clients = Clients::new(&sdk);
+    let resources = provision(&template, &clients, &target.prefix)
+        .await
+        .map_err(|e| failed(&e))?;
+    say(&format!("Resources (from {}):", target.template.display()));
+    for (logical, name) in &resources.tables {
+        say(&format!("  table  {logical:<26} {name}"));
+    }
+    for (logical, queue) in &resources.queues {
+        say(&format!("  queue  {logical:<26} {}", queue.url));
+    }
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    let functions = Functions::from_template(
+        &template,
+        &resources,
+        &endpoint,
+        &target.source().binaries(),
+    )
+    .map_err(|e| failed(&e))?;
+    functions.warm().await.map_err(|e| failed(&e))?;
+    let options = RunnerOptions {
+        port,
+        region: sdk
+            .region()
+            .map_or_else(|| "us-east-1".into(), ToString::to_string),
+        ..RunnerOptions::default()
+    };
+    let runner = LocalRunner::start(&template, &resources, &clients, functions, options)
+        .await
+        .map_err(|e| failed(&e))?;
+    say(&format!(
+        "\nServing {} routes at {}; consumers polling:",
+        runner.routes.len(),
+        runner.url()
+    ));
+    for mapping in runner.stats.keys() {
+        say(&format!("  {mapping}"));
+    }
+    if let Some(path) = log_file {
+        say(&format!("Function logs: {path}"));
+    }
+    if let Some(demo) = demo.filter(|d| d.is_file())
+        && let Err(error) = crate::local::demo::run_file(&demo, &runner.url()).await
+    {
+        say(&format!("demo failed: {error}"));
+    }
+    say(&format!(
+        "\nThe API is at {}. Ctrl-C stops everything.",
+        runner.url()
+    ));
+    tokio::signal::ctrl_c().await.map_err(|e| failed(&e))?;
+    say("\nstopping…");
+    runner.stop().await;
+    Ok(())
+}
