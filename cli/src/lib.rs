@@ -4,9 +4,11 @@
 //! - [`local`]: the template as the source of local resources, provisioning, the local runner
 //!   (API Gateway and event source mappings, calling each function's own binary through a
 //!   local Lambda Runtime API), and the demo;
-//! - [`ops`]: rebuild, redrive and snapshot backfill against an emulator or AWS.
+//! - [`ops`]: rebuild, redrive and snapshot backfill against an emulator or AWS;
+//! - [`drift`]: a service's template checked against its functions' code.
 
 mod app;
+pub mod drift;
 pub mod local;
 pub mod ops;
 

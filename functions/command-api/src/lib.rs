@@ -11,12 +11,12 @@ use eventfold::aws::aws_sdk_dynamodb::Client;
 use eventfold::aws::{Config, DynamoSnapshots};
 use eventfold::command::{CommandService, Executed};
 use eventfold::lambda::command_api::{Command, CommandApi, CommandHead, Refused, Reply};
-use eventfold::names::env;
+use eventfold::lambda::contract::{Contract, Runtime};
 use eventfold::problem::Problem;
 use serde_json::json;
 
-/// The environment variables this function reads (checked against the template).
-pub const REQUIRED_ENV: &[&str] = &[env::EVENTS_TABLE, env::COMMANDS_TABLE, env::SNAPSHOTS_TABLE];
+/// What this function needs from the template (checked against it).
+pub const CONTRACT: Contract = Contract::new(Runtime::CommandApi);
 
 type Outcome<R> = Result<Executed<R>, Refused<BankError>>;
 

@@ -3,7 +3,7 @@
 use eventfold::aws::aws_sdk_dynamodb::Client;
 
 fn main() -> Result<(), eventfold::lambda::Error> {
-    eventfold::lambda::serve(command_api::REQUIRED_ENV, |config, sdk| {
+    eventfold::lambda::serve(&command_api::CONTRACT, |config, sdk| {
         command_api::from_config(&config, Client::new(&sdk))
     })
 }

@@ -8,10 +8,11 @@ use bank::names::{accounts, env as bank_env};
 use eventfold::aws::aws_sdk_dynamodb::Client;
 use eventfold::aws::{Config, DynamoReadModel};
 use eventfold::lambda::consumers::ProjectorFunction;
-use eventfold::names::env;
+use eventfold::lambda::contract::{Contract, Runtime};
 
-/// The environment variables this function reads (checked against the template).
-pub const REQUIRED_ENV: &[&str] = &[env::EVENTS_TABLE, bank_env::ACCOUNTS_TABLE];
+/// What this function needs from the template (checked against it).
+pub const CONTRACT: Contract =
+    Contract::new(Runtime::Projector).read_models(&[bank_env::ACCOUNTS_TABLE]);
 
 /// The accounts projector over DynamoDB, configured from the environment.
 pub fn from_config(config: &Config, client: Client) -> ProjectorFunction {

@@ -3,7 +3,7 @@
 use eventfold::aws::aws_sdk_dynamodb::Client;
 
 fn main() -> Result<(), eventfold::lambda::Error> {
-    eventfold::lambda::serve(project_accounts::REQUIRED_ENV, |config, sdk| {
+    eventfold::lambda::serve(&project_accounts::CONTRACT, |config, sdk| {
         project_accounts::from_config(&config, Client::new(&sdk))
     })
 }

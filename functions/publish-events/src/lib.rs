@@ -5,11 +5,11 @@
 use eventfold::aws::Config;
 use eventfold::aws::aws_sdk_sqs::Client;
 use eventfold::lambda::consumers::PublisherFunction;
+use eventfold::lambda::contract::{Contract, Runtime};
 use eventfold::lambda::publish::Publisher;
-use eventfold::names::env;
 
-/// The environment variables this function reads (checked against the template).
-pub const REQUIRED_ENV: &[&str] = &[env::EVENTS_QUEUE_URL, env::SNAPSHOT_QUEUE_URL];
+/// What this function needs from the template (checked against it).
+pub const CONTRACT: Contract = Contract::new(Runtime::Publisher);
 
 /// The publisher over the configured queues.
 pub fn from_config(config: &Config, sqs: Client) -> PublisherFunction {

@@ -3,7 +3,7 @@
 use eventfold::aws::aws_sdk_sqs::Client;
 
 fn main() -> Result<(), eventfold::lambda::Error> {
-    eventfold::lambda::serve(publish_events::REQUIRED_ENV, |config, sdk| {
+    eventfold::lambda::serve(&publish_events::CONTRACT, |config, sdk| {
         publish_events::from_config(&config, Client::new(&sdk))
     })
 }

@@ -13,18 +13,15 @@ use eventfold::EntityId;
 use eventfold::aws::aws_sdk_dynamodb::Client;
 use eventfold::aws::{Config, DynamoReadModel, DynamoSnapshots};
 use eventfold::command::{CommandService, Loaded};
+use eventfold::lambda::contract::{Contract, Runtime};
 use eventfold::lambda::query_api::QueryApi;
-use eventfold::names::env;
 use eventfold::projection::ReadModelStore;
 use eventfold::store::EventStore;
 use serde_json::{Value, json};
 
-/// The environment variables this function reads (checked against the template).
-pub const REQUIRED_ENV: &[&str] = &[
-    env::EVENTS_TABLE,
-    env::SNAPSHOTS_TABLE,
-    bank_env::ACCOUNTS_TABLE,
-];
+/// What this function needs from the template (checked against it).
+pub const CONTRACT: Contract =
+    Contract::new(Runtime::QueryApi).read_models(&[bank_env::ACCOUNTS_TABLE]);
 
 /// The bank's query routes over its stores.
 pub fn api(commands: CommandService, read_model: Arc<dyn ReadModelStore>) -> QueryApi {

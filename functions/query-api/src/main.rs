@@ -3,7 +3,7 @@
 use eventfold::aws::aws_sdk_dynamodb::Client;
 
 fn main() -> Result<(), eventfold::lambda::Error> {
-    eventfold::lambda::serve(query_api::REQUIRED_ENV, |config, sdk| {
+    eventfold::lambda::serve(&query_api::CONTRACT, |config, sdk| {
         query_api::from_config(&config, Client::new(&sdk))
     })
 }

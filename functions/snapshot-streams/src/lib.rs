@@ -10,10 +10,10 @@ use eventfold::aws::aws_sdk_dynamodb::Client;
 use eventfold::aws::{Config, DynamoSnapshots};
 use eventfold::command::CommandService;
 use eventfold::lambda::consumers::SnapshotFunction;
-use eventfold::names::env;
+use eventfold::lambda::contract::{Contract, Runtime};
 
-/// The environment variables this function reads (checked against the template).
-pub const REQUIRED_ENV: &[&str] = &[env::EVENTS_TABLE, env::SNAPSHOTS_TABLE];
+/// What this function needs from the template (checked against it).
+pub const CONTRACT: Contract = Contract::new(Runtime::Snapshot);
 
 /// The snapshot function over DynamoDB, configured from the environment.
 pub fn from_config(config: &Config, client: Client) -> Result<SnapshotFunction, StoreError> {

@@ -8,6 +8,7 @@
 
 pub mod command_api;
 pub mod consumers;
+pub mod contract;
 pub mod http;
 pub mod metrics;
 pub mod projector;
@@ -49,27 +50,31 @@ pub trait Function: Send + Sync + 'static {
 }
 
 /// A function binary's whole `main`: logs set up, the environment read and checked once
-/// (`required` names the variables the function cannot run without), the SDK configured, the
-/// function built once, then every invocation served by it.
+/// (the contract names the variables the function cannot run without), the SDK configured,
+/// the function built once, then every invocation served by it.
 ///
 /// ```no_run
-/// use eventfold::lambda::{Error, serve};
+/// use eventfold::lambda::contract::{Contract, Runtime};
 /// use eventfold::lambda::query_api::QueryApi;
+/// use eventfold::lambda::{Error, serve};
+///
+/// const CONTRACT: Contract = Contract::new(Runtime::QueryApi);
 ///
 /// fn main() -> Result<(), Error> {
-///     serve(&[], |_config, _sdk| QueryApi::new())
+///     serve(&CONTRACT, |_config, _sdk| QueryApi::new())
 /// }
 /// ```
 pub fn serve<F: Function>(
-    required: &[&str],
+    contract: &contract::Contract,
     build: impl FnOnce(Config, aws_config::SdkConfig) -> F,
 ) -> Result<(), Error> {
     telemetry::init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let required = contract.environment();
     runtime.block_on(async move {
-        let (config, sdk) = Config::load_for_lambda(required).await?;
+        let (config, sdk) = Config::load_for_lambda(&required).await?;
         let function = build(config, sdk);
         lambda_runtime::run(service_fn(|event| function.call(event))).await
     })

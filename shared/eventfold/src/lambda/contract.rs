@@ -1,0 +1,154 @@
+//! What a function's code needs from its infrastructure, said by the code: the runtime it
+//! runs, the environment it reads, what it may do to each table and queue, and the metrics it
+//! emits. A function crate declares its [`Contract`]; the template is checked against it (the
+//! CLI's drift checks), so template and code cannot drift apart unnoticed.
+
+use crate::names::env;
+
+use super::{command_api, consumers, query_api};
+
+/// The library runtime a function runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Runtime {
+    /// [`command_api::CommandApi`] behind API Gateway.
+    CommandApi,
+    /// [`query_api::QueryApi`] behind API Gateway.
+    QueryApi,
+    /// [`consumers::ProjectorFunction`], a reader of the events table's stream.
+    Projector,
+    /// [`consumers::PublisherFunction`], a reader of the events table's stream.
+    Publisher,
+    /// [`consumers::SnapshotFunction`], on the snapshot queue.
+    Snapshot,
+}
+
+/// DynamoDB actions, as IAM names them.
+mod actions {
+    pub const QUERY: &str = "dynamodb:Query";
+    pub const GET: &str = "dynamodb:GetItem";
+    pub const PUT: &str = "dynamodb:PutItem";
+    pub const UPDATE: &str = "dynamodb:UpdateItem";
+    pub const SEND: &str = "sqs:SendMessage";
+}
+
+impl Runtime {
+    /// The metric names it emits (its EMF records).
+    pub const fn metrics(self) -> &'static [&'static str] {
+        match self {
+            Self::CommandApi => command_api::METRICS,
+            Self::QueryApi => query_api::METRICS,
+            Self::Projector => consumers::PROJECTOR_METRICS,
+            Self::Publisher => consumers::PUBLISHER_METRICS,
+            Self::Snapshot => consumers::SNAPSHOT_METRICS,
+        }
+    }
+
+    /// The library's environment variables it cannot run without.
+    pub const fn environment(self) -> &'static [&'static str] {
+        match self {
+            Self::CommandApi => &[env::EVENTS_TABLE, env::COMMANDS_TABLE, env::SNAPSHOTS_TABLE],
+            Self::QueryApi => &[env::EVENTS_TABLE, env::SNAPSHOTS_TABLE],
+            Self::Projector => &[env::EVENTS_TABLE],
+            Self::Publisher => &[env::EVENTS_QUEUE_URL, env::SNAPSHOT_QUEUE_URL],
+            Self::Snapshot => &[env::EVENTS_TABLE, env::SNAPSHOTS_TABLE],
+        }
+    }
+
+    /// Optional variables it reads when they are set (tuning, not wiring).
+    pub const fn tuning(self) -> &'static [&'static str] {
+        match self {
+            Self::CommandApi => &[
+                env::SNAPSHOT_EVERY,
+                env::MAX_EVENT_BYTES,
+                env::COMMAND_TTL_DAYS,
+            ],
+            Self::Publisher | Self::Snapshot => &[env::SNAPSHOT_EVERY],
+            Self::QueryApi | Self::Projector => &[],
+        }
+    }
+
+    /// What its code calls on the resource each of its library variables names: appends are
+    /// `PutItem` (alone or inside `TransactWriteItems`, which IAM checks per item), loads are
+    /// `Query`, an exact append without a known head reads one item, a replay `GetItem`s its
+    /// command record.
+    pub const fn grants(self) -> &'static [(&'static str, &'static [&'static str])] {
+        use actions::{GET, PUT, QUERY, SEND};
+        match self {
+            Self::CommandApi => &[
+                (env::EVENTS_TABLE, &[QUERY, GET, PUT]),
+                (env::COMMANDS_TABLE, &[GET, PUT]),
+                (env::SNAPSHOTS_TABLE, &[GET]),
+            ],
+            Self::QueryApi => &[
+                (env::EVENTS_TABLE, &[QUERY]),
+                (env::SNAPSHOTS_TABLE, &[GET]),
+            ],
+            // Gap repair reads the events it missed.
+            Self::Projector => &[(env::EVENTS_TABLE, &[QUERY])],
+            Self::Publisher => &[
+                (env::EVENTS_QUEUE_URL, &[SEND]),
+                (env::SNAPSHOT_QUEUE_URL, &[SEND]),
+            ],
+            Self::Snapshot => &[
+                (env::EVENTS_TABLE, &[QUERY]),
+                (env::SNAPSHOTS_TABLE, &[GET, PUT]),
+            ],
+        }
+    }
+
+    /// What its code calls on each read-model table it names.
+    pub const fn read_model_grants(self) -> &'static [&'static str] {
+        use actions::{GET, PUT, UPDATE};
+        match self {
+            Self::QueryApi => &[GET],
+            Self::Projector => &[GET, PUT, UPDATE],
+            Self::CommandApi | Self::Publisher | Self::Snapshot => &[],
+        }
+    }
+
+    /// Whether it reads the events table's stream.
+    pub const fn reads_the_stream(self) -> bool {
+        matches!(self, Self::Projector | Self::Publisher)
+    }
+}
+
+/// A function as its code sees it: its runtime, and the variables naming the read-model tables
+/// it reads or writes (the service's own names, beside the library's).
+///
+/// ```
+/// use eventfold::lambda::contract::{Contract, Runtime};
+///
+/// const CONTRACT: Contract = Contract::new(Runtime::Projector).read_models(&["LOANS_TABLE"]);
+/// assert_eq!(CONTRACT.environment(), ["EVENTS_TABLE", "LOANS_TABLE"]);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Contract {
+    /// The runtime.
+    pub runtime: Runtime,
+    /// Variables naming read-model tables.
+    pub read_models: &'static [&'static str],
+}
+
+impl Contract {
+    /// A function on `runtime` with no read-model table.
+    pub const fn new(runtime: Runtime) -> Self {
+        Self {
+            runtime,
+            read_models: &[],
+        }
+    }
+
+    /// The variables naming its read-model tables.
+    #[must_use]
+    pub const fn read_models(mut self, variables: &'static [&'static str]) -> Self {
+        self.read_models = variables;
+        self
+    }
+
+    /// Every variable it cannot run without: the runtime's, then the read models'.
+    pub fn environment(&self) -> Vec<&'static str> {
+        let mut variables = self.runtime.environment().to_vec();
+        variables.extend(self.read_models);
+        variables
+    }
+}
