@@ -47,7 +47,7 @@ help: ## List the targets
 # ------------------------------------------------------------------ the two commands
 local: emulator-deps ## Start the emulator, create resources, serve the API and consumers, run a demo; Ctrl-C stops all
 	cargo build -p eventfold-cli $(addprefix -p ,$(FUNCTIONS))
-	scripts/local.sh
+	scripts/local.sh target/debug/eventfold
 
 test: tools emulator-deps test-deps ## Everything CI checks: fmt, clippy, docs, licenses, template lint, unit, handler, emulator and fault tests, request-cost check, API fuzzing
 	cargo fmt --all -- --check

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make deploy-local`: infra/template.yaml deployed through CloudFormation on the emulator, with
-# host builds of the five functions run by the emulator itself. Starts the emulator on
+# host builds of the template's functions run by the emulator itself. Starts the emulator on
 # 127.0.0.1:$EMULATOR_PORT unless AWS_ENDPOINT_URL names one; then stays in the foreground until
 # Ctrl-C, and stops it. Run again after a change: the stack is updated in place.
 #
@@ -17,8 +17,12 @@ fi
 export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-test} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-test}
 export AWS_REGION=${AWS_REGION:-us-east-1}
 # Host builds: the emulator runs each bootstrap as a local process (it ignores Architectures).
-cargo build -q -p command-api -p query-api -p project-accounts -p publish-events -p snapshot-streams
-.venv/bin/python scripts/deploy_local.py --stack "${STACK:-eventfold-local}" "$@"
+# The binaries the template names (each function's BuildProperties.Binary).
+bins=$(sed -n 's/^ *Binary: *//p' infra/template.yaml | sed 's/^/--bin /')
+# shellcheck disable=SC2086
+cargo build -q $bins
+"${TOOLS_VENV:-.venv}/bin/python" scripts/deploy_local.py --stack "${STACK:-eventfold-local}" \
+  --binaries "${CARGO_TARGET_DIR:-target}/debug" "$@"
 if [ -n "$emulator_started" ]; then
   echo "Requests are signed with SigV4 (any credentials; the emulator checks that they are there)."
   echo "Serving until Ctrl-C."

@@ -88,7 +88,7 @@ def main():
     for pair in args.parameter:
         key, _, value = pair.partition("=")
         parameters[key] = value
-    sam = ROOT / ".venv" / "bin" / "sam"
+    sam = ROOT / os.environ.get("TOOLS_VENV", ".venv") / "bin" / "sam"
     deploy = subprocess.run(
         [
             str(sam),

@@ -6,7 +6,8 @@
 #   scripts/emulator.sh status [PORT]       exit 0 if it answers its health check
 #
 # EMULATOR=ministack (default) or moto picks the implementation; each lives in its own
-# virtualenv, installed by `make emulator-deps`. PORT defaults to EMULATOR_PORT or 4566.
+# virtualenv (MINISTACK_VENV, default .venv-ministack), installed by `make emulator-deps`.
+# PORT defaults to EMULATOR_PORT or 4566.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,7 +17,7 @@ command=${1:-}
 port=${2:-${EMULATOR_PORT:-4566}}
 
 case "$emulator" in
-  ministack) binary="$root/.venv-ministack/bin/ministack"; health_path="/_ministack/health" ;;
+  ministack) binary="${MINISTACK_VENV:-$root/.venv-ministack}/bin/ministack"; health_path="/_ministack/health" ;;
   moto) binary="$root/.venv-moto/bin/python"; health_path="/moto-api/" ;;
   *) echo "EMULATOR must be ministack or moto, not '$emulator'" >&2; exit 2 ;;
 esac

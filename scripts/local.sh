@@ -2,6 +2,9 @@
 # `make local`: the emulator on 127.0.0.1:$EMULATOR_PORT (unless AWS_ENDPOINT_URL or
 # EVENTFOLD_USE_AWS=1 points elsewhere), resources from the template, the local runner with a
 # demo, until Ctrl-C; then the emulator is stopped.
+#
+#   scripts/local.sh TOOL [ARGS...]   TOOL is the eventfold command line binary (the service's
+#                                     own tool crate); ARGS go to its `local` command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/session-emulator.sh
@@ -14,4 +17,6 @@ else
   export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
   echo "emulator (${EMULATOR:-ministack}) at $AWS_ENDPOINT_URL"
 fi
-target/debug/eventfold local --port "${PORT:-3000}"
+tool=${1:?usage: scripts/local.sh TOOL [ARGS...]}
+shift
+"$tool" local --port "${PORT:-3000}" "$@"

@@ -9,3 +9,5 @@ cargo test -p eventfold-tests --test emulator
 # What a command asks of DynamoDB, held against the baseline (make bench-check).
 target/debug/eventfold-bench --check bench/baseline.json
 if [ -x scripts/schemathesis.sh ]; then scripts/schemathesis.sh; fi
+# A service as `eventfold new` writes it: its make test, and its make local serving its demo.
+scripts/scaffold-check.sh

@@ -53,6 +53,7 @@ struct TargetArgs {
         long,
         global = true,
         value_name = "PREFIX",
+        env = "EVENTFOLD_PREFIX",
         default_value = "eventfold"
     )]
     prefix: String,
@@ -76,6 +77,26 @@ impl TargetArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Write a new service for one aggregate: domain, functions, template, Makefile, tests.
+    ///
+    /// The folder must not exist or be empty. Then `cd <dir> && make test`, and `make local`.
+    New {
+        /// The new service's folder; its name is the service's unless --name says otherwise.
+        dir: PathBuf,
+        /// The aggregate, in Pascal case (Book, BookLoan).
+        #[arg(long)]
+        aggregate: String,
+        /// The aggregate's plural, when the English rules get it wrong (Sheep: Flock).
+        #[arg(long)]
+        plural: Option<String>,
+        /// The service's name (lower case, dashes): its crates' prefix.
+        #[arg(long)]
+        name: Option<String>,
+        /// How it depends on eventfold: path:<checkout>, git:<url>[#<rev>] or
+        /// version:<semver>; by default the checkout this CLI was built from.
+        #[arg(long, value_name = "SOURCE")]
+        eventfold: Option<crate::scaffold::Dependency>,
+    },
     /// Serve the API and the consumers locally over the emulator, after a short demo.
     ///
     /// Creates the template's tables and queues under --prefix (reusing them if they exist),
@@ -273,6 +294,19 @@ async fn run(cli: Cli, log_file: Option<String>) -> Result<(), OpsError> {
             });
             local(&cli.target, port, demo, log_file).await
         }
+        Command::New {
+            dir,
+            aggregate,
+            plural,
+            name,
+            eventfold,
+        } => new_service(
+            &dir,
+            &aggregate,
+            plural.as_deref(),
+            name.as_deref(),
+            eventfold,
+        ),
         command => {
             let target = Target::resolve(&cli.target.selection(), &cli.target.source()).await?;
             operate(&target, command, format).await
@@ -346,8 +380,40 @@ async fn operate(
         Command::Stats => {
             ops::stats::stats(target).await?;
         }
-        Command::Local { .. } => {}
+        Command::Local { .. } | Command::New { .. } => {}
     }
+    Ok(())
+}
+
+fn new_service(
+    dir: &std::path::Path,
+    aggregate: &str,
+    plural: Option<&str>,
+    name: Option<&str>,
+    eventfold: Option<crate::scaffold::Dependency>,
+) -> Result<(), OpsError> {
+    use crate::scaffold::{Dependency, Names, write};
+    let folder_name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let names = Names::new(name.unwrap_or(&folder_name), aggregate, plural)
+        .map_err(|e| OpsError(e.to_string()))?;
+    let eventfold = eventfold.unwrap_or_else(Dependency::default_for_this_build);
+    let written = write(dir, &names, &eventfold).map_err(|e| OpsError(e.to_string()))?;
+    say(&format!(
+        "wrote the {} service ({} files, eventfold from {eventfold}) in {}",
+        names.service,
+        written.files.len(),
+        written.root.display()
+    ));
+    if !written.formatted {
+        say("rustfmt was not found: run cargo fmt before make test");
+    }
+    say(&format!(
+        "next: cd {} && make test && make local  (edit domain/src/lib.rs first)",
+        written.root.display()
+    ));
     Ok(())
 }
 

@@ -12,6 +12,7 @@ pub mod head;
 pub mod lambda;
 pub mod provision;
 pub mod runner;
+pub mod service;
 pub mod template;
 
 use std::path::{Path, PathBuf};

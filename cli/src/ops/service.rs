@@ -15,8 +15,9 @@ use super::OpsError;
 /// A function that reads the events table's stream and writes read-model tables.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProjectorSpec {
-    /// What the operator calls it: the logical id without `Project…` and `…Function`,
-    /// lower-cased (`ProjectAccountsFunction` is `accounts`).
+    /// What the operator calls it: the logical id without `Project…` and `…Function`, in
+    /// kebab case (`ProjectAccountsFunction` is `accounts`, `ProjectBookLoansFunction`
+    /// `book-loans`).
     pub name: String,
     /// The function's logical id.
     pub function: String,
@@ -63,19 +64,27 @@ pub struct Service {
     pub dead_letters: BTreeMap<String, DeadLetterSpec>,
 }
 
-/// A logical id without a prefix and a suffix, lower-cased; the id itself, lower-cased, when
-/// nothing would be left.
+/// A logical id without a prefix and a suffix, in kebab case (`BookLoans` is `book-loans`);
+/// the whole id when nothing would be left.
 fn short_name(logical_id: &str, prefixes: &[&str], suffix: &str) -> String {
     let mut name = logical_id.strip_suffix(suffix).unwrap_or(logical_id);
-    for prefix in prefixes {
-        if let Some(rest) = name.strip_prefix(prefix)
-            && !rest.is_empty()
-        {
-            name = rest;
-            break;
-        }
+    // The first prefix that matches is the one: `ProjectorFunction` is `projector`.
+    if let Some(rest) = prefixes.iter().find_map(|p| name.strip_prefix(p))
+        && !rest.is_empty()
+    {
+        name = rest;
     }
-    if name.is_empty() { logical_id } else { name }.to_ascii_lowercase()
+    let name = if name.is_empty() { logical_id } else { name };
+    let mut kebab = String::with_capacity(name.len() + 4);
+    let mut previous_lower = false;
+    for c in name.chars() {
+        if c.is_ascii_uppercase() && previous_lower {
+            kebab.push('-');
+        }
+        previous_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        kebab.push(c.to_ascii_lowercase());
+    }
+    kebab
 }
 
 /// The table a function's environment variable names, if it is one of the template's tables.
@@ -374,7 +383,11 @@ Resources:
         );
         assert_eq!(
             short_name("DeadLetterQueue", &[], "DeadLetterQueue"),
-            "deadletterqueue"
+            "dead-letter-queue"
+        );
+        assert_eq!(
+            short_name("ProjectBookLoansFunction", &["Project"], "Function"),
+            "book-loans"
         );
     }
 }

@@ -1,0 +1,10 @@
+//! The {{aggregates}} projector Lambda (DynamoDB Streams event source).
+
+use eventfold::aws::aws_sdk_dynamodb::Client;
+use {{service_rs}}_functions::project;
+
+fn main() -> Result<(), eventfold::lambda::Error> {
+    eventfold::lambda::serve(&project::CONTRACT, |config, sdk| {
+        project::from_config(&config, Client::new(&sdk))
+    })
+}

@@ -1,0 +1,32 @@
+//! The template cannot drift from the code: infra/template.yaml checked against what each
+//! function declares (its contract and routes), by the same checks every eventfold service
+//! passes (tables and keys, stream readers, environment, least-privilege IAM, queues and
+//! dead-letter queues, the dashboard).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use eventfold::command::CommandService;
+use eventfold::projection::MemoryReadModel;
+use eventfold::store::MemoryStore;
+use eventfold_cli::drift::{Function, check_file};
+use {{service_rs}}::{ {{Aggregates}}, ROW_KEY};
+use {{service_rs}}_functions::{command_api, project, publish, query_api, snapshots};
+
+#[test]
+fn the_template_is_what_the_functions_code_needs() {
+    let commands = || CommandService::new(Arc::new(MemoryStore::new()));
+    let command_routes = command_api::api({{Aggregates}}::new(commands()));
+    let query_routes = query_api::api(commands(), Arc::new(MemoryReadModel::new(ROW_KEY)));
+    let functions = [
+        Function::new("{{service}}-command-api", command_api::CONTRACT)
+            .routes(command_routes.route_keys()),
+        Function::new("{{service}}-query-api", query_api::CONTRACT).routes(query_routes.route_keys()),
+        Function::new("{{service}}-project-{{aggregates_kebab}}", project::CONTRACT),
+        Function::new("{{service}}-publish-events", publish::CONTRACT),
+        Function::new("{{service}}-snapshot-streams", snapshots::CONTRACT),
+    ];
+    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/template.yaml");
+    let drift = check_file(&template, &functions);
+    assert!(drift.is_empty(), "infra/template.yaml drifted from the code:\n{drift}");
+}
