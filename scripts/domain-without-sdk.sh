@@ -4,8 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 status=0
-for crate in bank orders; do
-  found=$(cargo tree -q -p "$crate" -e normal,build,dev --prefix none \
+# crate:manifest (the example is a workspace of its own, as an adopter's service is).
+for entry in bank:Cargo.toml orders:examples/orders/Cargo.toml; do
+  crate=${entry%%:*}
+  found=$(cargo tree -q --manifest-path "${entry#*:}" -p "$crate" -e normal,build,dev --prefix none \
     | grep -E '^(aws-|lambda_runtime|aws_lambda_events|serde_dynamo)' | sort -u || true)
   if [ -n "$found" ]; then
     echo "$crate reaches AWS through: $found" | tr '\n' ' '; echo

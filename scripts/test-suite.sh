@@ -9,5 +9,8 @@ cargo test -p eventfold-tests --test emulator
 # What a command asks of DynamoDB, held against the baseline (make bench-check).
 target/debug/eventfold-bench --check bench/baseline.json
 if [ -x scripts/schemathesis.sh ]; then scripts/schemathesis.sh; fi
-# A service as `eventfold new` writes it: its make test, and its make local serving its demo.
+# Services of their own, from their folders: the example (its HTTP tests on the local runner and
+# on the stack deployed to the emulator, rebuild and backfill through its functions), and one
+# `eventfold new` writes; each one's make test, and its make local serving its demo.
+scripts/service-check.sh examples/orders
 scripts/scaffold-check.sh

@@ -13,5 +13,6 @@ pub mod drift;
 pub mod local;
 pub mod ops;
 pub mod scaffold;
+pub mod sign;
 
 pub use app::main;

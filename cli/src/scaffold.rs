@@ -463,6 +463,40 @@ mod tests {
         }
     }
 
+    /// examples/orders was written by `eventfold new examples/orders --aggregate Order`, then
+    /// given its domain, routes, read models, demo, tests and README; its wiring is still
+    /// exactly what the generator writes.
+    #[test]
+    fn the_example_keeps_the_wiring_eventfold_new_writes() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/orders");
+        let names = Names::new("orders", "Order", None).expect("valid");
+        let placeholders = names.placeholders(&Dependency::Version("0.1".into()));
+        let edited = [
+            "Cargo.toml",
+            "README.md",
+            "domain/",
+            "functions/src/lib.rs",
+            "functions/tests/",
+            "infra/",
+        ];
+        let mut compared = 0;
+        for file in FILES {
+            if edited.iter().any(|e| file.path.starts_with(e)) {
+                continue;
+            }
+            let kept = std::fs::read_to_string(example.join(file.path))
+                .unwrap_or_else(|e| panic!("examples/orders/{}: {e}", file.path));
+            assert_eq!(
+                kept,
+                fill(file.text, &placeholders),
+                "examples/orders/{}",
+                file.path
+            );
+            compared += 1;
+        }
+        assert!(compared >= 15, "{compared} files compared");
+    }
+
     #[test]
     fn a_folder_with_files_is_left_alone() {
         let dir = std::env::temp_dir().join(format!("scaffold-{}", uuid::Uuid::new_v4()));

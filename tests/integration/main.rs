@@ -14,6 +14,5 @@ mod faults;
 mod http;
 mod lambda_binaries;
 mod metrics;
-mod orders_example;
 mod snapshots;
 mod store;

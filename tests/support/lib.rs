@@ -408,24 +408,19 @@ impl Api {
 
 /// The SigV4 headers for a request to API Gateway (`execute-api`), with the test credentials.
 fn sigv4_headers(method: &str, url: &str, body: &[u8]) -> Vec<(String, String)> {
-    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-    let identity = Credentials::new("test", "test", None, None, "tests").into();
-    let params = aws_sigv4::sign::v4::SigningParams::builder()
-        .identity(&identity)
-        .region("us-east-1")
-        .name("execute-api")
-        .time(std::time::SystemTime::now())
-        .settings(SigningSettings::default())
-        .build()
-        .expect("signing parameters")
-        .into();
-    let request = SignableRequest::new(method, url, std::iter::empty(), SignableBody::Bytes(body))
-        .expect("a signable request");
-    let (instructions, _) = sign(request, &params).expect("signed").into_parts();
-    instructions
-        .headers()
-        .map(|(name, value)| (name.to_owned(), value.to_owned()))
-        .collect()
+    let request = eventfold_cli::sign::Signable {
+        method,
+        url,
+        headers: &[],
+        body,
+    };
+    eventfold_cli::sign::sigv4_headers(
+        request,
+        Credentials::new("test", "test", None, None, "tests"),
+        "us-east-1",
+        "execute-api",
+    )
+    .expect("a signed request")
 }
 
 /// An HTTP answer.

@@ -135,7 +135,6 @@ async fn invoke_deployed(
     name: &str,
     payload: Vec<u8>,
 ) -> Result<Bytes, String> {
-    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
     let region = sdk.region().map_or("us-east-1", |r| r.as_ref());
     let endpoint = sdk.endpoint_url().map_or_else(
         || format!("https://lambda.{region}.amazonaws.com"),
@@ -151,29 +150,23 @@ async fn invoke_deployed(
         .provide_credentials()
         .await
         .map_err(|e| format!("AWS credentials: {e}"))?;
-    let identity = credentials.into();
-    let params = aws_sigv4::sign::v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name("lambda")
-        .time(std::time::SystemTime::now())
-        .settings(SigningSettings::default())
-        .build()
-        .map_err(|e| format!("signing Invoke: {e}"))?
-        .into();
     let headers = [("content-type", "application/json")];
-    let signable = SignableRequest::new(
-        "POST",
-        &url,
-        headers.iter().copied(),
-        SignableBody::Bytes(&payload),
-    )
-    .map_err(|e| format!("signing Invoke: {e}"))?;
-    let (instructions, _) = sign(signable, &params)
-        .map_err(|e| format!("signing Invoke: {e}"))?
-        .into_parts();
+    let signed = crate::sign::sigv4_headers(
+        crate::sign::Signable {
+            method: "POST",
+            url: &url,
+            headers: &headers,
+            body: &payload,
+        },
+        credentials,
+        region,
+        "lambda",
+    )?;
     let mut request = http.post(&url).body(payload);
-    for (header, value) in headers.into_iter().chain(instructions.headers()) {
+    for (header, value) in headers {
+        request = request.header(header, value);
+    }
+    for (header, value) in &signed {
         request = request.header(header, value);
     }
     let response = request

@@ -5,11 +5,13 @@
 //! - [`values`]: SKUs, quantities and cents, parsed once;
 //! - [`projection`]: a row per order with each customer's totals, and a row per customer
 //!   listing its orders (a row fed by many streams);
-//! - [`Orders`]: one method to run a command against an order.
+//! - [`Orders`]: one method to run a command against an order;
+//! - [`problems`]: what each refusal is over HTTP.
 //!
 //! Storage, idempotency, retries, checkpoints, gap repair and snapshots are the library's.
 
 pub mod order;
+pub mod problems;
 pub mod projection;
 pub mod scenario;
 pub mod values;
@@ -36,6 +38,24 @@ impl Orders {
         Order::stream_id(order)
     }
 
+    /// Starts a new order for `customer`; its id is the receipt.
+    pub async fn start(
+        &self,
+        context: &CommandContext,
+        customer: EntityId,
+    ) -> Result<Executed<EntityId>, CommandError<OrderError>> {
+        let order = EntityId::generate();
+        let command = OrderCommand::Start { customer };
+        self.commands
+            .execute_one::<Order, _>(
+                context,
+                Target::new(Self::stream(&order)),
+                &command,
+                order.clone(),
+            )
+            .await
+    }
+
     /// Runs one command on an order; the new version is in the result's streams.
     pub async fn handle(
         &self,
@@ -43,8 +63,20 @@ impl Orders {
         order: &EntityId,
         command: &OrderCommand,
     ) -> Result<Executed<()>, CommandError<OrderError>> {
+        self.handle_pinned(context, order, None, command).await
+    }
+
+    /// Runs one command on an order if it is still at `if_match` (any version when `None`).
+    pub async fn handle_pinned(
+        &self,
+        context: &CommandContext,
+        order: &EntityId,
+        if_match: Option<u64>,
+        command: &OrderCommand,
+    ) -> Result<Executed<()>, CommandError<OrderError>> {
+        let target = Target::new(Self::stream(order)).if_match(if_match);
         self.commands
-            .execute_one::<Order, _>(context, Target::new(Self::stream(order)), command, ())
+            .execute_one::<Order, _>(context, target, command, ())
             .await
     }
 

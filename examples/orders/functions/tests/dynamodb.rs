@@ -3,15 +3,20 @@
 
 use std::sync::Arc;
 
+use eventfold::aws::aws_sdk_dynamodb::Client;
 use eventfold::aws::{DynamoReadModel, DynamoStore};
 use eventfold::testing::{TableShape, create_table};
+use eventfold_cli::local::service::{emulator_endpoint, emulator_sdk_config};
 use orders::projection::{CUSTOMER_ID, ORDER_ID};
 
 #[tokio::test]
 async fn orders_per_customer_on_dynamodb() {
-    let sdk = eventfold_tests::sdk_config().await;
-    let client = aws_sdk_dynamodb::Client::new(&sdk);
-    let prefix = format!("orders{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let sdk = emulator_sdk_config(&emulator_endpoint()).await;
+    let client = Client::new(&sdk);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let prefix = format!("orders{}x{nanos}", std::process::id());
     let (events, commands, rows, customers) = (
         format!("{prefix}-events"),
         format!("{prefix}-commands"),

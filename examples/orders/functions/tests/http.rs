@@ -1,0 +1,161 @@
+//! The orders service over HTTP, both ways it runs off AWS: on the local runner, as `make local`
+//! runs it (each function's binary through a local Lambda Runtime API), and as `make
+//! deploy-local` deploys it (CloudFormation on the emulator, which runs the functions; requests
+//! signed for the routes' IAM authorization). Both read models follow from the events stream.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use eventfold_cli::local::service::{DeployedService, LocalService, emulator_endpoint};
+use serde_json::{Value, json};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The API at `base`, its requests signed when it is the deployed stack's.
+struct Api {
+    base: String,
+    deployed: Option<DeployedService>,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn send(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+        let mut request = self.http.request(method.clone(), &url);
+        if body.is_some() {
+            request = request
+                .header("content-type", "application/json")
+                .body(bytes.clone());
+        }
+        if let Some(deployed) = &self.deployed {
+            for (name, value) in deployed
+                .sign(method.as_str(), &url, &bytes)
+                .expect("signed")
+            {
+                request = request.header(name, value);
+            }
+        }
+        let response = request.send().await.expect("the API answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.send("POST", path, Some(body)).await
+    }
+
+    /// Polls `path` until its answer has `field` at `value`.
+    async fn eventually(&self, path: &str, field: &str, value: &Value) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, body) = self.send("GET", path, None).await;
+            if status == 200 && &body[field] == value {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} never had {field} = {value}: {status} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+/// An order through its life, and what each read model says of it.
+async fn an_order_through_its_life(api: &Api) {
+    let customer = format!("c{}", &uuid_like());
+    let (status, created) = api.post("/orders", &json!({"customer": customer})).await;
+    assert_eq!(status, 201, "{created}");
+    let order = created["id"].as_str().expect("an id").to_owned();
+    let at = |path: &str| format!("/orders/{order}{path}");
+    let item = json!({"sku": "BOOK-1", "quantity": 2, "unit_price": 1250});
+    assert_eq!(api.post(&at("/items"), &item).await.0, 200);
+    // Values are checked where they are parsed: a bad SKU is a 400 and writes nothing.
+    let bad = json!({"sku": "no good", "quantity": 1, "unit_price": 1});
+    let (status, problem) = api.post(&at("/items"), &bad).await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(api.post(&at("/place"), &json!({})).await.0, 200);
+    let (status, problem) = api.post(&at("/pay"), &json!({"amount": 1})).await;
+    assert_eq!(
+        (status, problem["total"].clone()),
+        (422, json!(2500)),
+        "{problem}"
+    );
+    let (status, paid) = api.post(&at("/pay"), &json!({"amount": 2500})).await;
+    assert_eq!((status, paid["version"].clone()), (200, json!(4)), "{paid}");
+    let (status, problem) = api.post(&at("/items"), &item).await;
+    assert_eq!(status, 409, "no longer a draft: {problem}");
+
+    let row = api.eventually(&at(""), "version", &json!(4)).await;
+    assert_eq!(
+        (row["status"].clone(), row["total"].clone()),
+        (json!("paid"), json!(2500))
+    );
+    let listed = api
+        .eventually(
+            &format!("/customers/{customer}/orders"),
+            "spent",
+            &json!(2500),
+        )
+        .await;
+    assert_eq!(listed["placed"], json!(1));
+    assert_eq!(
+        listed["orders"][&order]["status"],
+        json!("paid"),
+        "{listed}"
+    );
+    let (status, state) = api.send("GET", &at("/state?as_of=2"), None).await;
+    assert_eq!(
+        (status, state["total"].clone()),
+        (200, json!(2500)),
+        "{state}"
+    );
+}
+
+/// A customer id of this run's own.
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}x{nanos}", std::process::id())
+}
+
+#[tokio::test]
+async fn on_the_local_runner() {
+    let binaries = Path::new(env!("CARGO_BIN_EXE_orders-command-api"))
+        .parent()
+        .expect("the binaries' folder");
+    let service = LocalService::start(
+        &root().join("infra/template.yaml"),
+        binaries,
+        &emulator_endpoint(),
+    )
+    .await
+    .expect("the local service starts");
+    let api = Api {
+        base: service.url(),
+        deployed: None,
+        http: reqwest::Client::new(),
+    };
+    an_order_through_its_life(&api).await;
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn on_the_deployed_stack() {
+    let endpoint = emulator_endpoint();
+    let deployed = tokio::task::spawn_blocking(move || DeployedService::deploy(&root(), &endpoint))
+        .await
+        .expect("deploys")
+        .expect("make deploy-local's script deploys the stack");
+    let api = Api {
+        base: deployed.api.clone(),
+        deployed: Some(deployed),
+        http: reqwest::Client::new(),
+    };
+    an_order_through_its_life(&api).await;
+}
