@@ -52,7 +52,7 @@ local: emulator-deps ## Start the emulator, create resources, serve the API and 
 test: tools emulator-deps test-deps ## Everything CI checks: fmt, clippy, docs, licenses, template lint, unit, handler, emulator and fault tests, request-cost check, API fuzzing
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	cargo clippy -p eventfold-tests --test emulator -- -D warnings
+	cargo clippy --workspace --test emulator -- -D warnings
 	scripts/domain-without-sdk.sh
 	$(MAKE) --no-print-directory docs deny
 	$(MAKE) --no-print-directory validate

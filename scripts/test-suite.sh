@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 cargo test --workspace
 # The emulator's own fidelity and quirks, apart: a failure here is news about the emulator.
 echo "== emulator fidelity and quirks (tests/emulator) =="
-cargo test -p eventfold-tests --test emulator
+cargo test --workspace --test emulator
 # What a command asks of DynamoDB, held against the baseline (make bench-check).
 target/debug/eventfold-bench --check bench/baseline.json
 if [ -x scripts/schemathesis.sh ]; then scripts/schemathesis.sh; fi
