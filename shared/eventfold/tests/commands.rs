@@ -211,34 +211,143 @@ async fn many_concurrent_requests_with_one_key_write_once_and_answer_alike() {
     assert_eq!(s.total().await, (3, 1));
 }
 
+/// A service that keeps states, as a warm Lambda does, on the same counted store.
+fn keeping(s: &Setup) -> CommandService {
+    CommandService::new(s.store.clone())
+}
+
+async fn add_on(
+    service: &CommandService,
+    stream: &StreamId,
+    context: &CommandContext,
+    n: u64,
+) -> Result<Executed<()>, CommandError<CounterError>> {
+    service
+        .execute_one::<Counter, _>(
+            context,
+            Target::new(stream.clone()),
+            &CounterCommand::Add(n),
+            (),
+        )
+        .await
+}
+
 #[tokio::test]
-async fn a_kept_state_reads_only_the_events_since_and_sees_other_writers() {
+async fn a_kept_state_is_decided_on_without_a_read_and_the_write_proves_it() {
     let s = setup();
-    let keeping = CommandService::new(s.store.clone());
-    let run = |n| {
-        let (keeping, stream) = (keeping.clone(), s.stream.clone());
-        async move {
-            keeping
-                .execute_one::<Counter, _>(
-                    &CommandContext::default(),
-                    Target::new(stream),
-                    &CounterCommand::Add(n),
-                    (),
-                )
-                .await
-        }
-    };
-    run(1).await.unwrap();
-    s.add(&CommandContext::default(), 2).await.unwrap();
+    let keeping = keeping(&s);
+    add_on(&keeping, &s.stream, &CommandContext::default(), 1)
+        .await
+        .unwrap();
+    for (n, context) in [(2, CommandContext::default()), (3, keyed("k-kept", "add 3"))] {
+        s.store.reset_calls();
+        add_on(&keeping, &s.stream, &context, n).await.unwrap();
+        let calls = s.store.calls();
+        assert_eq!(
+            (calls.appends, calls.total()),
+            (1, 1),
+            "one request, the write, with a key: {}",
+            context.command_id.is_some()
+        );
+    }
+    // Another writer moves the stream on: the refused write brings its event back, folded in
+    // for a second write, still without a read.
+    s.add(&CommandContext::default(), 4).await.unwrap();
     s.store.reset_calls();
-    let executed = run(3).await.unwrap();
+    let executed = add_on(&keeping, &s.stream, &CommandContext::default(), 5)
+        .await
+        .unwrap();
+    assert_eq!(executed.version_of(&s.stream), Some(5));
+    let calls = s.store.calls();
+    assert_eq!((calls.appends, calls.total()), (2, 2), "{calls:?}");
+    assert_eq!(s.total().await, (15, 5));
+}
+
+#[tokio::test]
+async fn a_refusal_on_a_stale_kept_state_is_checked_against_a_fresh_read() {
+    let s = setup();
+    let keeping = keeping(&s);
+    add_on(&keeping, &s.stream, &CommandContext::default(), 90)
+        .await
+        .unwrap();
+    // Unknown to the keeping process, another clears the counter: 90 + 50 is refused on the
+    // kept state, allowed on the stream as it is.
+    s.service
+        .execute_one::<Counter, _>(
+            &CommandContext::default(),
+            Target::new(s.stream.clone()),
+            &CounterCommand::Clear,
+            (),
+        )
+        .await
+        .unwrap();
+    s.store.reset_calls();
+    let executed = add_on(&keeping, &s.stream, &CommandContext::default(), 50)
+        .await
+        .unwrap();
     assert_eq!(executed.version_of(&s.stream), Some(3));
-    assert_eq!(
-        executed.stats.events_folded, 1,
-        "only the other writer's event"
-    );
-    assert_eq!(s.store.calls().reads, 1);
-    assert_eq!(s.total().await, (6, 3));
+    let calls = s.store.calls();
+    assert_eq!((calls.reads, calls.appends), (1, 1), "{calls:?}");
+    assert_eq!(s.total().await, (50, 3));
+    // Refused on a fresh state too: the refusal stands, after the one read that proved it.
+    s.store.reset_calls();
+    let refused = add_on(&keeping, &s.stream, &CommandContext::default(), 60)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        refused,
+        CommandError::Rejected(CounterError::TooMuch { total: 50, n: 60 })
+    ));
+    assert_eq!((s.store.calls().reads, s.store.calls().appends), (1, 0));
+    // A caller's If-Match that the kept state is behind is checked on a fresh read too.
+    add_on(&s.service, &s.stream, &CommandContext::default(), 1)
+        .await
+        .unwrap();
+    let pinned = keeping
+        .execute_one::<Counter, _>(
+            &CommandContext::default(),
+            Target::new(s.stream.clone()).if_match(Some(4)),
+            &CounterCommand::Add(1),
+            (),
+        )
+        .await
+        .unwrap();
+    assert_eq!(pinned.version_of(&s.stream), Some(5));
+}
+
+#[tokio::test]
+async fn a_repeat_needs_no_read_first_and_a_refused_repeat_still_replays() {
+    let s = setup();
+    let keeping = keeping(&s);
+    let first = add_on(&keeping, &s.stream, &keyed("k-a", "add 10"), 10)
+        .await
+        .unwrap();
+    // A repeat the state would allow: the write's condition on the record finds it.
+    s.store.reset_calls();
+    let again = add_on(&keeping, &s.stream, &keyed("k-a", "add 10"), 10)
+        .await
+        .unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.streams, first.streams);
+    let calls = s.store.calls();
+    assert_eq!((calls.appends, calls.total()), (1, 1), "{calls:?}");
+    // A repeat the state now refuses: the record, read after the refusal, answers.
+    let big = add_on(&keeping, &s.stream, &keyed("k-b", "add 80"), 80)
+        .await
+        .unwrap();
+    let again = add_on(&keeping, &s.stream, &keyed("k-b", "add 80"), 80)
+        .await
+        .unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.streams, big.streams);
+    let reused = add_on(&keeping, &s.stream, &keyed("k-b", "add 81"), 81)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        reused,
+        CommandError::Store(StoreError::IdempotencyMismatch { .. })
+    ));
+    assert_eq!(s.total().await, (90, 2));
 }
 
 #[tokio::test]

@@ -278,3 +278,89 @@ proptest! {
         })?;
     }
 }
+
+#[tokio::test]
+async fn a_cold_load_reads_the_snapshot_and_the_tail_at_once() {
+    use eventfold::store::{SnapshotPolicy, StoreSettings};
+    use eventfold::testing::FaultyStore;
+    let settings = StoreSettings {
+        snapshot_policy: SnapshotPolicy {
+            default_every: 10,
+            ..SnapshotPolicy::default()
+        },
+        ..StoreSettings::default()
+    };
+    let store = Arc::new(FaultyStore::new(Arc::new(MemoryStore::with_settings(
+        settings,
+    ))));
+    let snapshots = Arc::new(MemorySnapshots::new());
+    let commands = CommandService::new(store.clone())
+        .with_snapshots(snapshots.clone())
+        .keep_states(0);
+    let stream = Counter::stream_id(&EntityId::generate());
+    let snapshot_at = |version: u64| {
+        let (commands, snapshots, stream) = (commands.clone(), snapshots.clone(), stream.clone());
+        async move {
+            let loaded = commands
+                .load_as_of::<Counter>(&stream, AsOf::Version(version))
+                .await
+                .unwrap();
+            let snapshot = Snapshot {
+                stream_id: stream.clone(),
+                version,
+                state_schema: Counter::STATE_SCHEMA,
+                state: serde_json::to_value(&loaded.state).unwrap(),
+                taken_at: chrono::Utc::now(),
+            };
+            assert!(snapshots.save_snapshot(&snapshot).await.unwrap());
+        }
+    };
+    let add = || {
+        let (commands, stream) = (commands.clone(), stream.clone());
+        async move {
+            commands
+                .execute_one::<Counter, _>(
+                    &CommandContext::default(),
+                    Target::new(stream),
+                    &CounterCommand::Add(1),
+                    (),
+                )
+                .await
+        }
+    };
+    for _ in 0..8 {
+        add().await.unwrap();
+    }
+    // What each load did: (reads of events, the snapshot used, events folded). Snapshots only
+    // move forward, so the cases go from the oldest to the newest.
+    let mut cases = Vec::new();
+    let cold_load = || async {
+        store.reset_calls();
+        let loaded = commands.load::<Counter>(&stream).await.unwrap();
+        let reads = store.calls().reads;
+        let full = commands
+            .load_as_of::<Counter>(&stream, AsOf::Version(u64::MAX))
+            .await
+            .unwrap();
+        assert_eq!((&loaded.state, loaded.version), (&full.state, full.version));
+        (
+            reads,
+            loaded.snapshot_version,
+            loaded.events_folded,
+        )
+    };
+    cases.push(("no snapshot, stream within the tail", cold_load().await, (1, None, 8)));
+    for _ in 8..30 {
+        add().await.unwrap();
+    }
+    cases.push(("no snapshot, stream past the tail", cold_load().await, (2, None, 30)));
+    snapshot_at(12).await;
+    cases.push(("snapshot behind the tail", cold_load().await, (2, Some(12), 18)));
+    snapshot_at(21).await;
+    cases.push(("snapshot at the tail's first event", cold_load().await, (1, Some(21), 9)));
+    snapshot_at(25).await;
+    cases.push(("snapshot within the tail", cold_load().await, (1, Some(25), 5)));
+    for (what, measured, expected) in cases {
+        assert_eq!(measured, expected, "{what}");
+    }
+}

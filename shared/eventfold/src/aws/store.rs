@@ -157,6 +157,10 @@ impl DynamoStore {
         range: ReadRange,
     ) -> Result<(Vec<Item>, bool), StoreError> {
         let mut items = Vec::new();
+        if range.from > range.to {
+            // DynamoDB refuses a BETWEEN whose bounds are the wrong way round.
+            return Ok((items, false));
+        }
         let mut start_key = None;
         // One more than asked for tells whether the range continues.
         let wanted = range.limit.map(|limit| limit.saturating_add(1));
@@ -194,6 +198,7 @@ impl DynamoStore {
             }
             let output = query
                 .consistent_read(true)
+                .scan_index_forward(!range.newest)
                 .set_limit(page_limit)
                 .set_exclusive_start_key(start_key)
                 .send()
@@ -213,6 +218,9 @@ impl DynamoStore {
             }
             _ => false,
         };
+        if range.newest {
+            items.reverse();
+        }
         Ok((items, more))
     }
 

@@ -92,28 +92,25 @@ impl CommandService {
         let receipt_value = serde_json::to_value(&receipt)
             .map_err(|e| StoreError::misuse(format!("the receipt does not serialize: {e}")))?;
         let _held = self.queue_behind_earlier_commands(context, targets).await?;
-        // The idempotency check and the loads are independent: one round trip of latency, not
-        // two (a replay wastes the load, and replays are rare).
+        // A kept state is decided on at once: no read, not even of a client's key (the write's
+        // condition on the command record says whether it ran before). A cold stream is read
+        // with its snapshot in one round trip.
         let loading = Instant::now();
-        let (replayed, loaded) = read_within(context, async {
-            Ok(futures::join!(
-                self.earlier_execution(context),
-                try_join_all(targets.iter().map(|t| self.load::<A>(&t.stream_id)))
-            ))
-        })
+        let mut loaded = read_within(
+            context,
+            try_join_all(targets.iter().map(|t| self.load_for_decision::<A>(&t.stream_id))),
+        )
         .await?;
-        if let Some(record) = replayed? {
-            return replayed_from(record);
-        }
-        let mut loaded = loaded?;
         // An attempt is a read and a write: backoff is measured in attempts.
         let mut read_took = loading.elapsed();
         let events_folded = loaded.iter().map(|l| l.events_folded).sum();
         let mut attempt = 1;
         let mut stepped = false;
         loop {
-            check_preconditions(targets, &loaded)?;
-            let decided = decide(&loaded).map_err(CommandError::Rejected)?;
+            let decided = match self.decide_on(context, targets, &mut loaded, &decide).await {
+                Ok(decided) => decided,
+                Err(refused) => return self.refuse(context, refused).await,
+            };
             let request = append_request(context, &loaded, &decided, claims, &receipt_value)?;
             let sent = Instant::now();
             let attempted = self.attempt(context, request).await;
@@ -155,6 +152,7 @@ impl CommandService {
                 && event.version == stream_loaded.version + 1
             {
                 stream_loaded.fold_in(std::slice::from_ref(&*event))?;
+                stream_loaded.current = false;
                 self.keep(stream_loaded);
                 stepped = true;
                 attempt += 1;
@@ -280,20 +278,60 @@ impl CommandService {
         }
     }
 
-    /// The first execution of this command id, if there was one: the single read that makes
-    /// a repeat answer identically even if the decision would now go another way.
-    async fn earlier_execution(
+    /// The decision on the loaded streams. A refusal (the domain's, or a caller's `If-Match`
+    /// that a newer state could meet) or a decision to write nothing, made on a state that was
+    /// not read for this command, is made again on a fresh read: a stale state never answers.
+    async fn decide_on<A: Aggregate>(
         &self,
         context: &CommandContext,
-    ) -> Result<Option<CommandRecord>, StoreError> {
+        targets: &[Target],
+        loaded: &mut [Loaded<A>],
+        decide: &(impl Fn(&[Loaded<A>]) -> Result<Vec<Vec<A::Event>>, A::Error> + Send + Sync),
+    ) -> Result<Vec<Vec<A::Event>>, CommandError<A::Error>> {
+        loop {
+            let verdict = check_preconditions(targets, loaded)
+                .and_then(|()| decide(loaded).map_err(CommandError::Rejected));
+            let stale = loaded.iter().any(|l| !l.current);
+            let recheck = stale
+                && match &verdict {
+                    Ok(decided) => decided.iter().all(Vec::is_empty),
+                    Err(CommandError::PreconditionFailed {
+                        expected, actual, ..
+                    }) => actual < expected,
+                    Err(_) => true,
+                };
+            if !recheck {
+                return verdict;
+            }
+            read_within(context, async {
+                for stream in loaded.iter_mut() {
+                    self.make_current(stream).await?;
+                }
+                Ok(())
+            })
+            .await?;
+        }
+    }
+
+    /// Answers a command that writes nothing: with its first execution if a client's key says
+    /// it ran before (a repeat answers as the first did, whatever the state says now), else
+    /// with the refusal.
+    async fn refuse<R, E>(
+        &self,
+        context: &CommandContext,
+        refusal: CommandError<E>,
+    ) -> Result<Executed<R>, CommandError<E>>
+    where
+        R: DeserializeOwned,
+        E: std::error::Error + 'static,
+    {
         let Some(command_id) = context.command_id.as_ref().filter(|_| !context.fresh_id) else {
-            return Ok(None);
+            return Err(refusal);
         };
-        self.store
-            .read_command(command_id)
-            .await?
-            .map(|record| record.replay_for(&context.request_hash))
-            .transpose()
+        match read_within::<_, E>(context, self.store.read_command(command_id)).await? {
+            Some(record) => replayed_from(record.replay_for(&context.request_hash)?),
+            None => Err(refusal),
+        }
     }
 }
 

@@ -1,5 +1,11 @@
 //! Loading a stream for a decision: the state this process kept, or else the snapshot (if
 //! usable) and the events after it.
+//!
+//! A kept state is decided on without a read: the conditional write of the next version is the
+//! proof that it was the head (events are never updated or deleted, so a kept prefix cannot go
+//! stale in any other way). A cold load reads the snapshot and the stream's tail at once, so
+//! that one round trip of latency comes before the write whenever the snapshot lies within the
+//! tail.
 
 use chrono::{DateTime, Utc};
 
@@ -10,10 +16,13 @@ use crate::envelope::{RecordedEvent, StreamHead};
 use crate::error::StoreError;
 use crate::ids::StreamId;
 use crate::kept::Kept;
-use crate::store::AsOf;
+use crate::store::{AsOf, RawRead, ReadRange};
 
 /// How far behind a kept state may be and still be caught up from (else the snapshot is read).
 const KEPT_CATCH_UP: usize = 1000;
+
+/// The longest tail a cold load reads beside the snapshot.
+const MAX_COLD_TAIL: u64 = 1000;
 
 /// A stream loaded for a decision.
 #[derive(Clone, Debug)]
@@ -31,6 +40,9 @@ pub struct Loaded<A> {
     pub events_folded: usize,
     /// When the last event the state reflects occurred.
     pub occurred_at: Option<DateTime<Utc>>,
+    /// Whether the state was read from the store for this command (else it was kept, or
+    /// stepped over one refused write, and the next write is what proves it current).
+    pub current: bool,
 }
 
 impl<A: Aggregate> Loaded<A> {
@@ -43,6 +55,7 @@ impl<A: Aggregate> Loaded<A> {
             snapshot_version: None,
             events_folded: 0,
             occurred_at: None,
+            current: true,
         }
     }
 
@@ -56,6 +69,7 @@ impl<A: Aggregate> Loaded<A> {
             snapshot_version: None,
             events_folded: 0,
             occurred_at,
+            current: false,
         }
     }
 
@@ -73,8 +87,8 @@ impl<A: Aggregate> Loaded<A> {
 }
 
 impl CommandService {
-    /// Loads an aggregate: the state this process kept from an earlier load, or else its
-    /// snapshot if usable, then every event after it.
+    /// Loads an aggregate as the store has it now: the state this process kept, caught up in
+    /// one read from its own version, or else its snapshot if usable and the events after it.
     pub async fn load<A: Aggregate>(&self, stream_id: &StreamId) -> Result<Loaded<A>, StoreError> {
         let loaded = match self.load_kept::<A>(stream_id).await? {
             Some(loaded) => loaded,
@@ -82,6 +96,31 @@ impl CommandService {
         };
         self.keep(&loaded);
         Ok(loaded)
+    }
+
+    /// Loads an aggregate for a decision: the state kept, with no read at all (the write will
+    /// prove it, or bring back the event that beat it), or else as [`Self::load`].
+    pub(crate) async fn load_for_decision<A: Aggregate>(
+        &self,
+        stream_id: &StreamId,
+    ) -> Result<Loaded<A>, StoreError> {
+        if let Some(kept) = self.kept.as_ref().and_then(|k| k.get::<A>(stream_id)) {
+            return Ok(Loaded::at(kept.state, kept.head, kept.occurred_at));
+        }
+        let loaded = self.load_stored::<A>(stream_id).await?;
+        self.keep(&loaded);
+        Ok(loaded)
+    }
+
+    /// Makes a state that was not read for this command current: one read.
+    pub(crate) async fn make_current<A: Aggregate>(
+        &self,
+        loaded: &mut Loaded<A>,
+    ) -> Result<(), StoreError> {
+        if !loaded.current {
+            *loaded = self.load::<A>(&loaded.stream_id).await?;
+        }
+        Ok(())
     }
 
     /// The kept state caught up, in one read from its own version (which proves the stream
@@ -106,6 +145,7 @@ impl CommandService {
         }
         let mut loaded = Loaded::at(kept.state, kept.head, kept.occurred_at);
         loaded.fold_in(&page.events[1..])?;
+        loaded.current = true;
         Ok(Some(loaded))
     }
 
@@ -123,29 +163,99 @@ impl CommandService {
         }
     }
 
-    /// Loads an aggregate from the stores: its snapshot if usable, then every event after it.
+    /// Loads an aggregate from the stores. With snapshots, the snapshot and the stream's tail
+    /// (one snapshot interval of its newest events) are read at once; a snapshot within the
+    /// tail is folded on from there, one further than the tail is caught up to it by one more
+    /// read, and one ahead of the stream is ignored.
     async fn load_stored<A: Aggregate>(
         &self,
         stream_id: &StreamId,
     ) -> Result<Loaded<A>, StoreError> {
-        if let Some((state, version)) = self.usable_snapshot::<A>(stream_id).await? {
-            // Read from the snapshot's own version: it proves the snapshot is not ahead of the
-            // stream and gives the head's chain, in the same single query.
-            let events = self.store.read_all(stream_id, version).await?;
-            if let Some(first) = events.first().filter(|e| e.version == version) {
-                let mut loaded = Loaded::at(state, first.head(), Some(first.occurred_at));
-                loaded.snapshot_version = Some(version);
-                loaded.fold_in(&events[1..])?;
-                return Ok(loaded);
-            }
-            tracing::warn!(%stream_id, version, "snapshot is ahead of the stream; folding from the start");
+        let tail = self
+            .store
+            .settings()
+            .snapshot_policy
+            .every(stream_id.category())
+            .min(MAX_COLD_TAIL);
+        if self.snapshots.is_none() || tail == 0 {
+            let mut loaded = Loaded::empty(stream_id.clone());
+            self.catch_up(&mut loaded).await?;
+            return Ok(loaded);
         }
+        let tail = usize::try_from(tail).unwrap_or(usize::MAX);
+        let (snapshot, tail) = futures::try_join!(
+            self.usable_snapshot::<A>(stream_id),
+            self.store
+                .read_raw(stream_id, ReadRange::from(1).newest(tail))
+        )?;
+        let tail = self.store.upcast_all(tail.events)?;
+        let head = tail.last().map_or(0, |e| e.version);
         let mut loaded = Loaded::empty(stream_id.clone());
-        self.catch_up(&mut loaded).await?;
+        match snapshot {
+            Some((_, version)) if version > head => {
+                tracing::warn!(%stream_id, version, head, "snapshot is ahead of the stream; folding from the start");
+            }
+            Some((state, version)) => {
+                // The snapshot's own event proves it is not ahead and gives the chain; when the
+                // tail does not reach back to it, one read brings it and the events between.
+                let first = tail.first().map_or(u64::MAX, |e| e.version);
+                let before = if version < first {
+                    self.read_between(stream_id, version, first - 1).await?
+                } else {
+                    Vec::new()
+                };
+                let own = if version < first {
+                    before.first()
+                } else {
+                    tail.iter().find(|e| e.version == version)
+                };
+                if let Some(own) = own.filter(|e| e.version == version) {
+                    loaded = Loaded::at(state, own.head(), Some(own.occurred_at));
+                    loaded.snapshot_version = Some(version);
+                    loaded.fold_in(before.get(1..).unwrap_or_default())?;
+                }
+            }
+            None => {}
+        }
+        self.fold_tail(&mut loaded, tail).await?;
         Ok(loaded)
     }
 
-    /// Folds the events after `loaded.version` into it: one read.
+    /// Folds a stream's tail onto `loaded`, reading first the events between the two if the
+    /// tail does not reach back to it.
+    async fn fold_tail<A: Aggregate>(
+        &self,
+        loaded: &mut Loaded<A>,
+        tail: Vec<RecordedEvent>,
+    ) -> Result<(), StoreError> {
+        let after = loaded.version + 1;
+        if let Some(first) = tail.first().filter(|e| e.version > after) {
+            let between = self
+                .read_between(&loaded.stream_id, after, first.version - 1)
+                .await?;
+            loaded.fold_in(&between)?;
+        }
+        let start = tail.partition_point(|e| e.version <= loaded.version);
+        loaded.fold_in(&tail[start..])?;
+        loaded.current = true;
+        Ok(())
+    }
+
+    /// The events of a version range, upcast.
+    async fn read_between(
+        &self,
+        stream_id: &StreamId,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let RawRead { events, .. } = self
+            .store
+            .read_raw(stream_id, ReadRange::from(from).to(to))
+            .await?;
+        self.store.upcast_all(events)
+    }
+
+    /// Folds the events after `loaded.version` into it: one read, after which it is current.
     pub(crate) async fn catch_up<A: Aggregate>(
         &self,
         loaded: &mut Loaded<A>,
@@ -154,7 +264,9 @@ impl CommandService {
             .store
             .read_all(&loaded.stream_id, loaded.version + 1)
             .await?;
-        loaded.fold_in(&events)
+        loaded.fold_in(&events)?;
+        loaded.current = true;
+        Ok(())
     }
 
     async fn usable_snapshot<A: Aggregate>(

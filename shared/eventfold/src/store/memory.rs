@@ -196,15 +196,29 @@ impl EventStore for MemoryStore {
     ) -> Result<DocumentPage, StoreError> {
         let state = self.lock();
         let key = stream_id.to_string();
-        let mut matching = state
+        if range.from > range.to {
+            return Ok(DocumentPage {
+                documents: Vec::new(),
+                more: false,
+            });
+        }
+        let in_range = state
             .events
             .range((key.clone(), range.from)..=(key, range.to))
             .map(|(_, document)| document.clone());
-        let documents: Vec<Document> = match range.limit {
+        let mut matching: Box<dyn Iterator<Item = Document>> = if range.newest {
+            Box::new(in_range.rev())
+        } else {
+            Box::new(in_range)
+        };
+        let mut documents: Vec<Document> = match range.limit {
             Some(limit) => matching.by_ref().take(limit).collect(),
             None => matching.by_ref().collect(),
         };
         let more = matching.next().is_some();
+        if range.newest {
+            documents.reverse();
+        }
         Ok(DocumentPage { documents, more })
     }
 

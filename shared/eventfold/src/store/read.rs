@@ -23,6 +23,9 @@ pub struct ReadRange {
     pub to: u64,
     /// Most events returned.
     pub limit: Option<usize>,
+    /// Whether the limit keeps the newest events of the range instead of the oldest (they
+    /// are still returned in version order; `more` then says the range holds older ones).
+    pub newest: bool,
 }
 
 impl ReadRange {
@@ -32,6 +35,7 @@ impl ReadRange {
             from: from.max(1),
             to: u64::MAX,
             limit: None,
+            newest: false,
         }
     }
 
@@ -39,6 +43,15 @@ impl ReadRange {
     #[must_use]
     pub fn limit(mut self, limit: usize) -> Self {
         self.limit = Some(limit);
+        self
+    }
+
+    /// Keeps the last `limit` events of the range: a stream's tail in one read, from its head
+    /// back.
+    #[must_use]
+    pub fn newest(mut self, limit: usize) -> Self {
+        self.limit = Some(limit);
+        self.newest = true;
         self
     }
 
@@ -50,7 +63,8 @@ impl ReadRange {
     }
 }
 
-/// Stored events as read, before upcasting, and whether the range holds more past the limit.
+/// Stored events as read, before upcasting, and whether the range holds more past the limit
+/// (before the first event returned, for a read of the [`ReadRange::newest`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct RawRead {
     /// The events as stored.

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::store::{
     AppendRequest, AppendResult, AsOf, CurrentVersion, EventStore, ExpectedVersion, NewCommand,
-    StreamWrite,
+    ReadRange, StreamWrite,
 };
 use crate::store::{MemoryStore, StoreSettings};
 use crate::stored::Document;
@@ -28,7 +28,7 @@ macro_rules! __store_suite_cases {
         $($callback)*! { $($args)*
             append_then_read_back expected_versions append_after_head multi_stream_atomicity
             transaction_item_limits invalid_appends_write_nothing large_stream_reads_every_page
-            paged_reads as_of_reads idempotent_commands upcasting_on_read
+            paged_reads tail_reads as_of_reads idempotent_commands upcasting_on_read
             integrity_chain_detects_tampering snapshot_due_marking }
     };
 }

@@ -64,6 +64,45 @@ pub async fn paged_reads(h: &dyn Harness) {
     assert!(past.events.is_empty() && past.next.is_none());
 }
 
+/// A stream's tail: the newest events of a range in version order, and whether older ones
+/// exist; an empty or inverted range reads nothing.
+pub async fn tail_reads(h: &dyn Harness) {
+    let store = h.store();
+    let id = unique_stream();
+    create(store.as_ref(), &id, events(1..=25)).await;
+    let versions = |read: &crate::store::RawRead| -> Vec<u64> {
+        read.events.iter().map(|e| e.version).collect()
+    };
+    let tail = store
+        .read_raw(&id, ReadRange::from(1).newest(10))
+        .await
+        .expect("tail");
+    assert_eq!(versions(&tail), (16..=25).collect::<Vec<_>>());
+    assert!(tail.more, "versions 1 to 15 are older");
+    let whole = store
+        .read_raw(&id, ReadRange::from(1).newest(25))
+        .await
+        .expect("whole stream as its tail");
+    assert_eq!(versions(&whole), (1..=25).collect::<Vec<_>>());
+    assert!(!whole.more, "a tail as long as the stream has nothing older");
+    let bounded = store
+        .read_raw(&id, ReadRange::from(5).to(12).newest(3))
+        .await
+        .expect("bounded tail");
+    assert_eq!(versions(&bounded), vec![10, 11, 12]);
+    assert!(bounded.more);
+    let inverted = store
+        .read_raw(&id, ReadRange::from(12).to(11))
+        .await
+        .expect("inverted range");
+    assert!(inverted.events.is_empty() && !inverted.more);
+    let missing = store
+        .read_raw(&unique_stream(), ReadRange::from(1).newest(10))
+        .await
+        .expect("tail of no stream");
+    assert!(missing.events.is_empty() && !missing.more);
+}
+
 /// Time travel by version and by instant.
 pub async fn as_of_reads(h: &dyn Harness) {
     let store = h.store();
