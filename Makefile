@@ -23,6 +23,8 @@ CARGO_LAMBDA_VERSION := 1.9.2
 SAM_CLI_VERSION := 1.170.0
 SCHEMATHESIS_VERSION := 4.32.5
 CARGO_DENY_VERSION := 0.20.2
+# callgrind counts the CPU side's instructions in bench-check: Debian's package, unpacked.
+VALGRIND_VERSION := 1:3.19.0-1
 
 TOOLS_VENV := .venv
 TOOLS_STAMP := $(TOOLS_VENV)/.installed-cargo-lambda-$(CARGO_LAMBDA_VERSION)-sam-$(SAM_CLI_VERSION)
@@ -31,6 +33,10 @@ MOTO_STAMP := .venv-moto/.installed-$(MOTO_VERSION)
 SCHEMATHESIS_STAMP := .venv-schemathesis/.installed-$(SCHEMATHESIS_VERSION)
 CARGO_DENY_STAMP := .tools/.installed-cargo-deny-$(CARGO_DENY_VERSION)
 CARGO_DENY := .tools/bin/cargo-deny
+VALGRIND_DIR := .tools/valgrind
+VALGRIND_STAMP := $(VALGRIND_DIR)/.installed-$(subst :,-,$(VALGRIND_VERSION))
+export VALGRIND := $(CURDIR)/$(VALGRIND_DIR)/usr/bin/valgrind
+export VALGRIND_LIB := $(CURDIR)/$(VALGRIND_DIR)/usr/libexec/valgrind
 EMULATOR_STAMP := $(if $(filter moto,$(EMULATOR)),$(MOTO_STAMP),$(MINISTACK_STAMP))
 
 SAM := $(TOOLS_VENV)/bin/sam
@@ -39,7 +45,7 @@ CARGO_LAMBDA := $(TOOLS_VENV)/bin/cargo-lambda
 FUNCTIONS := command-api query-api project-accounts publish-events snapshot-streams
 
 .PHONY: help local test deploy-local lint docs deny soak validate build bench bench-check bench-baseline deploy rebuild-projection redrive snapshot \
-        tools emulator-deps test-deps clean distclean
+        tools emulator-deps test-deps valgrind clean distclean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -94,11 +100,11 @@ bench: emulator-deps ## Benchmarks against the emulator, beside cqrs-es + dynamo
 	cargo bench -p eventfold --bench micro
 	scripts/with-emulator.sh target/release/eventfold-bench --out docs/BENCHMARKS.md --compare target/compare/release/eventfold-compare
 
-bench-check: emulator-deps ## Requests, items and bytes per command held against bench/baseline.json (part of make test)
+bench-check: emulator-deps $(VALGRIND_STAMP) ## Requests, round trips, items, bytes, capacity units and CPU instructions per operation held against bench/baseline.json (part of make test)
 	cargo build -p eventfold-bench
 	scripts/with-emulator.sh target/debug/eventfold-bench --check bench/baseline.json
 
-bench-baseline: emulator-deps ## Rewrite bench/baseline.json from this tree (after a deliberate change in cost)
+bench-baseline: emulator-deps $(VALGRIND_STAMP) ## Rewrite bench/baseline.json from this tree (after a deliberate change in cost)
 	cargo build -p eventfold-bench
 	scripts/with-emulator.sh target/debug/eventfold-bench --check bench/baseline.json --update
 
@@ -140,11 +146,20 @@ $(CARGO_DENY_STAMP):
 	cargo install --quiet --locked --no-default-features --root .tools cargo-deny@$(CARGO_DENY_VERSION)
 	touch $@
 
-test-deps: $(SCHEMATHESIS_STAMP) ## schemathesis (API fuzzing against the OpenAPI document) in its own venv
+test-deps: $(SCHEMATHESIS_STAMP) $(VALGRIND_STAMP) ## schemathesis (API fuzzing against the OpenAPI document) in its own venv, valgrind into .tools
 $(SCHEMATHESIS_STAMP):
 	rm -rf .venv-schemathesis
 	$(PYTHON) -m venv .venv-schemathesis
 	.venv-schemathesis/bin/pip install -q schemathesis==$(SCHEMATHESIS_VERSION)
+	touch $@
+
+valgrind: $(VALGRIND_STAMP) ## valgrind (callgrind counts instructions in bench-check), Debian's package unpacked into .tools
+$(VALGRIND_STAMP):
+	rm -rf $(VALGRIND_DIR) && mkdir -p $(VALGRIND_DIR)/deb
+	cd $(VALGRIND_DIR)/deb && apt-get download -q valgrind=$(VALGRIND_VERSION)
+	dpkg -x $(VALGRIND_DIR)/deb/valgrind_*.deb $(VALGRIND_DIR)
+	rm -rf $(VALGRIND_DIR)/deb
+	$(VALGRIND) --version
 	touch $@
 
 clean: ## Stop emulators this project started; remove build output and local state

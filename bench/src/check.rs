@@ -1,8 +1,11 @@
 //! `make bench-check`: what does not depend on a noisy machine, held against a baseline. The
-//! DynamoDB requests, items read and response bytes of an append, of a command on streams of
-//! 10, 1,000 and 10,000 events (without a snapshot, with one, and with the state kept by the
-//! process), and of a transfer, counted on the wire against the emulator. A regression past the margins fails; an improvement asks for
-//! the baseline to be updated (`make bench-baseline`), so it cannot silently slip back.
+//! DynamoDB requests, round trips, items read, response bytes and capacity units of an append,
+//! of a command on streams of 10, 1,000 and 10,000 events (without a snapshot, with one, and
+//! with the state kept by the process, with and without a client's key), and of a transfer,
+//! counted on the wire against the emulator. A regression past the margins fails; an
+//! improvement asks for the baseline to be updated (`make bench-baseline`), so it cannot
+//! silently slip back. Two floors hold whatever the baseline says: a command on a kept state
+//! is one request, and a cold load with a snapshot is one round trip before the write.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -12,7 +15,7 @@ use bank::domain::account::{Account, AccountCommand};
 use bank::domain::money::Amount;
 use eventfold::command::{CommandContext, CommandService, Target};
 use eventfold::store::{AppendRequest, EventStore, ExpectedVersion};
-use eventfold::{EntityId, NewEvent, StreamId};
+use eventfold::{CommandId, EntityId, NewEvent, StreamId};
 use serde::{Deserialize, Serialize};
 
 use super::Bench;
@@ -20,15 +23,27 @@ use super::Bench;
 /// Bytes may grow by this many percent (ids, timestamps and balances vary in length).
 const BYTES_MARGIN_PERCENT: u64 = 10;
 
+/// Instruction counts may grow by this many percent (hash seeds vary them by a few tenths).
+const INSTRUCTIONS_MARGIN_PERCENT: u64 = 2;
+
 /// What one operation asked of DynamoDB.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cost {
     /// Requests, retries included.
     pub requests: u64,
+    /// Round trips of latency: requests sent together count once.
+    #[serde(default)]
+    pub round_trips: u64,
     /// Items returned by reads.
     pub items: u64,
     /// Response bytes.
     pub bytes: u64,
+    /// Read capacity units (4 KB, strongly consistent), computed from item sizes.
+    #[serde(default)]
+    pub read_units: u64,
+    /// Write capacity units (1 KB, twice in a transaction), computed from item sizes.
+    #[serde(default)]
+    pub write_units: u64,
 }
 
 /// The baseline file: a cost per named operation.
@@ -38,6 +53,9 @@ pub struct Baseline {
     pub note: String,
     /// Costs by operation.
     pub costs: BTreeMap<String, Cost>,
+    /// Instructions per CPU operation, counted by callgrind (see [`super::cpu`]).
+    #[serde(default)]
+    pub instructions: BTreeMap<String, u64>,
 }
 
 impl Bench {
@@ -46,16 +64,40 @@ impl Bench {
         let value = operation.await;
         let cost = Cost {
             requests: self.counter.total(),
+            round_trips: self.counter.round_trips(),
             items: self.counter.items_read(),
             bytes: self.counter.bytes_read(),
+            read_units: self.counter.read_units(),
+            write_units: self.counter.write_units(),
         };
         (value, cost)
     }
 
     async fn deposit(&self, service: &CommandService, stream: &StreamId) -> Result<(), String> {
+        self.deposit_in(service, stream, &CommandContext::default())
+            .await
+    }
+
+    /// A deposit under a client's key, as a retrying client sends it.
+    async fn keyed_deposit(
+        &self,
+        service: &CommandService,
+        stream: &StreamId,
+    ) -> Result<(), String> {
+        let key = CommandId::new(uuid::Uuid::new_v4().to_string()).map_err(|e| e.to_string())?;
+        self.deposit_in(service, stream, &CommandContext::new(key, "deposit 1"))
+            .await
+    }
+
+    async fn deposit_in(
+        &self,
+        service: &CommandService,
+        stream: &StreamId,
+        context: &CommandContext,
+    ) -> Result<(), String> {
         service
             .execute_one::<Account, _>(
-                &CommandContext::default(),
+                context,
                 Target::new(stream.clone()),
                 &AccountCommand::Deposit {
                     amount: Amount::new(1).map_err(|e| e.to_string())?,
@@ -117,6 +159,12 @@ async fn measure(bench: &Bench) -> Result<BTreeMap<String, Cost>, String> {
         let (outcome, cost) = bench.cost(bench.deposit(warm, &stream)).await;
         outcome?;
         costs.insert(format!("deposit, {length:>6} events, state kept"), cost);
+        let (outcome, cost) = bench.cost(bench.keyed_deposit(warm, &stream)).await;
+        outcome?;
+        costs.insert(
+            format!("deposit, {length:>6} events, state kept, client's key"),
+            cost,
+        );
     }
     let from = bench.bulk_account(10).await?;
     let to = bench.bulk_account(10).await?;
@@ -126,42 +174,64 @@ async fn measure(bench: &Bench) -> Result<BTreeMap<String, Cost>, String> {
     Ok(costs)
 }
 
+/// What each figure may do against the baseline: its name, its value, and the growth allowed
+/// in percent (bytes and capacity units vary a little with ids, timestamps and balances).
+fn figures(cost: &Cost) -> [(&'static str, u64, u64); 6] {
+    [
+        ("requests", cost.requests, 0),
+        ("round trips", cost.round_trips, 0),
+        ("items read", cost.items, 0),
+        ("bytes read", cost.bytes, BYTES_MARGIN_PERCENT),
+        ("read units", cost.read_units, BYTES_MARGIN_PERCENT),
+        ("write units", cost.write_units, BYTES_MARGIN_PERCENT),
+    ]
+}
+
+/// The floors held whatever the baseline says: a command on a kept state is one request (the
+/// write), and a cold load with a snapshot is one round trip before it.
+fn floors(name: &str, cost: &Cost) -> Vec<String> {
+    let mut broken = Vec::new();
+    if name.contains("state kept") && cost.requests != 1 {
+        broken.push(format!("{} requests, not 1", cost.requests));
+    }
+    if name.ends_with("events, snapshot") && cost.round_trips != 2 {
+        broken.push(format!(
+            "{} round trips before the write, not 1",
+            cost.round_trips.saturating_sub(1)
+        ));
+    }
+    broken
+}
+
 /// Compares `measured` with `baseline`: the report, and whether it passes.
 pub fn compare(baseline: &Baseline, measured: &BTreeMap<String, Cost>) -> (String, bool) {
     let mut report = String::new();
     let mut pass = true;
-    let _ = writeln!(
-        report,
-        "{:<45} {:>18} {:>18} {:>24}",
-        "operation", "requests", "items read", "bytes read"
-    );
+    let _ = write!(report, "{:<54}", "operation");
+    for (label, _, _) in figures(&Cost::default()) {
+        let _ = write!(report, " {label:>18}");
+    }
+    report.push('\n');
     for (name, now) in measured {
         let Some(then) = baseline.costs.get(name) else {
-            let _ = writeln!(report, "{name:<45} not in the baseline");
+            let _ = writeln!(report, "{name:<54} not in the baseline");
             pass = false;
             continue;
         };
-        let bytes_limit = (then.bytes * (100 + BYTES_MARGIN_PERCENT)).div_ceil(100);
-        let mut verdicts = Vec::new();
-        if now.requests > then.requests {
-            verdicts.push("more requests");
+        let mut verdicts = floors(name, now);
+        let mut better = false;
+        let _ = write!(report, "{name:<54}");
+        for ((label, now, margin), (_, then, _)) in figures(now).into_iter().zip(figures(then)) {
+            if now > then + then * margin / 100 {
+                verdicts.push(format!("more {label}"));
+            }
+            better |= now * 100 < then * (100 - margin);
+            let _ = write!(report, " {:>18}", format!("{now} (was {then})"));
         }
-        if now.items > then.items {
-            verdicts.push("more items");
-        }
-        if now.bytes > bytes_limit {
-            verdicts.push("more bytes");
-        }
-        let better = now.requests < then.requests
-            || now.items < then.items
-            || now.bytes * 100 < then.bytes * (100 - BYTES_MARGIN_PERCENT);
         pass &= verdicts.is_empty();
         let _ = writeln!(
             report,
-            "{name:<45} {:>18} {:>18} {:>24}  {}",
-            format!("{} (was {})", now.requests, then.requests),
-            format!("{} (was {})", now.items, then.items),
-            format!("{} (was {})", now.bytes, then.bytes),
+            "  {}",
             if !verdicts.is_empty() {
                 format!("REGRESSION: {}", verdicts.join(", "))
             } else if better {
@@ -173,9 +243,44 @@ pub fn compare(baseline: &Baseline, measured: &BTreeMap<String, Cost>) -> (Strin
     }
     for name in baseline.costs.keys() {
         if !measured.contains_key(name) {
-            let _ = writeln!(report, "{name:<45} in the baseline, not measured");
+            let _ = writeln!(report, "{name:<54} in the baseline, not measured");
             pass = false;
         }
+    }
+    (report, pass)
+}
+
+/// Compares instruction counts with the baseline's: the report, and whether it passes.
+pub fn compare_instructions(
+    baseline: &BTreeMap<String, u64>,
+    measured: &BTreeMap<String, u64>,
+) -> (String, bool) {
+    let mut report = format!("{:<54} {:>30}\n", "CPU operation", "instructions");
+    let mut pass = true;
+    for (name, &now) in measured {
+        let Some(&then) = baseline.get(name) else {
+            let _ = writeln!(report, "{name:<54} not in the baseline");
+            pass = false;
+            continue;
+        };
+        let margin = INSTRUCTIONS_MARGIN_PERCENT;
+        let verdict = if now > then + then * margin / 100 {
+            pass = false;
+            "REGRESSION: more instructions"
+        } else if now * 100 < then * (100 - margin) {
+            "better: make bench-baseline to hold it"
+        } else {
+            "ok"
+        };
+        let _ = writeln!(
+            report,
+            "{name:<54} {:>30}  {verdict}",
+            format!("{now} (was {then})")
+        );
+    }
+    for name in baseline.keys().filter(|name| !measured.contains_key(*name)) {
+        let _ = writeln!(report, "{name:<54} in the baseline, not measured");
+        pass = false;
     }
     (report, pass)
 }
@@ -184,14 +289,20 @@ pub fn compare(baseline: &Baseline, measured: &BTreeMap<String, Cost>) -> (Strin
 pub async fn run(path: &Path, update: bool) -> Result<(), String> {
     let bench = Bench::new().await?;
     let measured = measure(&bench).await?;
+    let instructions = super::cpu::count()?;
     if update {
         let baseline = Baseline {
             note: format!(
                 "Written by `make bench-baseline`, held by `make bench-check` (part of make \
-                 test): DynamoDB requests, items read and response bytes per operation, on the \
-                 emulator. Requests and items may not grow; bytes may grow by {BYTES_MARGIN_PERCENT} %."
+                 test): DynamoDB requests, round trips, items read, response bytes and capacity \
+                 units per operation, on the emulator. Requests, round trips and items may not \
+                 grow; bytes and units may grow by {BYTES_MARGIN_PERCENT} %. A command on a kept \
+                 state is held at 1 request and a cold load with a snapshot at 1 round trip \
+                 before the write, whatever this file says. Instructions per CPU operation \
+                 (callgrind, the unoptimized build) may grow by {INSTRUCTIONS_MARGIN_PERCENT} %."
             ),
             costs: measured,
+            instructions,
         };
         let json = serde_json::to_string_pretty(&baseline).map_err(|e| e.to_string())?;
         std::fs::write(path, json + "\n")
@@ -203,13 +314,15 @@ pub async fn run(path: &Path, update: bool) -> Result<(), String> {
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let baseline: Baseline =
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let (report, pass) = compare(&baseline, &measured);
+    let (report, costs_pass) = compare(&baseline, &measured);
     super::say(&report);
-    if pass {
+    let (report, cpu_pass) = compare_instructions(&baseline.instructions, &instructions);
+    super::say(&report);
+    if costs_pass && cpu_pass {
         Ok(())
     } else {
         Err(format!(
-            "read or request cost regressed against {}",
+            "read, request or CPU cost regressed against {}",
             path.display()
         ))
     }
@@ -226,6 +339,7 @@ mod tests {
                 requests,
                 items,
                 bytes,
+                ..Cost::default()
             },
         )])
     }
@@ -235,6 +349,7 @@ mod tests {
         let baseline = Baseline {
             note: String::new(),
             costs: costs(3, 2, 1000),
+            instructions: BTreeMap::new(),
         };
         assert!(compare(&baseline, &costs(3, 2, 1000)).1);
         assert!(compare(&baseline, &costs(3, 2, 1100)).1, "within 10 %");
@@ -247,5 +362,38 @@ mod tests {
             !compare(&baseline, &BTreeMap::new()).1,
             "a missing row fails"
         );
+    }
+
+    #[test]
+    fn the_floors_hold_whatever_the_baseline_says() {
+        let kept = |requests| Cost {
+            requests,
+            round_trips: requests,
+            ..Cost::default()
+        };
+        assert!(floors("deposit, 10 events, state kept, client's key", &kept(1)).is_empty());
+        assert_eq!(floors("deposit, 10 events, state kept", &kept(2)).len(), 1);
+        assert!(floors("deposit, 10 events, snapshot", &kept(2)).is_empty());
+        assert_eq!(floors("deposit, 10 events, snapshot", &kept(3)).len(), 1);
+        let baseline = Baseline {
+            note: String::new(),
+            costs: BTreeMap::from([("a, state kept".to_owned(), kept(2))]),
+            instructions: BTreeMap::new(),
+        };
+        let measured = BTreeMap::from([("a, state kept".to_owned(), kept(2))]);
+        assert!(
+            !compare(&baseline, &measured).1,
+            "a baseline cannot lower a floor"
+        );
+    }
+
+    #[test]
+    fn instructions_may_grow_by_the_margin_only() {
+        let counts = |n| BTreeMap::from([("fold".to_owned(), n)]);
+        assert!(compare_instructions(&counts(1000), &counts(1020)).1);
+        assert!(!compare_instructions(&counts(1000), &counts(1021)).1);
+        let (report, pass) = compare_instructions(&counts(1000), &counts(900));
+        assert!(pass && report.contains("better"));
+        assert!(!compare_instructions(&counts(1000), &BTreeMap::new()).1);
     }
 }

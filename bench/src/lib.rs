@@ -27,6 +27,7 @@ use eventfold_cli::local::coldstart;
 
 pub mod check;
 mod compare;
+pub mod cpu;
 mod hot;
 mod micro;
 pub mod plots;

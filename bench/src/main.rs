@@ -26,6 +26,9 @@ struct Cli {
     /// With --check: write the baseline from this run instead (make bench-baseline).
     #[arg(long, requires = "check")]
     update: bool,
+    /// Run one CPU operation inside the function callgrind counts (the check runs itself so).
+    #[arg(long, value_name = "OPERATION", hide = true)]
+    cpu: Option<String>,
 }
 
 #[tokio::main]
@@ -38,6 +41,15 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .try_init();
+    if let Some(operation) = &cli.cpu {
+        return match eventfold_bench::cpu::run_one(operation).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("eventfold-bench: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let outcome = match &cli.check {
         Some(baseline) => eventfold_bench::check::run(baseline, cli.update).await,
         None => {

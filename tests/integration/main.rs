@@ -8,6 +8,7 @@
 )]
 
 mod cli;
+mod commands;
 mod consumers;
 mod deployed;
 mod faults;

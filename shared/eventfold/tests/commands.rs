@@ -239,7 +239,10 @@ async fn a_kept_state_is_decided_on_without_a_read_and_the_write_proves_it() {
     add_on(&keeping, &s.stream, &CommandContext::default(), 1)
         .await
         .unwrap();
-    for (n, context) in [(2, CommandContext::default()), (3, keyed("k-kept", "add 3"))] {
+    for (n, context) in [
+        (2, CommandContext::default()),
+        (3, keyed("k-kept", "add 3")),
+    ] {
         s.store.reset_calls();
         add_on(&keeping, &s.stream, &context, n).await.unwrap();
         let calls = s.store.calls();

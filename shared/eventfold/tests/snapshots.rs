@@ -343,23 +343,39 @@ async fn a_cold_load_reads_the_snapshot_and_the_tail_at_once() {
             .await
             .unwrap();
         assert_eq!((&loaded.state, loaded.version), (&full.state, full.version));
-        (
-            reads,
-            loaded.snapshot_version,
-            loaded.events_folded,
-        )
+        (reads, loaded.snapshot_version, loaded.events_folded)
     };
-    cases.push(("no snapshot, stream within the tail", cold_load().await, (1, None, 8)));
+    cases.push((
+        "no snapshot, stream within the tail",
+        cold_load().await,
+        (1, None, 8),
+    ));
     for _ in 8..30 {
         add().await.unwrap();
     }
-    cases.push(("no snapshot, stream past the tail", cold_load().await, (2, None, 30)));
+    cases.push((
+        "no snapshot, stream past the tail",
+        cold_load().await,
+        (2, None, 30),
+    ));
     snapshot_at(12).await;
-    cases.push(("snapshot behind the tail", cold_load().await, (2, Some(12), 18)));
+    cases.push((
+        "snapshot behind the tail",
+        cold_load().await,
+        (2, Some(12), 18),
+    ));
     snapshot_at(21).await;
-    cases.push(("snapshot at the tail's first event", cold_load().await, (1, Some(21), 9)));
+    cases.push((
+        "snapshot at the tail's first event",
+        cold_load().await,
+        (1, Some(21), 9),
+    ));
     snapshot_at(25).await;
-    cases.push(("snapshot within the tail", cold_load().await, (1, Some(25), 5)));
+    cases.push((
+        "snapshot within the tail",
+        cold_load().await,
+        (1, Some(25), 5),
+    ));
     for (what, measured, expected) in cases {
         assert_eq!(measured, expected, "{what}");
     }

@@ -166,7 +166,10 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for RequestCounter 
         let (items, units) = context.output_or_error().map_or((0, 0), |output| {
             if let Some(query) = output.downcast_ref::<QueryOutput>() {
                 let returned = query.items();
-                (returned.len() as u64, read_units(returned.iter().map(item_size)))
+                (
+                    returned.len() as u64,
+                    read_units(returned.iter().map(item_size)),
+                )
             } else if let Some(get) = output.downcast_ref::<GetItemOutput>() {
                 (
                     u64::from(get.item().is_some()),
@@ -234,7 +237,11 @@ fn value_size(value: &AttributeValue) -> u64 {
 
 fn number_size(n: &str) -> u64 {
     let digits: String = n.chars().filter(char::is_ascii_digit).collect();
-    let significant = digits.trim_start_matches('0').trim_end_matches('0').len().max(1);
+    let significant = digits
+        .trim_start_matches('0')
+        .trim_end_matches('0')
+        .len()
+        .max(1);
     (significant as u64).div_ceil(2) + 1
 }
 

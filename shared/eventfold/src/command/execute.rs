@@ -98,7 +98,11 @@ impl CommandService {
         let loading = Instant::now();
         let mut loaded = read_within(
             context,
-            try_join_all(targets.iter().map(|t| self.load_for_decision::<A>(&t.stream_id))),
+            try_join_all(
+                targets
+                    .iter()
+                    .map(|t| self.load_for_decision::<A>(&t.stream_id)),
+            ),
         )
         .await?;
         // An attempt is a read and a write: backoff is measured in attempts.

@@ -30,6 +30,20 @@ use crate::projection::{BatchReport, StreamProjector, project_in_order};
 use crate::store::{AppendRequest, EventStore, ExpectedVersion, MemoryStore};
 use crate::{NewEvent, StreamId};
 
+/// Plans an append as both stores do before any I/O (validation, sizing, encoding, the chain)
+/// against the streams' heads, and says how many items it would write: the CPU side of a write,
+/// for instruction counts.
+#[doc(hidden)]
+pub fn plan_append(
+    request: AppendRequest,
+    heads: Vec<Option<crate::envelope::StreamHead>>,
+    settings: &crate::store::StoreSettings,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<usize, StoreError> {
+    let prepared = crate::store::plan::PreparedAppend::new(request, settings)?;
+    Ok(prepared.plan(heads, settings, now)?.item_count())
+}
+
 /// Appends `events` to a new stream, 99 per transaction (DynamoDB's 100 items less the
 /// command record): long streams for tests and benchmarks, written without a command service.
 pub async fn append_in_chunks(

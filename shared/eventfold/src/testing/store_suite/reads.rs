@@ -84,7 +84,10 @@ pub async fn tail_reads(h: &dyn Harness) {
         .await
         .expect("whole stream as its tail");
     assert_eq!(versions(&whole), (1..=25).collect::<Vec<_>>());
-    assert!(!whole.more, "a tail as long as the stream has nothing older");
+    assert!(
+        !whole.more,
+        "a tail as long as the stream has nothing older"
+    );
     let bounded = store
         .read_raw(&id, ReadRange::from(5).to(12).newest(3))
         .await
