@@ -94,8 +94,9 @@ build: tools ## Release arm64 bootstraps of every function with cargo-lambda
 	PATH="$(abspath $(TOOLS_VENV))/bin:$$PATH" $(CARGO_LAMBDA) lambda build --release --arm64 $(addprefix -p ,$(FUNCTIONS))
 	@for f in $(FUNCTIONS); do printf '  %-18s %s bytes\n' $$f $$(stat -c %s target/lambda/$$f/bootstrap); done
 
-bench: emulator-deps ## Benchmarks against the emulator, beside cqrs-es + dynamo-es; writes docs/BENCHMARKS.md and docs/bench/*.svg
+bench: emulator-deps $(VALGRIND_STAMP) ## Benchmarks against the emulator, beside cqrs-es + dynamo-es; writes docs/BENCHMARKS.md and docs/bench/*.svg
 	cargo build --release -p eventfold-bench $(addprefix -p ,$(FUNCTIONS))
+	cargo build -p eventfold-bench
 	cargo build --release --manifest-path bench/compare/Cargo.toml --target-dir target/compare
 	cargo bench -p eventfold --bench micro
 	scripts/with-emulator.sh target/release/eventfold-bench --out docs/BENCHMARKS.md --compare target/compare/release/eventfold-compare

@@ -123,7 +123,7 @@ impl Bench {
 }
 
 /// Measures every operation of the check.
-async fn measure(bench: &Bench) -> Result<BTreeMap<String, Cost>, String> {
+pub(crate) async fn measure(bench: &Bench) -> Result<BTreeMap<String, Cost>, String> {
     let mut costs = BTreeMap::new();
     let stream = StreamId::new("Check", &uuid::Uuid::new_v4().simple().to_string())
         .map_err(|e| e.to_string())?;

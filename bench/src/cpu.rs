@@ -127,9 +127,16 @@ fn valgrind() -> PathBuf {
 }
 
 /// Counts every operation's instructions per run, each in a process of its own under
-/// callgrind.
+/// callgrind: this binary's, or with `make bench` (whose release build is stripped of the
+/// symbol callgrind looks for) the unoptimized one beside it, which bench-check holds.
 pub fn count() -> Result<BTreeMap<String, u64>, String> {
-    let binary = std::env::current_exe().map_err(|e| e.to_string())?;
+    let this = std::env::current_exe().map_err(|e| e.to_string())?;
+    let debug = PathBuf::from("target/debug/eventfold-bench");
+    let binary = if this.ends_with("release/eventfold-bench") && debug.exists() {
+        debug
+    } else {
+        this
+    };
     let out = std::env::temp_dir().join(format!("eventfold-callgrind-{}", std::process::id()));
     let mut counts = BTreeMap::new();
     for operation in OPERATIONS {
@@ -156,7 +163,13 @@ pub fn count() -> Result<BTreeMap<String, u64>, String> {
             .lines()
             .find_map(|line| line.split_once("Collected :").map(|(_, n)| n.trim()))
             .and_then(|n| n.replace(',', "").parse::<u64>().ok())
-            .ok_or_else(|| format!("no instruction count from callgrind:\n{stderr}"))?;
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                format!(
+                    "no instruction count from callgrind in {} (a stripped binary?):\n{stderr}",
+                    binary.display()
+                )
+            })?;
         let runs = if operation == OPERATIONS[4] {
             1
         } else {

@@ -36,6 +36,47 @@ use eventfold_cli::local::provision::{Clients, Resources, provision};
 use eventfold_cli::local::runner::{LocalRunner, RunnerOptions};
 use eventfold_cli::local::template::Template;
 
+/// What each command shape `make bench-check` holds asks of DynamoDB, priced, and the
+/// instructions of the CPU side.
+async fn command_shapes(bench: &Bench) -> Result<String, String> {
+    let costs = check::measure(bench).await?;
+    let mut out = String::from(
+        "## What a command asks of DynamoDB\n\nEach command shape `make bench-check` holds, \
+         counted on the wire: requests, round trips of latency (requests sent together count \
+         once), items read, and capacity units computed from the items' sizes by DynamoDB's \
+         rules (4 KB read units, strongly consistent; 1 KB write units, twice in a \
+         transaction), priced on demand in us-east-1 ($0.125 per million read units, $0.625 per \
+         million write units). A cold process reads the snapshot and the tail at once; a warm \
+         one decides on the state it kept and writes.\n\n\
+         | command | requests | round trips | items read | read units | write units | $ per million |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for (name, cost) in &costs {
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {} | {} | {} | ${:.2} |",
+            cost.requests,
+            cost.round_trips,
+            cost.items,
+            cost.read_units,
+            cost.write_units,
+            cost.read_units as f64 * 0.125 + cost.write_units as f64 * 0.625
+        );
+    }
+    let instructions = cpu::count()?;
+    out.push_str(
+        "\nInstructions of the CPU side, counted by callgrind in the build `make test` makes \
+         (unoptimized: a figure to hold the code against itself, which `make bench-check` does \
+         within 2 %, not to compare with other libraries):\n\n\
+         | operation | instructions |\n|---|---|\n",
+    );
+    for (name, count) in &instructions {
+        let _ = writeln!(out, "| {name} | {count} |");
+    }
+    out.push('\n');
+    Ok(out)
+}
+
 /// The `p`-th percentile (nearest rank) of sorted durations.
 fn percentile(sorted: &[Duration], p: usize) -> Duration {
     match sorted.len() {
@@ -315,6 +356,10 @@ pub async fn run(
         report,
         "| a transfer through the command service (load both, one transaction) | {calls} |\n"
     );
+
+    // ---------------------------------------------------------------- per command shape
+    say("cost per command shape, instructions per CPU operation…");
+    report.push_str(&command_shapes(&bench).await?);
 
     // ---------------------------------------------------------------- the comparison
     let charts = out.map_or_else(

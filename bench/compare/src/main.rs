@@ -36,6 +36,10 @@ struct Counts {
     items_read: u64,
     /// Response bytes.
     bytes_read: u64,
+    /// Read capacity units, computed from item sizes.
+    read_units: u64,
+    /// Write capacity units, computed from item sizes.
+    write_units: u64,
 }
 
 impl Counts {
@@ -44,6 +48,8 @@ impl Counts {
             requests: counter.snapshot(),
             items_read: counter.items_read(),
             bytes_read: counter.bytes_read(),
+            read_units: counter.read_units(),
+            write_units: counter.write_units(),
         }
     }
 
@@ -185,6 +191,8 @@ struct Run {
     p99_ms: f64,
     attempts_per_command: f64,
     requests_per_command: f64,
+    read_units_per_command: f64,
+    write_units_per_command: f64,
 }
 
 fn percentile_ms(sorted: &[Duration], p: usize) -> f64 {
@@ -288,6 +296,8 @@ async fn throughput_run(
         p99_ms: percentile_ms(&latencies, 99),
         attempts_per_command: attempts as f64 / (commands - failed).max(1) as f64,
         requests_per_command: counts.total_requests() as f64 / commands as f64,
+        read_units_per_command: counts.read_units as f64 / commands as f64,
+        write_units_per_command: counts.write_units as f64 / commands as f64,
     })
 }
 
@@ -458,8 +468,10 @@ async fn lengths(sdk: &aws_config::SdkConfig, lengths: &[usize]) -> Result<Vec<C
                 match system {
                     "eventfold+snapshots" => {
                         // Current, as the snapshot function keeps it within its interval.
-                        service
-                            .snapshot::<bank::domain::account::Account>(&stream)
+                        eventfold::snapshot::Snapshotter::new(service.clone())
+                            .map_err(|e| e.to_string())?
+                            .register::<bank::domain::account::Account>()
+                            .snapshot(&stream)
                             .await
                             .map_err(|e| e.to_string())?;
                     }

@@ -13,10 +13,10 @@ use eventfold::aggregate::Aggregate as _;
 use eventfold::command::{
     CommandContext, CommandError, CommandService, Target, request_fingerprint,
 };
-use eventfold::snapshot::DynamoSnapshots;
-use eventfold::store::DynamoStore;
+use eventfold::aws::{DynamoSnapshots, DynamoStore};
+use eventfold::store::StoreSettings;
 use eventfold::testing::{TableShape, create_table};
-use eventfold::{CommandId, StoreSettings, StreamId};
+use eventfold::{CommandId, StreamId};
 
 use crate::anchor::{DEADLINE, Failure, short};
 
@@ -54,7 +54,7 @@ impl Tables {
     /// The command service over them, as the command function builds it.
     pub fn service(&self, client: aws_sdk_dynamodb::Client) -> CommandService {
         self.variant(client, true)
-            .with_state_cache(eventfold::command::DEFAULT_STATE_CACHE)
+            .keep_states(eventfold::command::DEFAULT_KEPT_STATES)
     }
 
     /// A service that reads the stores on every load (a process that has not seen the
@@ -66,7 +66,7 @@ impl Tables {
         );
         let service = CommandService::new(store)
             .without_stream_queues()
-            .with_state_cache(0);
+            .keep_states(0);
         if snapshots {
             service.with_snapshots(Arc::new(DynamoSnapshots::new(client, &self.snapshots)))
         } else {
