@@ -360,16 +360,8 @@ impl Comparison {
         }
         let units = |cost: &Cost| cost.counts.read_units + cost.counts.write_units;
         let per_length: Vec<(usize, u64, u64)> = self
-            .lengths
-            .iter()
-            .filter(|c| c.system == ANCHOR && c.succeeded > 0)
-            .filter_map(|anchor| {
-                let ours = self
-                    .lengths
-                    .iter()
-                    .find(|c| c.system == "eventfold+kept" && c.events == anchor.events)?;
-                Some((anchor.events, units(ours), units(anchor)))
-            })
+            .kept_beside_anchor()
+            .map(|(ours, anchor)| (anchor.events, units(ours), units(anchor)))
             .collect();
         if !per_length.is_empty() {
             row(
@@ -450,6 +442,20 @@ impl Comparison {
         )
     }
 
+    /// Eventfold on a kept state beside the anchor, at each length where the anchor succeeds.
+    fn kept_beside_anchor(&self) -> impl Iterator<Item = (&Cost, &Cost)> {
+        self.lengths
+            .iter()
+            .filter(|c| c.system == ANCHOR && c.succeeded > 0)
+            .filter_map(move |anchor| {
+                let ours = self
+                    .lengths
+                    .iter()
+                    .find(|c| c.system == "eventfold+kept" && c.events == anchor.events)?;
+                Some((ours, anchor))
+            })
+    }
+
     /// For the comparison targets this run missed: the figures that say why.
     fn why_missed(&self) -> String {
         let mut notes = String::new();
@@ -490,14 +496,8 @@ impl Comparison {
         }
         let units = |cost: &Cost| (cost.counts.read_units, cost.counts.write_units);
         let costlier: Vec<String> = self
-            .lengths
-            .iter()
-            .filter(|c| c.system == ANCHOR && c.succeeded > 0)
-            .filter_map(|anchor| {
-                let ours = self
-                    .lengths
-                    .iter()
-                    .find(|c| c.system == "eventfold+kept" && c.events == anchor.events)?;
+            .kept_beside_anchor()
+            .filter_map(|(ours, anchor)| {
                 let ((our_read, our_write), (read, write)) = (units(ours), units(anchor));
                 (our_read + our_write >= read + write).then(|| {
                     format!(

@@ -129,15 +129,14 @@ pub async fn hot_stream(
         consumers: false,
         ..RunnerOptions::default()
     };
-    let runner = LocalRunner::start(
-        &bench.template,
-        &resources,
-        &bench.clients,
-        functions,
-        options,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    // The command function's routes only: the runner serves a route only with its function.
+    let mut template = bench.template.clone();
+    template
+        .routes
+        .retain(|route| route.function == spec.logical_id);
+    let runner = LocalRunner::start(&template, &resources, &bench.clients, functions, options)
+        .await
+        .map_err(|e| e.to_string())?;
     let outcome = drive(&runner.url(), writers, commands, &counter)
         .await
         .map(|run| HotRun { queued, ..run });

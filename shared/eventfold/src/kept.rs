@@ -1,8 +1,8 @@
-//! Kept states: the states this process has loaded, so the next command on the same stream
-//! reads only the events since: one Query, no snapshot read. A starting point, never the
-//! truth: the events after it are always read (from its own version, which proves the stream
-//! still continues from it), and the conditional write decides as always. Bounded: past its
-//! capacity the least recently used tenth is dropped.
+//! Kept states: the states this process has loaded or written, so the next command on the same
+//! stream decides at once and writes, with no read. A starting point, never the truth: the
+//! conditional write of the next version proves it was the head, or is refused with the event
+//! that beat it; a refusal decided on it is checked on a fresh read. Bounded: past its capacity
+//! the least recently used tenth is dropped.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;

@@ -41,7 +41,7 @@ pub struct CommandContext {
     /// a store call still running is abandoned, in time to answer.
     pub deadline: Option<Instant>,
     /// The command id was generated for this very request, so no earlier execution can
-    /// exist and the read that looks for one is skipped.
+    /// exist: a command that writes nothing answers without reading the command record.
     pub fresh_id: bool,
 }
 

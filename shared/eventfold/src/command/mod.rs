@@ -1,17 +1,21 @@
 //! The command service: the only place that loads, decides and appends.
 //!
-//! Load = the state this process kept last time, or else the snapshot (if usable), + the
-//! events after it ([`load`](CommandService::load)); decide = the aggregate's pure function;
-//! append = one conditional write continuing from the head that was read, with the command's
-//! idempotency record in the same transaction. On a concurrency conflict it folds in the event
-//! that was in its way (returned with the refusal) and decides again at once; refused again, it
-//! backs off (jittered) and catches up with one read; for as long as its deadline allows. A
-//! stream the caller pinned (`If-Match`) is never retried past: its precondition fails.
+//! Load = the state this process kept last time, with no read at all, or else the snapshot (if
+//! usable) and the stream's tail, read at once; decide = the aggregate's pure function;
+//! append = one conditional write continuing from the head the state is at, with the command's
+//! idempotency record in the same transaction, whose own condition says whether the command ran
+//! before. The write proves a kept state current; on a concurrency conflict it folds in the
+//! event that was in its way (returned with the refusal) and decides again at once; refused
+//! again, it backs off (jittered) and catches up with one read; for as long as its deadline
+//! allows. A refusal (the domain's, or an `If-Match` a newer state could meet) or an empty
+//! decision made on a state that was not read for this command is made again on a fresh read.
+//! A stream the caller pinned (`If-Match`) is never retried past: its precondition fails.
 //!
 //! The service returns what happened as data ([`Executed`], or a [`CommandError`] that knows
 //! its [`Outcome`]): the versions written, the caller's receipt (the ids the command
 //! generated) and how the execution went. A repeat of a command returns the first execution's,
-//! read from the commands table, so whoever renders it answers identically.
+//! from the commands table (returned by the refused write, or read when the command writes
+//! nothing), so whoever renders it answers identically.
 //!
 //! # Who retries what
 //!
@@ -86,7 +90,7 @@ impl CommandService {
     }
 
     /// Keeps up to `capacity` loaded states (the least recently used go first), or none with 0.
-    /// A command on a stream whose state is kept reads only the events since it.
+    /// A command on a stream whose state is kept decides on it and writes without a read.
     #[must_use]
     pub fn keep_states(mut self, capacity: usize) -> Self {
         self.kept = (capacity > 0).then(|| Arc::new(KeptStates::new(capacity)));
