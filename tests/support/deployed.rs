@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Instant;
 
 use eventfold_cli::local::provision::{Clients, QueueRef, Resources};
+use eventfold_cli::local::service::DeployedService;
 
 use crate::{Api, TestEnv, emulator_endpoint, sdk_config};
 
@@ -37,37 +37,21 @@ pub fn stack() -> &'static Deployed {
 
 fn deploy() -> Result<Deployed, String> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let name = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let started = Instant::now();
-    let output = Command::new(root.join("scripts/deploy-local.sh"))
-        .arg("--parameter")
-        .arg(format!("SnapshotEvery={SNAPSHOT_EVERY}"))
-        .env("STACK", &name)
-        .env("AWS_ENDPOINT_URL", emulator_endpoint())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .output()
-        .map_err(|e| format!("cannot run scripts/deploy-local.sh: {e}"))?;
+    let service = DeployedService::deploy_with(
+        &root,
+        &emulator_endpoint(),
+        &[
+            "--parameter".to_owned(),
+            format!("SnapshotEvery={SNAPSHOT_EVERY}"),
+        ],
+    )
+    .map_err(|e| e.to_string())?;
     let took = started.elapsed();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(format!(
-            "{}\n{stdout}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("OUTPUTS: "))
-        .ok_or_else(|| format!("no OUTPUTS line in:\n{stdout}"))?;
-    let outputs: BTreeMap<String, String> =
-        serde_json::from_str(line).map_err(|e| format!("{e}: {line}"))?;
-    eprintln!("deployed stack {name} in {took:?}");
+    eprintln!("deployed stack {} in {took:?}", service.stack);
     Ok(Deployed {
-        api: outputs.get("Api").cloned().ok_or("no Api output")?,
-        outputs,
+        api: service.api,
+        outputs: service.outputs,
         took,
     })
 }

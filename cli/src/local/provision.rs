@@ -198,16 +198,8 @@ pub async fn provision(
                 .map_err(|e| fail(&name, aws_sdk_sqs::error::DisplayErrorContext(e)))?
                 .queue_url
                 .ok_or_else(|| ProvisionError(format!("{name}: no queue URL")))?;
-            let arn = clients
-                .sqs
-                .get_queue_attributes()
-                .queue_url(&url)
-                .attribute_names(QueueAttributeName::QueueArn)
-                .send()
-                .await
-                .map_err(|e| fail(&name, aws_sdk_sqs::error::DisplayErrorContext(e)))?
-                .attributes
-                .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+            let arn = queue_arn(clients, &name, &url)
+                .await?
                 .ok_or_else(|| ProvisionError(format!("{name}: no queue ARN")))?;
             resources
                 .queues
@@ -216,6 +208,24 @@ pub async fn provision(
         pending = waiting;
     }
     Ok(resources)
+}
+
+/// The ARN of the queue at `url`, if the emulator says it.
+async fn queue_arn(
+    clients: &Clients,
+    name: &str,
+    url: &str,
+) -> Result<Option<String>, ProvisionError> {
+    Ok(clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| fail(name, aws_sdk_sqs::error::DisplayErrorContext(e)))?
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn)))
 }
 
 /// Finds the template's tables and queues under `prefix` without creating any: what an
@@ -252,17 +262,7 @@ pub async fn discover(
             continue;
         };
         let Some(url) = found.queue_url else { continue };
-        let arn = clients
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .map_err(|e| fail(&name, aws_sdk_sqs::error::DisplayErrorContext(e)))?
-            .attributes
-            .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
-            .unwrap_or_default();
+        let arn = queue_arn(clients, &name, &url).await?.unwrap_or_default();
         resources
             .queues
             .insert(queue.logical_id.clone(), QueueRef { name, url, arn });

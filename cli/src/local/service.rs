@@ -126,8 +126,18 @@ impl DeployedService {
     /// Deploys the service at `root` as a new stack on the emulator at `endpoint` (blocking:
     /// packaging and the change set take a minute).
     pub fn deploy(root: &Path, endpoint: &str) -> Result<Self, ProvisionError> {
+        Self::deploy_with(root, endpoint, &[])
+    }
+
+    /// [`Self::deploy`], with arguments for the script (`--parameter Name=Value`).
+    pub fn deploy_with(
+        root: &Path,
+        endpoint: &str,
+        args: &[String],
+    ) -> Result<Self, ProvisionError> {
         let stack = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
         let output = std::process::Command::new(root.join("scripts/deploy-local.sh"))
+            .args(args)
             .current_dir(root)
             .env("STACK", &stack)
             .env("AWS_ENDPOINT_URL", endpoint)

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
+use eventfold::aws::aws_sdk_dynamodb::types::AttributeValue;
 use eventfold::aws::error::from_sdk;
 use eventfold::envelope::parse_timestamp;
 use eventfold::names::{events, read_model};
@@ -36,27 +37,17 @@ pub async fn stats(target: &Target) -> Result<Stats, OpsError> {
     let mut heads: BTreeMap<String, (u64, String)> = BTreeMap::new();
     let mut times: BTreeMap<(String, u64), String> = BTreeMap::new();
     let mut events = 0;
-    let mut start = None;
-    loop {
-        let output = target
-            .clients
-            .dynamodb
-            .scan()
-            .table_name(table)
-            .projection_expression("#s, #v, #t")
-            .expression_attribute_names("#s", events::STREAM_ID)
-            .expression_attribute_names("#v", events::VERSION)
-            .expression_attribute_names("#t", events::OCCURRED_AT)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| from_sdk("Scan", table, e))?;
-        for item in output.items() {
+    scan_all(
+        target,
+        table,
+        &[
+            ("#s", events::STREAM_ID),
+            ("#v", events::VERSION),
+            ("#t", events::OCCURRED_AT),
+        ],
+        |item| {
             let stream = item.get(events::STREAM_ID).and_then(|v| v.as_s().ok());
-            let version = item
-                .get(events::VERSION)
-                .and_then(|v| v.as_n().ok())
-                .and_then(|n| n.parse::<u64>().ok());
+            let version = number(item, events::VERSION);
             let time = item.get(events::OCCURRED_AT).and_then(|v| v.as_s().ok());
             if let (Some(stream), Some(version), Some(time)) = (stream, version, time) {
                 events += 1;
@@ -66,12 +57,9 @@ pub async fn stats(target: &Target) -> Result<Stats, OpsError> {
                 }
                 times.insert((stream.clone(), version), time.clone());
             }
-        }
-        start = output.last_evaluated_key;
-        if start.is_none() {
-            break;
-        }
-    }
+        },
+    )
+    .await?;
     let mut largest: Vec<(String, u64)> = heads.iter().map(|(s, (v, _))| (s.clone(), *v)).collect();
     largest.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     largest.truncate(5);
@@ -152,26 +140,16 @@ async fn projected(target: &Target, tables: &[String]) -> Result<BTreeMap<String
             .table(logical)
             .map(|t| t.hash_key.clone())
             .ok_or_else(|| OpsError::new(format!("the template has no table {logical}")))?;
-        let mut start = None;
-        loop {
-            let output = target
-                .clients
-                .dynamodb
-                .scan()
-                .table_name(table)
-                .projection_expression("#k, #v, #s")
-                .expression_attribute_names("#k", &key)
-                .expression_attribute_names("#v", read_model::VERSION)
-                .expression_attribute_names("#s", read_model::SOURCE_STREAM)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| from_sdk("Scan", table, e))?;
-            for item in output.items() {
-                let version = item
-                    .get(read_model::VERSION)
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|n| n.parse::<u64>().ok());
+        scan_all(
+            target,
+            table,
+            &[
+                ("#k", key.as_str()),
+                ("#v", read_model::VERSION),
+                ("#s", read_model::SOURCE_STREAM),
+            ],
+            |item| {
+                let version = number(item, read_model::VERSION);
                 let row_key = item.get(&key).and_then(|v| v.as_s().ok());
                 let stream = match (item.get(read_model::SOURCE_STREAM), row_key) {
                     (Some(source), _) => source.as_s().ok().cloned(),
@@ -182,12 +160,53 @@ async fn projected(target: &Target, tables: &[String]) -> Result<BTreeMap<String
                     let at = progress.entry(stream).or_insert(0);
                     *at = version.max(*at);
                 }
-            }
-            start = output.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
+            },
+        )
+        .await?;
     }
     Ok(progress)
+}
+
+/// Scans a whole table, page by page, for the attributes named (`#alias`, name), handing each
+/// item to `visit`.
+async fn scan_all(
+    target: &Target,
+    table: &str,
+    names: &[(&str, &str)],
+    mut visit: impl FnMut(&std::collections::HashMap<String, AttributeValue>),
+) -> Result<(), OpsError> {
+    let projection = names
+        .iter()
+        .map(|(alias, _)| *alias)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut start = None;
+    loop {
+        let mut scan = target
+            .clients
+            .dynamodb
+            .scan()
+            .table_name(table)
+            .projection_expression(&projection);
+        for (alias, name) in names {
+            scan = scan.expression_attribute_names(*alias, *name);
+        }
+        let output = scan
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| from_sdk("Scan", table, e))?;
+        output.items().iter().for_each(&mut visit);
+        start = output.last_evaluated_key;
+        if start.is_none() {
+            return Ok(());
+        }
+    }
+}
+
+/// A numeric attribute as a whole number.
+fn number(item: &std::collections::HashMap<String, AttributeValue>, name: &str) -> Option<u64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse::<u64>().ok())
 }

@@ -87,14 +87,19 @@ async fn member_stream(events: &MemoryStore, history: &[(&str, Value)]) -> Vec<R
     events.read_all(&stream, 1).await.expect("read")
 }
 
+/// The clubs projection over `store`, fed from a memory event store of its own.
+fn clubs_over(store: &Arc<dyn ReadModelStore>) -> (Arc<MemoryStore>, Projector<Clubs>) {
+    let events = Arc::new(MemoryStore::new());
+    (events.clone(), Projector::new(Clubs, store.clone(), events))
+}
+
 fn club_key() -> String {
     format!("club-{}", unique_key())
 }
 
 /// A shared row gathers the events of many streams, each checkpointed on its own.
 pub async fn shared_rows_gather_events_of_many_streams(store: Arc<dyn ReadModelStore>) {
-    let events = Arc::new(MemoryStore::new());
-    let projector = Projector::new(Clubs, store.clone(), events.clone());
+    let (events, projector) = clubs_over(&store);
     let club = club_key();
     let ada = member_stream(
         &events,
@@ -143,8 +148,7 @@ pub async fn shared_rows_gather_events_of_many_streams(store: Arc<dyn ReadModelS
 /// Per source stream, duplicates change nothing and gaps are repaired from the events table;
 /// counters count each event once.
 pub async fn shared_rows_ignore_duplicates_and_repair_gaps(store: Arc<dyn ReadModelStore>) {
-    let events = Arc::new(MemoryStore::new());
-    let projector = Projector::new(Clubs, store.clone(), events.clone());
+    let (events, projector) = clubs_over(&store);
     let club = club_key();
     let ada = member_stream(
         &events,
@@ -192,8 +196,7 @@ pub async fn shared_rows_ignore_duplicates_and_repair_gaps(store: Arc<dyn ReadMo
 /// A stream whose events move to another row leaves the first and joins the second, routed by
 /// where its previous event went.
 pub async fn a_stream_moves_between_shared_rows(store: Arc<dyn ReadModelStore>) {
-    let events = Arc::new(MemoryStore::new());
-    let projector = Projector::new(Clubs, store.clone(), events.clone());
+    let (events, projector) = clubs_over(&store);
     let (first, second) = (club_key(), club_key());
     let ada = member_stream(
         &events,
@@ -232,8 +235,7 @@ pub async fn a_stream_moves_between_shared_rows(store: Arc<dyn ReadModelStore>) 
 /// Streams written concurrently to one shared row both land: the row's revision makes one of
 /// them load again and apply again.
 pub async fn concurrent_streams_meet_at_a_shared_row(store: Arc<dyn ReadModelStore>) {
-    let events = Arc::new(MemoryStore::new());
-    let projector = Projector::new(Clubs, store.clone(), events.clone());
+    let (events, projector) = clubs_over(&store);
     let club = club_key();
     let mut streams = Vec::new();
     for _ in 0..6 {
@@ -260,8 +262,7 @@ pub async fn concurrent_streams_meet_at_a_shared_row(store: Arc<dyn ReadModelSto
 /// A shared projection rebuilt from the events table (cleared, then replayed stream by
 /// stream) holds the same rows.
 pub async fn shared_rows_rebuild_to_the_same_rows(store: Arc<dyn ReadModelStore>) {
-    let events = Arc::new(MemoryStore::new());
-    let projector = Projector::new(Clubs, store.clone(), events.clone());
+    let (events, projector) = clubs_over(&store);
     let (a, b) = (club_key(), club_key());
     for history in [
         vec![
