@@ -60,6 +60,15 @@ pub struct Resources {
 }
 
 impl Resources {
+    /// None yet: the names of `template`'s resources under `prefix` are to be filled in.
+    fn named(template: &Template, prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            parameters: template.parameters.clone(),
+            ..Self::default()
+        }
+    }
+
     /// A table's physical name.
     pub fn table(&self, logical_id: &str) -> &str {
         self.tables.get(logical_id).map_or("", String::as_str)
@@ -139,11 +148,7 @@ pub async fn provision(
     clients: &Clients,
     prefix: &str,
 ) -> Result<Resources, ProvisionError> {
-    let mut resources = Resources {
-        prefix: prefix.to_owned(),
-        parameters: template.parameters.clone(),
-        ..Resources::default()
-    };
+    let mut resources = Resources::named(template, prefix);
     let tables = futures::future::try_join_all(template.tables.iter().map(|table| {
         create_table(
             &clients.dynamodb,
@@ -236,11 +241,7 @@ pub async fn discover(
     clients: &Clients,
     prefix: &str,
 ) -> Result<Resources, ProvisionError> {
-    let mut resources = Resources {
-        prefix: prefix.to_owned(),
-        parameters: template.parameters.clone(),
-        ..Resources::default()
-    };
+    let mut resources = Resources::named(template, prefix);
     for table in &template.tables {
         let name = physical_name(prefix, &table.logical_id, false);
         if table.stream_view_type.is_some()
