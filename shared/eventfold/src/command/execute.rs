@@ -176,13 +176,15 @@ impl CommandService {
             }
             attempt += 1;
             let reading = Instant::now();
-            read_within(context, async {
-                for stream in &mut loaded {
+            // Every stream at once: one round trip, as the first load was.
+            read_within(
+                context,
+                try_join_all(loaded.iter_mut().map(|stream| async move {
                     self.catch_up(stream).await?;
                     self.keep(stream);
-                }
-                Ok(())
-            })
+                    Ok(())
+                })),
+            )
             .await?;
             read_took = reading.elapsed();
         }
@@ -307,12 +309,10 @@ impl CommandService {
             if !recheck {
                 return verdict;
             }
-            read_within(context, async {
-                for stream in loaded.iter_mut() {
-                    self.make_current(stream).await?;
-                }
-                Ok(())
-            })
+            read_within(
+                context,
+                try_join_all(loaded.iter_mut().map(|stream| self.make_current(stream))),
+            )
             .await?;
         }
     }
