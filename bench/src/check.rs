@@ -187,6 +187,23 @@ fn figures(cost: &Cost) -> [(&'static str, u64, u64); 6] {
     ]
 }
 
+/// A figure against its baseline value, given the growth it may have in percent.
+enum Judged {
+    Worse,
+    Better,
+    Same,
+}
+
+fn judge(now: u64, then: u64, margin_percent: u64) -> Judged {
+    if now > then + then * margin_percent / 100 {
+        Judged::Worse
+    } else if now * 100 < then * (100 - margin_percent) {
+        Judged::Better
+    } else {
+        Judged::Same
+    }
+}
+
 /// The floors held whatever the baseline says: a command on a kept state is one request (the
 /// write), and a cold load with a snapshot is one round trip before it.
 fn floors(name: &str, cost: &Cost) -> Vec<String> {
@@ -222,10 +239,11 @@ pub fn compare(baseline: &Baseline, measured: &BTreeMap<String, Cost>) -> (Strin
         let mut better = false;
         let _ = write!(report, "{name:<54}");
         for ((label, now, margin), (_, then, _)) in figures(now).into_iter().zip(figures(then)) {
-            if now > then + then * margin / 100 {
-                verdicts.push(format!("more {label}"));
+            match judge(now, then, margin) {
+                Judged::Worse => verdicts.push(format!("more {label}")),
+                Judged::Better => better = true,
+                Judged::Same => {}
             }
-            better |= now * 100 < then * (100 - margin);
             let _ = write!(report, " {:>18}", format!("{now} (was {then})"));
         }
         pass &= verdicts.is_empty();
@@ -263,14 +281,13 @@ pub fn compare_instructions(
             pass = false;
             continue;
         };
-        let margin = INSTRUCTIONS_MARGIN_PERCENT;
-        let verdict = if now > then + then * margin / 100 {
-            pass = false;
-            "REGRESSION: more instructions"
-        } else if now * 100 < then * (100 - margin) {
-            "better: make bench-baseline to hold it"
-        } else {
-            "ok"
+        let verdict = match judge(now, then, INSTRUCTIONS_MARGIN_PERCENT) {
+            Judged::Worse => {
+                pass = false;
+                "REGRESSION: more instructions"
+            }
+            Judged::Better => "better: make bench-baseline to hold it",
+            Judged::Same => "ok",
         };
         let _ = writeln!(
             report,

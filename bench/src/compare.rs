@@ -73,7 +73,7 @@ const READ_UNIT_PRICE: f64 = 0.125;
 const WRITE_UNIT_PRICE: f64 = 0.625;
 
 /// Dollars per million commands of `read` and `write` units each.
-fn price(read: f64, write: f64) -> String {
+pub(crate) fn price(read: f64, write: f64) -> String {
     format!("${:.2}", read * READ_UNIT_PRICE + write * WRITE_UNIT_PRICE)
 }
 

@@ -54,13 +54,13 @@ async fn command_shapes(bench: &Bench) -> Result<String, String> {
     for (name, cost) in &costs {
         let _ = writeln!(
             out,
-            "| {name} | {} | {} | {} | {} | {} | ${:.2} |",
+            "| {name} | {} | {} | {} | {} | {} | {} |",
             cost.requests,
             cost.round_trips,
             cost.items,
             cost.read_units,
             cost.write_units,
-            cost.read_units as f64 * 0.125 + cost.write_units as f64 * 0.625
+            compare::price(cost.read_units as f64, cost.write_units as f64)
         );
     }
     let instructions = cpu::count()?;
