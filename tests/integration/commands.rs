@@ -1,11 +1,11 @@
 //! The command service on DynamoDB: what a warm process does with the state it keeps, against
 //! the conditional writes of the real store.
 
+use eventfold::CommandId;
 use eventfold::command::{CommandContext, CommandError, CommandService, Target};
 use eventfold::prelude::*;
 use eventfold::store::StoreSettings;
 use eventfold::testing::toy::{Counter, CounterCommand, CounterError};
-use eventfold::{CommandId, StoreError};
 use eventfold_tests::TestEnv;
 
 async fn run(
@@ -98,8 +98,4 @@ async fn a_stale_kept_state_never_refuses_what_the_stream_allows() {
     let reread = CommandService::new(store.clone()).keep_states(0);
     let loaded = reread.load::<Counter>(&stream).await.unwrap();
     assert_eq!((loaded.state.total, loaded.version), (90, 4));
-    assert!(!matches!(
-        refused,
-        CommandError::Store(StoreError::Conflict { .. })
-    ));
 }
