@@ -46,6 +46,7 @@ async fn gateway() -> std::net::SocketAddr {
                 method: method.into(),
                 path: path.into(),
                 function: "F".into(),
+                public: false,
             },
             Arc::new(Echo),
         )

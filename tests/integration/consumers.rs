@@ -217,6 +217,7 @@ async fn a_poison_event_goes_to_the_dead_letter_queue_and_redrive_completes_it()
         C::Open {
             owner: bank::domain::Name::parse("Victim").expect("name"),
             currency: eur,
+            owner_id: None,
         },
         C::Deposit { amount: amount(10) },
         C::Deposit { amount: amount(20) },

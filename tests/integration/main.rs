@@ -7,6 +7,7 @@
     clippy::cast_sign_loss
 )]
 
+mod authorization;
 mod cli;
 mod commands;
 mod consumers;

@@ -76,6 +76,7 @@ fn open_command() -> AccountCommand {
     AccountCommand::Open {
         owner: Name::parse("Bench").unwrap_or_else(|e| panic!("a name: {e}")),
         currency: Currency::parse("EUR").unwrap_or_else(|e| panic!("a currency: {e}")),
+        owner_id: None,
     }
 }
 

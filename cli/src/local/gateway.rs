@@ -8,7 +8,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
+use aws_lambda_events::apigw::{
+    ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerIamDescription,
+    ApiGatewayV2httpResponse,
+};
 use aws_lambda_events::encodings::Body as EventBody;
 use base64::Engine;
 use bytes::Bytes;
@@ -35,6 +38,8 @@ pub struct Route {
     pub method: String,
     segments: Vec<Segment>,
     pub path: String,
+    /// Needs no credentials (the template's `AuthorizationType: NONE`).
+    pub public: bool,
     pub handler: Arc<dyn HttpHandler>,
 }
 
@@ -62,6 +67,7 @@ impl Route {
             method: spec.method.clone(),
             segments,
             path: spec.path.clone(),
+            public: spec.public,
             handler,
         }
     }
@@ -251,7 +257,10 @@ impl Gateway {
         else {
             return self.no_route(&method, &path);
         };
-        let event = gateway_event(&route.key(), params, &parts, &body, peer);
+        let mut event = gateway_event(&route.key(), params, &parts, &body, peer);
+        if !route.public {
+            event.request_context.authorizer = Some(local_operator());
+        }
         match route.handler.invoke(event).await {
             Ok(response) => from_response(response),
             Err(error) => {
@@ -296,6 +305,19 @@ impl Gateway {
 }
 
 /// A problem+json answer of the gateway's own.
+/// The caller of every authorized route on the runner: it checks no credentials (yet), so,
+/// as before principals existed, every request acts as the local operator, an IAM principal
+/// (which holds every scope). A deployed stack authenticates each caller.
+pub const LOCAL_OPERATOR: &str = "arn:aws:iam::000000000000:user/local-operator";
+
+fn local_operator() -> ApiGatewayRequestAuthorizer {
+    let mut iam = ApiGatewayRequestAuthorizerIamDescription::default();
+    iam.user_arn = Some(LOCAL_OPERATOR.to_owned());
+    let mut authorizer = ApiGatewayRequestAuthorizer::default();
+    authorizer.iam = Some(iam);
+    authorizer
+}
+
 fn problem(instance: &str, problem: Problem) -> Response<Full<Bytes>> {
     let status = StatusCode::from_u16(problem.status()).unwrap_or(StatusCode::BAD_REQUEST);
     let mut response = Response::new(Full::new(Bytes::from(problem.body(instance).to_string())));
@@ -374,6 +396,7 @@ mod tests {
                 method: method.into(),
                 path: path.into(),
                 function: "F".into(),
+                public: false,
             },
             Arc::new(Nothing),
         )

@@ -143,6 +143,8 @@ pub struct RouteSpec {
     /// With `{param}` placeholders, as API Gateway writes them.
     pub path: String,
     pub function: String,
+    /// `AuthorizationType: NONE`: callers need no credentials.
+    pub public: bool,
 }
 
 /// Everything the local environment needs from the template.
@@ -318,11 +320,13 @@ impl Template {
             let function = integrations
                 .get(integration)
                 .ok_or_else(|| err(format!("{id}: no integration {integration}")))?;
+            let public = text(&properties, "AuthorizationType").as_deref() == Some("NONE");
             template.routes.push(RouteSpec {
                 logical_id: id,
                 method: method.to_owned(),
                 path: path.to_owned(),
                 function: function.clone(),
+                public,
             });
         }
         Ok(template)

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use bank::access;
 use bank::api::{CloseAccount, MoveMoney, OpenAccount, RegisterUser, TransferMoney};
 use bank::domain::account::AccountCommand;
 use bank::service::{BankError, BankingService, Created, Transferred, account_stream};
@@ -23,6 +24,7 @@ type Outcome<R> = Result<Executed<R>, Refused<BankError>>;
 /// The bank's command routes over a banking service.
 pub fn api(bank: BankingService) -> CommandApi<BankingService> {
     CommandApi::new(bank)
+        .scope(access::WRITE)
         .route("POST /users", register_user, |_, done| created(done, None))
         .route("POST /accounts", open_account, |_, done| {
             created(done, Some(format!("/accounts/{}", done.receipt.id)))

@@ -87,6 +87,7 @@ fn history() -> Vec<AccountEvent> {
         AccountEvent::AccountOpened {
             owner: Name::parse("Ada").unwrap(),
             currency: eur(),
+            owner_id: None,
         },
         AccountEvent::MoneyDeposited {
             amount: amount(700),

@@ -4,19 +4,21 @@
 
 use std::sync::Arc;
 
+use bank::access;
 use bank::api::OPENAPI_JSON;
 use bank::domain::account::{Account, AccountStatus};
+use bank::domain::user::User;
 use bank::names::{accounts, env as bank_env};
 use bank::read_model::row_json;
 use bank::service::account_stream;
-use eventfold::EntityId;
 use eventfold::aws::aws_sdk_dynamodb::Client;
 use eventfold::aws::{Config, DynamoReadModel, DynamoSnapshots};
 use eventfold::command::{CommandService, Loaded};
 use eventfold::lambda::contract::{Contract, Runtime};
-use eventfold::lambda::query_api::QueryApi;
+use eventfold::lambda::query_api::{QueryApi, StreamAccess};
 use eventfold::projection::ReadModelStore;
 use eventfold::store::EventStore;
+use eventfold::{Aggregate, EntityId};
 use serde_json::{Value, json};
 
 /// What this function needs from the template (checked against it).
@@ -27,10 +29,25 @@ pub const CONTRACT: Contract =
 pub fn api(commands: CommandService, read_model: Arc<dyn ReadModelStore>) -> QueryApi {
     let store: Arc<dyn EventStore> = commands.store().clone();
     let projector = Arc::new(bank::accounts_projector(read_model, store.clone()));
+    let streams = StreamAccess::operators(access::OPERATOR, &[Account::CATEGORY, User::CATEGORY])
+        .readable_by(Account::CATEGORY, access::account_stream);
     QueryApi::new()
-        .row("GET /accounts/{id}", projector, account_stream, row_json)
-        .state::<Account>("GET /accounts/{id}/state", commands, account_state)
-        .streams(store)
+        .scope(access::READ)
+        .row_for(
+            "GET /accounts/{id}",
+            projector,
+            account_stream,
+            access::row,
+            row_json,
+        )
+        .state_for::<Account>(
+            "GET /accounts/{id}/state",
+            commands,
+            access::account,
+            account_state,
+        )
+        .streams(store, streams)
+        .public()
         .document("GET /openapi.json", OPENAPI_JSON)
 }
 

@@ -32,8 +32,9 @@ fn request(
     query: &str,
 ) -> ApiGatewayV2httpRequest {
     let (method, template) = route_key.split_once(' ').unwrap();
-    let mut builder =
-        eventfold::testing::request::request(method, template).header("accept", "application/json");
+    let mut builder = eventfold::testing::request::request(method, template)
+        .header("accept", "application/json")
+        .iam_caller("arn:aws:iam::123456789012:user/teller");
     for (name, value) in params {
         builder = builder.path_param(name, value);
     }
@@ -64,6 +65,7 @@ async fn setup() -> Setup {
         AccountEvent::AccountOpened {
             owner: Name::parse("Ada").unwrap(),
             currency: eur,
+            owner_id: None,
         },
         AccountEvent::MoneyDeposited {
             amount: Amount::new(500).unwrap(),

@@ -7,6 +7,7 @@
 //! Storage, retries, idempotency, projection mechanics and HTTP plumbing are the library's; this
 //! crate depends on its core alone, so nothing here can reach AWS.
 
+pub mod access;
 pub mod api;
 pub mod domain;
 pub mod names;

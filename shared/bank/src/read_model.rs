@@ -24,6 +24,9 @@ pub const TOTALS_SHARDS: u32 = 4;
 pub struct AccountView {
     /// The owner's name.
     pub owner: String,
+    /// The owning principal's subject (see `Account::owner_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<String>,
     /// The currency.
     pub currency: String,
     /// Minor units.
@@ -97,10 +100,16 @@ impl Projection for AccountsProjection {
         let counter = |name: &str, delta: i64| CounterDelta::new(&shard, name, delta);
         let mut counters = vec![counter(n::EVENTS_APPLIED, 1)];
         let updated_at = format_timestamp(&event.occurred_at);
-        if let AccountEvent::AccountOpened { owner, currency } = &decoded {
+        if let AccountEvent::AccountOpened {
+            owner,
+            currency,
+            owner_id,
+        } = &decoded
+        {
             counters.push(counter(n::ACCOUNTS_OPEN, 1));
             let view = AccountView {
                 owner: owner.to_string(),
+                owner_id: owner_id.clone(),
                 currency: currency.to_string(),
                 balance: 0,
                 status: AccountStatus::Open.as_str().into(),

@@ -13,6 +13,7 @@ use eventfold::{Aggregate, DomainEvent, EntityId, StreamId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::access;
 use crate::api::{OpenAccount, RegisterUser, TransferMoney};
 use crate::domain::account::{Account, AccountCommand, AccountError, Transfer};
 use crate::domain::user::{Email, User, UserCommand, UserError};
@@ -139,6 +140,7 @@ impl BankingService {
         let command = AccountCommand::Open {
             owner: request.owner.clone(),
             currency: request.currency,
+            owner_id: context.principal.as_ref().map(|p| p.subject().to_owned()),
         };
         self.commands
             .execute_one::<Account, _>(
@@ -151,7 +153,8 @@ impl BankingService {
             .map_err(|e| e.map_rejected(BankError::Account))
     }
 
-    /// Runs a command on an existing account, optionally pinned to a version (`If-Match`).
+    /// Runs a command on an existing account, optionally pinned to a version (`If-Match`),
+    /// if the caller owns it or is an operator (else it does not exist for them).
     pub async fn act_on_account(
         &self,
         context: &CommandContext,
@@ -160,10 +163,12 @@ impl BankingService {
         command: &AccountCommand,
     ) -> BankResult<()> {
         self.commands
-            .execute_one::<Account, _>(
+            .execute_authorized::<Account, _>(
                 context,
-                Target::new(account_stream(account)).if_match(if_match),
-                command,
+                &[Target::new(account_stream(account)).if_match(if_match)],
+                &[],
+                |loaded| access::caller_may(context, &loaded[0].state),
+                |loaded| Ok(vec![loaded[0].state.decide(command)?]),
                 (),
             )
             .await
@@ -171,7 +176,8 @@ impl BankingService {
     }
 
     /// Moves money between two accounts: both streams in one transaction. `if_match` pins
-    /// the source account's version.
+    /// the source account's version. The caller must own the source (or be an operator); the
+    /// destination may be anyone's open account.
     pub async fn transfer(
         &self,
         context: &CommandContext,
@@ -189,10 +195,11 @@ impl BankingService {
             Target::new(account_stream(&transfer.to)),
         ];
         self.commands
-            .execute::<Account, _>(
+            .execute_authorized::<Account, _>(
                 context,
                 &targets,
                 &[],
+                |loaded| access::caller_may(context, &loaded[0].state),
                 |loaded: &[Loaded<Account>]| {
                     let (sent, received) = transfer.decide(&loaded[0].state, &loaded[1].state)?;
                     Ok(vec![sent, received])

@@ -18,6 +18,7 @@ pub fn account_history(events: usize) -> Vec<AccountEvent> {
     let opened = AccountEvent::AccountOpened {
         owner: Name::parse("Seed").expect("a valid name"),
         currency: eur,
+        owner_id: None,
     };
     std::iter::once(opened)
         .chain(std::iter::repeat_n(

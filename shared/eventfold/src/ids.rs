@@ -231,6 +231,13 @@ impl CommandId {
         Ok(Self(value))
     }
 
+    /// The id within a principal's namespace (`<tag>/<id>`, see
+    /// [`Principal::tag`](crate::identity::Principal::tag)): the same key from two callers is
+    /// two commands, and no caller can replay or pre-claim another's.
+    pub fn within(&self, tag: &str) -> Self {
+        Self(format!("{tag}/{}", self.0))
+    }
+
     /// A fresh id (a UUIDv7) for a command whose client gave none.
     pub fn generate() -> Self {
         Self(uuid::Uuid::now_v7().to_string())

@@ -13,6 +13,7 @@
 //!   transactions, idempotent commands, paginated reads, upcasting ([`upcast`]) and an
 //!   integrity chain ([`chain`]), in memory; snapshots;
 //! - [`projection`]: the projector runtime for read models, rows per stream or shared by many;
+//! - [`identity`]: the caller (a typed principal) and the refusals of access rules;
 //! - [`problem`]: problem+json with an open set of problem types;
 //! - [`testing`] (feature `testing`): given/when/then, a fault-injecting store, and the
 //!   conformance suites.
@@ -35,6 +36,7 @@ pub mod command;
 pub mod encoding;
 pub mod envelope;
 pub mod error;
+pub mod identity;
 pub mod ids;
 mod kept;
 pub mod limits;

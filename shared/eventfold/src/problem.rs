@@ -35,6 +35,7 @@ use serde_json::{Map, Value, json};
 
 use crate::command::CommandError;
 use crate::error::{StoreError, error_chain};
+use crate::identity::Denied;
 use crate::ids::IdError;
 
 /// The base of the `type` URI of the library's problem types.
@@ -99,7 +100,12 @@ pub mod kinds {
     /// The request is well-formed but not valid (types, ranges, unknown fields).
     pub const INVALID_REQUEST: ProblemType =
         ProblemType::new(400, "invalid-request", "Invalid request");
-    /// The resource does not exist.
+    /// The request carries no credentials the authorizer accepted.
+    pub const UNAUTHENTICATED: ProblemType =
+        ProblemType::new(401, "unauthenticated", "Authentication required");
+    /// The caller may see the resource but may not do this to it.
+    pub const FORBIDDEN: ProblemType = ProblemType::new(403, "forbidden", "Forbidden");
+    /// The resource does not exist (or the caller may not see it).
     pub const NOT_FOUND: ProblemType = ProblemType::new(404, "not-found", "Not found");
     /// No route matches the path.
     pub const ROUTE_NOT_FOUND: ProblemType =
@@ -139,9 +145,11 @@ pub mod kinds {
         ProblemType::new(503, "outcome-unknown", "Outcome unknown").retry_after(1);
 
     /// Every library kind, for documentation and tests.
-    pub const ALL: [ProblemType; 16] = [
+    pub const ALL: [ProblemType; 18] = [
         MALFORMED_JSON,
         INVALID_REQUEST,
+        UNAUTHENTICATED,
+        FORBIDDEN,
         NOT_FOUND,
         ROUTE_NOT_FOUND,
         METHOD_NOT_ALLOWED,
@@ -274,6 +282,25 @@ impl IntoProblem for IdError {
     }
 }
 
+impl IntoProblem for Denied {
+    fn to_problem(&self) -> Problem {
+        match self {
+            Self::Unauthenticated => Problem::new(kinds::UNAUTHENTICATED, self.to_string()),
+            Self::Hidden => Problem::new(kinds::NOT_FOUND, HIDDEN_DETAIL),
+            Self::Forbidden(why) => Problem::new(kinds::FORBIDDEN, why.clone()),
+        }
+    }
+}
+
+/// The detail of every 404 a caller gets for what does not exist or what it may not see.
+pub const HIDDEN_DETAIL: &str = "no such resource, or none you may see";
+
+impl From<Denied> for Problem {
+    fn from(denied: Denied) -> Self {
+        denied.to_problem()
+    }
+}
+
 impl IntoProblem for StoreError {
     fn to_problem(&self) -> Problem {
         match self {
@@ -309,6 +336,7 @@ impl<E: IntoProblem + std::error::Error + 'static> IntoProblem for CommandError<
     fn to_problem(&self) -> Problem {
         match self {
             Self::Rejected(domain) => domain.to_problem(),
+            Self::Denied(denied) => denied.to_problem(),
             Self::PreconditionFailed {
                 expected, actual, ..
             } => Problem::new(kinds::PRECONDITION_FAILED, self.to_string())

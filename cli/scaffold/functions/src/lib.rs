@@ -15,6 +15,9 @@ use {{service_rs}}::{ {{Aggregate}}, {{Aggregates}}, {{Aggregates}}Projection, R
 /// The environment variable naming the {{aggregates}} read-model table.
 pub const {{AGGREGATES}}_TABLE: &str = "{{AGGREGATES}}_TABLE";
 
+/// The scope that reads raw streams and verifies them (an IAM caller holds every scope).
+pub const OPERATOR: &str = "{{service}}/operator";
+
 /// The {{aggregates}} projector over a read model, repairing gaps from `store`.
 pub fn projector(
     read_model: Arc<dyn ReadModelStore>,
@@ -125,7 +128,7 @@ pub mod command_api {
 /// instant, each stream's events page by page and its verification.
 pub mod query_api {
     use eventfold::command::Loaded;
-    use eventfold::lambda::query_api::QueryApi;
+    use eventfold::lambda::query_api::{QueryApi, StreamAccess};
     use eventfold::{Aggregate, EntityId};
     use serde_json::{Value, json};
     use {{service_rs}}::{Status, {{Aggregate}}Row};
@@ -147,7 +150,10 @@ pub mod query_api {
                 row,
             )
             .state::<{{Aggregate}}>("GET /{{aggregates_kebab}}/{id}/state", commands, state)
-            .streams(store)
+            .streams(
+                store,
+                StreamAccess::operators(OPERATOR, &[{{Aggregate}}::CATEGORY]),
+            )
     }
 
     /// The routes over DynamoDB, configured from the environment (reads never touch the

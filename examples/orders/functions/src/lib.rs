@@ -17,6 +17,9 @@ pub const ORDERS_TABLE: &str = "ORDERS_TABLE";
 /// order streams).
 pub const CUSTOMERS_TABLE: &str = "CUSTOMERS_TABLE";
 
+/// The scope that reads raw streams and verifies them (an IAM caller holds every scope).
+pub const OPERATOR: &str = "orders/operator";
+
 /// The two read models, over their stores, repairing gaps from `store`.
 pub fn projectors(
     orders: Arc<dyn ReadModelStore>,
@@ -216,7 +219,7 @@ pub mod command_api {
 /// instant; a customer's orders and totals; each stream's events and verification.
 pub mod query_api {
     use eventfold::command::Loaded;
-    use eventfold::lambda::query_api::{Answer, QueryApi};
+    use eventfold::lambda::query_api::{Answer, QueryApi, StreamAccess};
     use eventfold::problem::{IntoProblem, Problem, kinds};
     use eventfold::{Aggregate, EntityId};
     use orders::order::{Order, OrderStatus};
@@ -270,7 +273,7 @@ pub mod query_api {
                     Ok(Answer::json(&body, "read-model").versioned(version))
                 })
             })
-            .streams(store)
+            .streams(store, StreamAccess::operators(OPERATOR, &[Order::CATEGORY]))
     }
 
     /// The routes over DynamoDB, configured from the environment (reads never touch the

@@ -10,6 +10,7 @@ use crate::chain::write_canonical_json;
 use crate::encoding::to_new_event;
 use crate::envelope::{EventMetadata, NewEvent};
 use crate::error::StoreError;
+use crate::identity::Principal;
 use crate::ids::{CommandId, StreamId};
 
 /// The fingerprint of a request: SHA-256 over its kind and the canonical JSON of its parsed
@@ -43,6 +44,9 @@ pub struct CommandContext {
     /// The command id was generated for this very request, so no earlier execution can
     /// exist: a command that writes nothing answers without reading the command record.
     pub fresh_id: bool,
+    /// Who asks, as the authorizer vouched for them; access rules see it, and it is recorded
+    /// as the actor of the events written.
+    pub principal: Option<Principal>,
 }
 
 impl CommandContext {
@@ -62,6 +66,13 @@ impl CommandContext {
         self
     }
 
+    /// Sets the principal.
+    #[must_use]
+    pub fn with_principal(mut self, principal: Principal) -> Self {
+        self.principal = Some(principal);
+        self
+    }
+
     /// Sets the deadline.
     #[must_use]
     pub fn with_deadline(mut self, deadline: Instant) -> Self {
@@ -73,6 +84,9 @@ impl CommandContext {
     pub(crate) fn event_metadata(&self) -> EventMetadata {
         let mut metadata = self.metadata.clone();
         metadata.command_id = self.command_id.as_ref().map(ToString::to_string);
+        if metadata.actor.is_none() {
+            metadata.actor = self.principal.as_ref().map(|p| p.subject().to_owned());
+        }
         metadata
     }
 }

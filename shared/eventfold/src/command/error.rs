@@ -1,6 +1,7 @@
 //! Why a command did not execute, and what every command came to.
 
 use crate::error::StoreError;
+use crate::identity::Denied;
 use crate::ids::StreamId;
 
 /// Why a command did not execute.
@@ -9,6 +10,9 @@ pub enum CommandError<E: std::error::Error + 'static> {
     /// The domain refused the command.
     #[error(transparent)]
     Rejected(E),
+    /// The caller may not: an access rule refused it on the loaded state, before `decide`.
+    #[error(transparent)]
+    Denied(Denied),
     /// The caller's `If-Match` version is not the stream's.
     #[error("{stream_id} is at version {actual}, not {expected}")]
     PreconditionFailed {
@@ -53,6 +57,8 @@ pub enum Outcome {
     Replayed,
     /// The domain refused it (or a uniqueness claim was taken).
     Rejected,
+    /// The caller may not do it (an access rule refused).
+    Denied,
     /// Other writers kept winning until retries or time ran out.
     Conflict,
     /// The caller's `If-Match` was not the stream's version.
@@ -74,6 +80,7 @@ impl Outcome {
             Self::Written => "written",
             Self::Replayed => "replayed",
             Self::Rejected => "rejected",
+            Self::Denied => "denied",
             Self::Conflict => "conflict",
             Self::PreconditionFailed => "precondition-failed",
             Self::OutcomeUnknown => "outcome-unknown",
@@ -93,6 +100,7 @@ impl<E: std::error::Error + 'static> CommandError<E> {
     ) -> CommandError<F> {
         match self {
             Self::Rejected(domain) => CommandError::Rejected(map(domain)),
+            Self::Denied(denied) => CommandError::Denied(denied),
             Self::PreconditionFailed {
                 stream_id,
                 expected,
@@ -126,6 +134,7 @@ impl<E: std::error::Error + 'static> CommandError<E> {
     pub fn outcome(&self) -> Outcome {
         match self {
             Self::Rejected(_) | Self::ClaimTaken { .. } => Outcome::Rejected,
+            Self::Denied(_) => Outcome::Denied,
             Self::PreconditionFailed { .. } => Outcome::PreconditionFailed,
             Self::Conflict { .. } => Outcome::Conflict,
             Self::DeadlineExceeded {

@@ -13,8 +13,15 @@ use super::{Claim, CommandContext, CommandError, CommandService, Loaded, Target}
 use crate::aggregate::Aggregate;
 use crate::encoding::to_new_event;
 use crate::error::StoreError;
+use crate::identity::Denied;
 use crate::store::{AppendRequest, AppendResult, CommandRecord, NewCommand, StreamWrite};
 use crate::version::ExpectedVersion;
+
+/// A command's two rules over the loaded streams: who may, and what happens.
+struct Rules<'a, Auth, Decide> {
+    authorize: &'a Auth,
+    decide: &'a Decide,
+}
 
 /// What one append attempt came to.
 enum Attempt {
@@ -89,6 +96,58 @@ impl CommandService {
         A: Aggregate,
         R: Serialize + DeserializeOwned + Send + Sync,
     {
+        self.execute_authorized(context, targets, claims, |_| Ok(()), decide, receipt)
+            .await
+    }
+
+    /// [`execute`](Self::execute) behind an access rule: `authorize` sees the loaded streams
+    /// (and, through the context, the principal) before the caller's `If-Match` and before
+    /// `decide`; its refusal is the command's answer ([`CommandError::Denied`]) and nothing is
+    /// written. The rule costs no request: it looks at the state the command loads anyway (an
+    /// owner the events recorded, say).
+    ///
+    /// ```
+    /// # use eventfold::prelude::*;
+    /// # use eventfold::identity::{Denied, Principal};
+    /// # use eventfold::testing::toy::{Counter, CounterCommand};
+    /// # use std::sync::Arc;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let service = CommandService::new(Arc::new(MemoryStore::new()));
+    /// let counter = Counter::stream_id(&EntityId::parse("c-1")?);
+    /// let guest = CommandContext::default().with_principal(Principal::jwt("https://id", "guest", ["read"]));
+    /// let refused = service
+    ///     .execute_authorized::<Counter, _>(
+    ///         &guest,
+    ///         &[Target::new(counter.clone())],
+    ///         &[],
+    ///         |_| Err(Denied::forbidden("counters are counted by their keepers")),
+    ///         |loaded| Ok(vec![loaded[0].state.decide(&CounterCommand::Add(1))?]),
+    ///         (),
+    ///     )
+    ///     .await;
+    /// assert!(matches!(refused, Err(CommandError::Denied(Denied::Forbidden(_)))));
+    /// assert!(service.store().read_head(&counter).await?.is_none(), "nothing written");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn execute_authorized<A, R>(
+        &self,
+        context: &CommandContext,
+        targets: &[Target],
+        claims: &[Claim],
+        authorize: impl Fn(&[Loaded<A>]) -> Result<(), Denied> + Send + Sync,
+        decide: impl Fn(&[Loaded<A>]) -> Result<Vec<Vec<A::Event>>, A::Error> + Send + Sync,
+        receipt: R,
+    ) -> Result<Executed<R>, CommandError<A::Error>>
+    where
+        A: Aggregate,
+        R: Serialize + DeserializeOwned + Send + Sync,
+    {
+        let rules = Rules {
+            authorize: &authorize,
+            decide: &decide,
+        };
         let receipt_value = serde_json::to_value(&receipt)
             .map_err(|e| StoreError::misuse(format!("the receipt does not serialize: {e}")))?;
         let _held = self.queue_behind_earlier_commands(context, targets).await?;
@@ -111,7 +170,7 @@ impl CommandService {
         let mut attempt = 1;
         let mut stepped = false;
         loop {
-            let decided = match self.decide_on(context, targets, &mut loaded, &decide).await {
+            let decided = match self.decide_on(context, targets, &mut loaded, &rules).await {
                 Ok(decided) => decided,
                 Err(refused) => return self.refuse(context, refused).await,
             };
@@ -292,11 +351,19 @@ impl CommandService {
         context: &CommandContext,
         targets: &[Target],
         loaded: &mut [Loaded<A>],
-        decide: &(impl Fn(&[Loaded<A>]) -> Result<Vec<Vec<A::Event>>, A::Error> + Send + Sync),
+        rules: &Rules<
+            '_,
+            impl Fn(&[Loaded<A>]) -> Result<(), Denied> + Send + Sync,
+            impl Fn(&[Loaded<A>]) -> Result<Vec<Vec<A::Event>>, A::Error> + Send + Sync,
+        >,
     ) -> Result<Vec<Vec<A::Event>>, CommandError<A::Error>> {
         loop {
-            let verdict = check_preconditions(targets, loaded)
-                .and_then(|()| decide(loaded).map_err(CommandError::Rejected));
+            // Access first: a caller who may not see a stream learns nothing of it, not even
+            // its version from a failed If-Match.
+            let verdict = (rules.authorize)(loaded)
+                .map_err(CommandError::Denied)
+                .and_then(|()| check_preconditions(targets, loaded))
+                .and_then(|()| (rules.decide)(loaded).map_err(CommandError::Rejected));
             let stale = loaded.iter().any(|l| !l.current);
             let recheck = stale
                 && match &verdict {

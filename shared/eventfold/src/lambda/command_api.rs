@@ -59,6 +59,7 @@ use super::http::{
 };
 use super::metrics::{Metric, Metrics, millis};
 use crate::command::{CommandContext, CommandError, Executed, Outcome};
+use crate::identity::{Denied, authenticated};
 use crate::ids::EntityId;
 
 /// The metrics each command's record carries (with the dimension `Outcome`).
@@ -167,6 +168,7 @@ enum BodyRule {
 struct Route<S> {
     key: &'static str,
     body: BodyRule,
+    scope: Option<&'static str>,
     handler: Handler<S>,
 }
 
@@ -175,6 +177,7 @@ struct Route<S> {
 pub struct CommandApi<S> {
     service: S,
     routes: Vec<Route<S>>,
+    scope: Option<&'static str>,
     metrics: Metrics,
 }
 
@@ -196,6 +199,7 @@ impl<S: Clone + Send + Sync + 'static> CommandApi<S> {
         Self {
             service,
             routes: Vec::new(),
+            scope: None,
             metrics: Metrics::for_lambda("command-api"),
         }
     }
@@ -204,6 +208,15 @@ impl<S: Clone + Send + Sync + 'static> CommandApi<S> {
     #[must_use]
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// The routes added from here on need an authenticated principal holding `scope` (401
+    /// without one, 403 without the scope), checked before the body is read; the template's
+    /// authorizer checks the same, and this holds wherever the function is invoked from.
+    #[must_use]
+    pub fn scope(mut self, scope: &'static str) -> Self {
+        self.scope = Some(scope);
         self
     }
 
@@ -252,6 +265,7 @@ impl<S: Clone + Send + Sync + 'static> CommandApi<S> {
         self.routes.push(Route {
             key,
             body: BodyRule::Required,
+            scope: self.scope,
             handler,
         });
         self
@@ -272,6 +286,11 @@ impl<S: Clone + Send + Sync + 'static> CommandApi<S> {
         self.routes.iter().map(|r| r.key)
     }
 
+    /// Each route with the scope it needs.
+    pub fn route_scopes(&self) -> impl Iterator<Item = (&'static str, Option<&'static str>)> + '_ {
+        self.routes.iter().map(|r| (r.key, r.scope))
+    }
+
     /// Answers one request; never fails.
     pub async fn respond(&self, request: ApiRequest) -> ApiGatewayV2httpResponse {
         let started = Instant::now();
@@ -283,7 +302,10 @@ impl<S: Clone + Send + Sync + 'static> CommandApi<S> {
                     format!("the command API has no route {:?}", request.route_key()),
                 ));
             };
-            let done = (route.handler)(self.service.clone(), request, route.body).await;
+            let done = match admit(request, route.scope) {
+                Ok(()) => (route.handler)(self.service.clone(), request, route.body).await,
+                Err(denied) => refused(request, denied.to_problem(), Outcome::Denied),
+            };
             let response = done.response.clone();
             answered = Some(done);
             Ok(response)
@@ -341,6 +363,14 @@ impl CommandHead {
     /// A path parameter parsed as an entity id (400 if it is not one).
     pub fn entity_id(&self, name: &str) -> Result<EntityId, Problem> {
         EntityId::parse(self.path.get(name).map_or("", String::as_str)).map_err(|e| e.to_problem())
+    }
+}
+
+/// Whether the caller may use a route that needs `scope`.
+pub(crate) fn admit(request: &ApiRequest, scope: Option<&str>) -> Result<(), Denied> {
+    match scope {
+        None => Ok(()),
+        Some(scope) => authenticated(request.principal().as_ref())?.require_scope(scope),
     }
 }
 

@@ -18,12 +18,14 @@ use lambda_runtime::{Error, LambdaEvent};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::command_api::admit;
 use super::http::{ApiRequest, IntoProblem, Problem, etag, json_response, kinds, set_header};
 use super::metrics::{Metric, Metrics, millis};
 use crate::aggregate::Aggregate;
 use crate::chain::Verification;
 use crate::command::{CommandService, Loaded};
 use crate::envelope::{RecordedEvent, format_timestamp};
+use crate::identity::{Denied, Principal, authenticated};
 use crate::ids::{EntityId, StreamId};
 use crate::projection::{Projection, Projector};
 use crate::store::{AsOf, EventStore};
@@ -75,7 +77,8 @@ type Handler =
 
 /// The query function: GET routes, each a handler.
 pub struct QueryApi {
-    routes: Vec<(&'static str, Handler)>,
+    routes: Vec<(&'static str, Option<&'static str>, Handler)>,
+    scope: Option<&'static str>,
     metrics: Metrics,
 }
 
@@ -98,6 +101,7 @@ impl QueryApi {
     pub fn new() -> Self {
         Self {
             routes: Vec::new(),
+            scope: None,
             metrics: Metrics::for_lambda("query-api"),
         }
     }
@@ -106,6 +110,21 @@ impl QueryApi {
     #[must_use]
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// The routes added from here on need an authenticated principal holding `scope` (401
+    /// without one, 403 without the scope), checked before the route runs.
+    #[must_use]
+    pub fn scope(mut self, scope: &'static str) -> Self {
+        self.scope = Some(scope);
+        self
+    }
+
+    /// The routes added from here on need no principal (a public document, say).
+    #[must_use]
+    pub fn public(mut self) -> Self {
+        self.scope = None;
         self
     }
 
@@ -118,21 +137,26 @@ impl QueryApi {
             + Sync
             + 'static,
     {
-        self.routes.push((key, Box::new(handler)));
+        self.routes.push((key, self.scope, Box::new(handler)));
         self
     }
 
-    /// `GET /streams/{stream_id}/events?from=&limit=` and `GET /streams/{stream_id}/verify`.
+    /// `GET /streams/{stream_id}/events?from=&limit=` and `GET /streams/{stream_id}/verify`,
+    /// as `access` allows: the categories it lists, for operators; a category's events for the
+    /// principals its rule admits, their metadata redacted; verify for operators only. Anyone
+    /// else is told the stream does not exist.
     #[must_use]
-    pub fn streams(self, store: Arc<dyn EventStore>) -> Self {
+    pub fn streams(self, store: Arc<dyn EventStore>, access: StreamAccess) -> Self {
         let verifying = store.clone();
+        let access = Arc::new(access);
+        let verify_access = access.clone();
         self.route("GET /streams/{stream_id}/events", move |request| {
-            let store = store.clone();
-            Box::pin(async move { events_page(store.as_ref(), request).await })
+            let (store, access) = (store.clone(), access.clone());
+            Box::pin(async move { events_page(store.as_ref(), &access, request).await })
         })
         .route("GET /streams/{stream_id}/verify", move |request| {
-            let store = verifying.clone();
-            Box::pin(async move { verify(store.as_ref(), request).await })
+            let (store, access) = (verifying.clone(), verify_access.clone());
+            Box::pin(async move { verify(store.as_ref(), &access, request).await })
         })
     }
 
@@ -146,6 +170,21 @@ impl QueryApi {
         commands: CommandService,
         view: fn(&EntityId, &Loaded<A>) -> Option<Value>,
     ) -> Self {
+        self.state_for(key, commands, |_, _| Ok(()), view)
+    }
+
+    /// [`state`](Self::state) behind an access rule: `access` sees the principal and the
+    /// folded state (an owner it records, say) before anything is rendered, at no extra
+    /// request; its refusal is the answer (404 for what the caller may not see).
+    #[must_use]
+    pub fn state_for<A: Aggregate>(
+        self,
+        key: &'static str,
+        commands: CommandService,
+        access: fn(&Principal, &A) -> Result<(), Denied>,
+        view: fn(&EntityId, &Loaded<A>) -> Option<Value>,
+    ) -> Self {
+        let guarded = self.scope.is_some();
         self.route(key, move |request| {
             let commands = commands.clone();
             Box::pin(async move {
@@ -157,6 +196,10 @@ impl QueryApi {
                     None => commands.load::<A>(&stream_id).await,
                 }
                 .map_err(|e| e.to_problem())?;
+                if guarded {
+                    let principal = request.principal();
+                    access(authenticated(principal.as_ref())?, &loaded.state)?;
+                }
                 let body = view(&id, &loaded).ok_or_else(|| not_found(format!("no {id}")))?;
                 Ok(Answer::json(&body, "fold").versioned(loaded.version))
             })
@@ -176,6 +219,21 @@ impl QueryApi {
         stream: fn(&EntityId) -> StreamId,
         view: fn(&EntityId, u64, &P::Row) -> Value,
     ) -> Self {
+        self.row_for(key, projector, stream, |_, _| Ok(()), view)
+    }
+
+    /// [`row`](Self::row) behind an access rule: `access` sees the principal and the row (an
+    /// owner it carries, say) before it is shown, at no extra request.
+    #[must_use]
+    pub fn row_for<P: Projection>(
+        self,
+        key: &'static str,
+        projector: Arc<Projector<P>>,
+        stream: fn(&EntityId) -> StreamId,
+        access: fn(&Principal, &P::Row) -> Result<(), Denied>,
+        view: fn(&EntityId, u64, &P::Row) -> Value,
+    ) -> Self {
+        let guarded = self.scope.is_some();
         self.route(key, move |request| {
             let projector = projector.clone();
             Box::pin(async move {
@@ -209,6 +267,10 @@ impl QueryApi {
                 };
                 let (version, row) =
                     row.ok_or_else(|| not_found(format!("no {id} in the read model (yet)")))?;
+                if guarded {
+                    let principal = request.principal();
+                    access(authenticated(principal.as_ref())?, &row)?;
+                }
                 let mut answer = Answer::json(&view(&id, version, &row), source).versioned(version);
                 set_header(&mut answer.response, SOURCE_HEADER, source);
                 Ok(answer)
@@ -230,7 +292,12 @@ impl QueryApi {
 
     /// The routes served, `METHOD /path`.
     pub fn route_keys(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.routes.iter().map(|(key, _)| *key)
+        self.routes.iter().map(|(key, _, _)| *key)
+    }
+
+    /// Each route with the scope it needs.
+    pub fn route_scopes(&self) -> impl Iterator<Item = (&'static str, Option<&'static str>)> + '_ {
+        self.routes.iter().map(|(key, scope, _)| (*key, *scope))
     }
 
     /// Answers one request; never fails.
@@ -239,13 +306,17 @@ impl QueryApi {
         let route = request.route_key().to_owned();
         let mut source = "none";
         let response = super::http::respond(request, async |request| {
-            let Some((_, handler)) = self.routes.iter().find(|(k, _)| *k == request.route_key())
+            let Some((_, scope, handler)) = self
+                .routes
+                .iter()
+                .find(|(k, _, _)| *k == request.route_key())
             else {
                 return Err(Problem::new(
                     kinds::ROUTE_NOT_FOUND,
                     format!("the query API has no route {:?}", request.route_key()),
                 ));
             };
+            admit(request, *scope).map_err(|e| e.to_problem())?;
             let answer = handler(request).await?;
             source = answer.source;
             Ok(conditional(request, answer.response))
@@ -280,9 +351,76 @@ impl QueryApi {
     }
 }
 
+/// Who may read which raw streams: operators (a scope) the listed categories, with their
+/// metadata; the principals a category's rule admits, that category's streams with their
+/// metadata redacted.
+#[derive(Clone, Debug)]
+pub struct StreamAccess {
+    operator_scope: &'static str,
+    categories: Vec<&'static str>,
+    owned: Vec<(&'static str, StreamRule)>,
+}
+
+/// A rule over a stream's first event: whether the principal may read the stream.
+pub type StreamRule = fn(&Principal, &RecordedEvent) -> bool;
+
+/// How a caller reads a stream: as an operator (everything) or as one the category's rule
+/// admits (metadata redacted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reader {
+    Operator,
+    Admitted,
+}
+
+impl StreamAccess {
+    /// Principals holding `scope` read every stream of `categories`; nobody else reads any.
+    pub fn operators(scope: &'static str, categories: &[&'static str]) -> Self {
+        Self {
+            operator_scope: scope,
+            categories: categories.to_vec(),
+            owned: Vec::new(),
+        }
+    }
+
+    /// Principals `rule` admits, looking at a stream's first event, read the streams of
+    /// `category` too (the events of an account by its owner, say), their metadata redacted.
+    #[must_use]
+    pub fn readable_by(mut self, category: &'static str, rule: StreamRule) -> Self {
+        self.owned.push((category, rule));
+        self
+    }
+
+    /// As whom `principal` reads `stream_id`: as an operator, subject to a rule on the first
+    /// event (`Err` names the rule), or not at all (404).
+    fn reader(
+        &self,
+        principal: Option<&Principal>,
+        stream_id: &StreamId,
+    ) -> Result<Result<Reader, StreamRule>, Denied> {
+        let principal = authenticated(principal)?;
+        let category = stream_id.category();
+        if principal.has_scope(self.operator_scope) && self.categories.contains(&category) {
+            return Ok(Ok(Reader::Operator));
+        }
+        self.owned
+            .iter()
+            .find(|(c, _)| *c == category)
+            .map(|(_, rule)| Err(*rule))
+            .ok_or(Denied::Hidden)
+    }
+}
+
 /// A stream's events, a page at a time.
-async fn events_page(store: &dyn EventStore, request: &ApiRequest) -> Result<Answer, Problem> {
+async fn events_page(
+    store: &dyn EventStore,
+    access: &StreamAccess,
+    request: &ApiRequest,
+) -> Result<Answer, Problem> {
     let stream_id = request.stream_id("stream_id")?;
+    let principal = request.principal();
+    let reader = access
+        .reader(principal.as_ref(), &stream_id)
+        .map_err(|e| e.to_problem())?;
     let from = match request.query("from") {
         None => 1,
         Some(text) => parse_version(text, "from")?,
@@ -295,10 +433,33 @@ async fn events_page(store: &dyn EventStore, request: &ApiRequest) -> Result<Ans
             .filter(|v| (1..=MAX_PAGE).contains(v))
             .ok_or_else(|| invalid(format!("limit must be an integer from 1 to {MAX_PAGE}")))?,
     };
-    let page = store
-        .read_stream(&stream_id, from, limit)
+    // A rule looks at the first event: read with the page when the page does not hold it.
+    let (page, first) =
+        futures::future::try_join(store.read_stream(&stream_id, from, limit), async {
+            match reader {
+                Err(_) if from > 1 => store.read_stream(&stream_id, 1, 1).await.map(Some),
+                _ => Ok(None),
+            }
+        })
         .await
         .map_err(|e| e.to_problem())?;
+    let reader = match reader {
+        Ok(reader) => reader,
+        Err(rule) => {
+            let first = first
+                .as_ref()
+                .map_or(page.events.first(), |p| p.events.first());
+            let admitted = first.is_some_and(|event| {
+                principal
+                    .as_ref()
+                    .is_some_and(|principal| rule(principal, event))
+            });
+            if !admitted {
+                return Err(not_found(format!("no stream {stream_id}")));
+            }
+            Reader::Admitted
+        }
+    };
     if page.events.is_empty()
         && store
             .read_head(&stream_id)
@@ -308,16 +469,37 @@ async fn events_page(store: &dyn EventStore, request: &ApiRequest) -> Result<Ans
     {
         return Err(not_found(format!("no stream {stream_id}")));
     }
-    let events: Vec<Value> = page.events.iter().map(envelope_json).collect();
+    let events: Vec<Value> = page
+        .events
+        .iter()
+        .map(|event| {
+            let mut shown = envelope_json(event);
+            if reader == Reader::Admitted {
+                shown["metadata"] = json!({});
+            }
+            shown
+        })
+        .collect();
     Ok(Answer::json(
         &json!({ "events": events, "next": page.next }),
         "events",
     ))
 }
 
-/// A stream's integrity check.
-async fn verify(store: &dyn EventStore, request: &ApiRequest) -> Result<Answer, Problem> {
+/// A stream's integrity check: operators only.
+async fn verify(
+    store: &dyn EventStore,
+    access: &StreamAccess,
+    request: &ApiRequest,
+) -> Result<Answer, Problem> {
     let stream_id = request.stream_id("stream_id")?;
+    let principal = request.principal();
+    if access.reader(principal.as_ref(), &stream_id) != Ok(Ok(Reader::Operator)) {
+        let denied = authenticated(principal.as_ref())
+            .err()
+            .unwrap_or(Denied::Hidden);
+        return Err(denied.to_problem());
+    }
     let verification = store
         .verify_stream(&stream_id)
         .await
@@ -384,8 +566,10 @@ fn invalid(detail: impl Into<String>) -> Problem {
     Problem::new(kinds::INVALID_REQUEST, detail)
 }
 
-fn not_found(detail: impl Into<String>) -> Problem {
-    Problem::new(kinds::NOT_FOUND, detail)
+/// What a caller is told of a resource that does not exist, or that it may not see: the
+/// same answer, so that a refusal says nothing of what exists.
+fn not_found(_what: impl Into<String>) -> Problem {
+    Denied::Hidden.to_problem()
 }
 
 /// A version in a query: 1 to [`MAX_VERSION`].

@@ -18,8 +18,11 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use aws_lambda_events::apigw::{
-    ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerIamDescription, ApiGatewayV2httpRequest,
+    ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerIamDescription,
+    ApiGatewayRequestAuthorizerJwtDescription, ApiGatewayV2httpRequest,
 };
+
+use crate::identity::Principal;
 
 use crate::lambda::http::{ApiRequest, gateway_event};
 
@@ -32,7 +35,7 @@ pub struct RequestBuilder {
     query: Vec<(String, String)>,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
-    caller: Option<String>,
+    caller: Option<Principal>,
 }
 
 /// A request for the route `path` (with `{param}` placeholders) by `method`.
@@ -86,8 +89,15 @@ impl RequestBuilder {
 
     /// The caller, as an IAM authorizer reports it.
     #[must_use]
-    pub fn iam_caller(mut self, arn: &str) -> Self {
-        self.caller = Some(arn.to_owned());
+    pub fn iam_caller(self, arn: &str) -> Self {
+        self.principal(&Principal::iam(arn))
+    }
+
+    /// The caller, as API Gateway's authorizer reports it: a JWT's claims (`iss`, `sub`,
+    /// `scope`), or an IAM caller's ARN.
+    #[must_use]
+    pub fn principal(mut self, principal: &Principal) -> Self {
+        self.caller = Some(principal.clone());
         self
     }
 
@@ -123,11 +133,28 @@ impl RequestBuilder {
         let route_key = format!("{} {}", self.method, self.route);
         let peer = SocketAddr::from(([127, 0, 0, 1], 0));
         let mut event = gateway_event(&route_key, self.params, &parts, &self.body, peer);
-        if let Some(arn) = self.caller {
-            let mut iam = ApiGatewayRequestAuthorizerIamDescription::default();
-            iam.user_arn = Some(arn);
-            let mut authorizer = ApiGatewayRequestAuthorizer::default();
-            authorizer.iam = Some(iam);
+        let mut authorizer = ApiGatewayRequestAuthorizer::default();
+        match self.caller {
+            Some(Principal::Iam { arn }) => {
+                let mut iam = ApiGatewayRequestAuthorizerIamDescription::default();
+                iam.user_arn = Some(arn);
+                authorizer.iam = Some(iam);
+            }
+            Some(Principal::Jwt {
+                issuer,
+                subject,
+                scopes,
+            }) => {
+                let mut jwt = ApiGatewayRequestAuthorizerJwtDescription::default();
+                jwt.claims.insert("iss".into(), issuer);
+                jwt.claims.insert("sub".into(), subject);
+                let scopes: Vec<String> = scopes.into_iter().collect();
+                jwt.claims.insert("scope".into(), scopes.join(" "));
+                authorizer.jwt = Some(jwt);
+            }
+            None => {}
+        }
+        if authorizer.iam.is_some() || authorizer.jwt.is_some() {
             event.request_context.authorizer = Some(authorizer);
         }
         event

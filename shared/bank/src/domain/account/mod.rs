@@ -41,6 +41,11 @@ pub struct Account {
     pub status: AccountStatus,
     /// The owner's name (`None` until opened).
     pub owner: Option<Name>,
+    /// The principal that opened it and owns it (its subject): the only caller besides an
+    /// operator who may act on it or see it. `None` for an account opened before accounts had
+    /// owners: only operators reach it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<String>,
     /// Its currency (`None` until opened).
     pub currency: Option<Currency>,
     /// Minor units; never negative.
@@ -56,6 +61,8 @@ pub enum AccountCommand {
         owner: Name,
         /// What it holds.
         currency: Currency,
+        /// The principal opening it, who will own it.
+        owner_id: Option<String>,
     },
     /// Pay money in.
     Deposit {
@@ -99,6 +106,9 @@ pub enum AccountEvent {
     AccountOpened {
         owner: Name,
         currency: Currency,
+        /// The owning principal's subject (absent in accounts opened before owners).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner_id: Option<String>,
     },
     MoneyDeposited {
         amount: Amount,
@@ -194,7 +204,7 @@ impl Account {
 
 impl Aggregate for Account {
     const CATEGORY: &'static str = "Account";
-    const STATE_SCHEMA: u32 = 2;
+    const STATE_SCHEMA: u32 = 3;
 
     type Event = AccountEvent;
     type Command = AccountCommand;
@@ -204,13 +214,18 @@ impl Aggregate for Account {
         use AccountCommand as C;
         use AccountEvent as E;
         let event = match command {
-            C::Open { owner, currency } => {
+            C::Open {
+                owner,
+                currency,
+                owner_id,
+            } => {
                 if self.status != AccountStatus::Unopened {
                     return Err(AccountError::AlreadyOpen);
                 }
                 E::AccountOpened {
                     owner: owner.clone(),
                     currency: *currency,
+                    owner_id: owner_id.clone(),
                 }
             }
             C::Deposit { amount } => {
@@ -280,9 +295,14 @@ impl Aggregate for Account {
     fn evolve(mut self, event: &AccountEvent) -> Self {
         use AccountEvent as E;
         match event {
-            E::AccountOpened { owner, currency } => {
+            E::AccountOpened {
+                owner,
+                currency,
+                owner_id,
+            } => {
                 self.status = AccountStatus::Open;
                 self.owner = Some(owner.clone());
+                self.owner_id = owner_id.clone();
                 self.currency = Some(*currency);
             }
             E::MoneyDeposited { amount, .. } | E::TransferReceived { amount, .. } => {

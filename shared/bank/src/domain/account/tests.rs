@@ -23,6 +23,7 @@ fn opened() -> AccountEvent {
     AccountEvent::AccountOpened {
         owner: name("Ada"),
         currency: eur(),
+        owner_id: None,
     }
 }
 
@@ -39,6 +40,7 @@ fn opening_a_new_account() {
         .when(AccountCommand::Open {
             owner: name("Ada"),
             currency: eur(),
+            owner_id: None,
         })
         .then([opened()]);
     assert_eq!(state.status, AccountStatus::Open);
@@ -50,6 +52,7 @@ fn an_account_opens_once() {
         .when(AccountCommand::Open {
             owner: name("Bob"),
             currency: eur(),
+            owner_id: None,
         })
         .then_error(AccountError::AlreadyOpen);
 }
@@ -177,6 +180,7 @@ fn transfers_refuse_mixed_currencies_short_funds_and_self() {
     let usd = Account::default().evolve(&AccountEvent::AccountOpened {
         owner: name("Bob"),
         currency: Currency::parse("USD").expect("valid"),
+        owner_id: None,
     });
     assert_eq!(
         transfer("a", "b", 1).decide(&source, &usd),

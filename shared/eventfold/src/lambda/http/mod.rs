@@ -29,6 +29,7 @@ pub use crate::problem::{DEFAULT_PROBLEM_BASE, IntoProblem, Problem, ProblemType
 
 use crate::command::{CommandContext, request_fingerprint};
 use crate::envelope::EventMetadata;
+use crate::identity::Principal;
 use crate::ids::{CommandId, EntityId, StreamId};
 
 /// Largest request body accepted (413 beyond).
@@ -120,18 +121,28 @@ impl ApiRequest {
         self.inner.request_context.request_id.as_deref()
     }
 
-    /// The authenticated principal: the JWT subject or the IAM caller, if any.
-    pub fn actor(&self) -> Option<String> {
+    /// The principal the authorizer vouched for: a JWT's issuer, subject and scopes (from
+    /// the `scope` and `scp` claims and the scopes API Gateway matched), or the IAM caller.
+    /// `None` when the route has no authorizer.
+    pub fn principal(&self) -> Option<Principal> {
         let authorizer = self.inner.request_context.authorizer.as_ref()?;
         if let Some(jwt) = &authorizer.jwt
-            && let Some(sub) = jwt.claims.get("sub")
+            && let Some(subject) = jwt.claims.get("sub")
         {
-            return Some(sub.clone());
+            let mut scopes: Vec<String> = jwt.scopes.clone().unwrap_or_default();
+            for claim in ["scope", "scp"] {
+                if let Some(listed) = jwt.claims.get(claim) {
+                    scopes.extend(scope_list(listed));
+                }
+            }
+            let issuer = jwt.claims.get("iss").cloned().unwrap_or_default();
+            return Some(Principal::jwt(issuer, subject.clone(), scopes));
         }
         authorizer
             .iam
             .as_ref()
             .and_then(|iam| iam.user_arn.clone().or_else(|| iam.caller_id.clone()))
+            .map(Principal::iam)
     }
 
     /// A header's value, if it is valid text.
@@ -272,17 +283,24 @@ impl ApiRequest {
         kind: &str,
         parsed: &T,
     ) -> Result<CommandContext, Problem> {
-        let command_id = self.command_id()?.clone();
+        let principal = self.principal();
+        // A key lives in its principal's namespace (a generated one too: the client may
+        // retry with it, as its own).
+        let command_id = match &principal {
+            Some(principal) => self.command_id()?.within(&principal.tag()),
+            None => self.command_id()?.clone(),
+        };
         let fingerprint = request_fingerprint(kind, parsed).map_err(|e| e.to_problem())?;
         let mut context =
             CommandContext::new(command_id, fingerprint).with_metadata(EventMetadata {
                 correlation_id: Some(self.correlation_id.clone()),
                 causation_id: self.request_id().map(str::to_owned),
                 command_id: None,
-                actor: self.actor(),
+                actor: principal.as_ref().map(|p| p.subject().to_owned()),
             });
         context.deadline = self.deadline;
         context.fresh_id = self.generated_id;
+        context.principal = principal;
         Ok(context)
     }
 
@@ -365,6 +383,17 @@ pub async fn respond(
     }
     .instrument(span)
     .await
+}
+
+/// The scopes of a `scope` or `scp` claim as API Gateway passes it: space-separated, or a
+/// JSON array flattened to text (`[a b]`).
+fn scope_list(listed: &str) -> impl Iterator<Item = String> + '_ {
+    listed
+        .trim_matches(|c| c == '[' || c == ']')
+        .split([' ', ','])
+        .map(|s| s.trim_matches('"'))
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
 }
 
 /// Printable ASCII without spaces, 1..=max characters.
