@@ -182,13 +182,15 @@ pub fn http_event(
         .map(|id| BTreeMap::from([("id".to_owned(), id.to_owned())]))
         .unwrap_or_default();
     let body = Bytes::from(body.unwrap_or_default().to_owned());
-    let event = eventfold::lambda::http::gateway_event(
+    let mut event = eventfold::lambda::http::gateway_event(
         route_key,
         params,
         &parts,
         &body,
         SocketAddr::from(([127, 0, 0, 1], 0)),
     );
+    // As the runner's gateway sends it: from the local operator.
+    event.request_context.authorizer = Some(crate::local::gateway::local_operator());
     serde_json::to_vec(&event)
         .map(Bytes::from)
         .map_err(|e| e.to_string())

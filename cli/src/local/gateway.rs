@@ -310,7 +310,7 @@ impl Gateway {
 /// (which holds every scope). A deployed stack authenticates each caller.
 pub const LOCAL_OPERATOR: &str = "arn:aws:iam::000000000000:user/local-operator";
 
-fn local_operator() -> ApiGatewayRequestAuthorizer {
+pub fn local_operator() -> ApiGatewayRequestAuthorizer {
     let mut iam = ApiGatewayRequestAuthorizerIamDescription::default();
     iam.user_arn = Some(LOCAL_OPERATOR.to_owned());
     let mut authorizer = ApiGatewayRequestAuthorizer::default();
