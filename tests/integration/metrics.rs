@@ -50,7 +50,9 @@ async fn every_function_writes_embedded_metric_format() {
     let commands = Arc::new(Recorded::default());
     let command_api = command_api::from_config(&config("command-api"), dynamodb.clone())
         .with_metrics(Metrics::to("command-api", commands.clone()));
-    let open = request("POST", "/accounts").json(&json!({"owner": "Metric", "currency": "EUR"}));
+    let open = request("POST", "/accounts")
+        .json(&json!({"owner": "Metric", "currency": "EUR"}))
+        .iam_caller(eventfold_cli::local::gateway::LOCAL_OPERATOR);
     let opened = command_api.respond(open.api_request()).await;
     assert_eq!(opened.status_code, 201);
     holds(&commands, eventfold::lambda::command_api::METRICS);
@@ -67,7 +69,9 @@ async fn every_function_writes_embedded_metric_format() {
     let reads = Arc::new(Recorded::default());
     let query_api = query_api::from_config(&config("query-api"), dynamodb.clone())
         .with_metrics(Metrics::to("query-api", reads.clone()));
-    let state = request("GET", "/accounts/{id}/state").path_param("id", &id);
+    let state = request("GET", "/accounts/{id}/state")
+        .path_param("id", &id)
+        .iam_caller(eventfold_cli::local::gateway::LOCAL_OPERATOR);
     query_api.respond(state.api_request()).await;
     holds(&reads, eventfold::lambda::query_api::METRICS);
 
