@@ -18,6 +18,9 @@ export CARGO_TERM_COLOR ?= never
 MINISTACK_VERSION := 1.5.33
 # What MiniStack needs to apply the template's SAM transform (deploy-local); SAM CLI's own.
 SAM_TRANSLATOR_VERSION := 1.115.0
+# What MiniStack needs to sign and check RS256 tokens (Cognito, the API's JWT authorizer) and for
+# asymmetric KMS keys; without it its tokens carry random signatures.
+CRYPTOGRAPHY_VERSION := 48.0.0
 MOTO_VERSION := 5.2.5
 CARGO_LAMBDA_VERSION := 1.9.2
 SAM_CLI_VERSION := 1.170.0
@@ -28,7 +31,7 @@ VALGRIND_VERSION := 1:3.19.0-1
 
 TOOLS_VENV := .venv
 TOOLS_STAMP := $(TOOLS_VENV)/.installed-cargo-lambda-$(CARGO_LAMBDA_VERSION)-sam-$(SAM_CLI_VERSION)
-MINISTACK_STAMP := .venv-ministack/.installed-$(MINISTACK_VERSION)-sam-translator-$(SAM_TRANSLATOR_VERSION)
+MINISTACK_STAMP := .venv-ministack/.installed-$(MINISTACK_VERSION)-sam-translator-$(SAM_TRANSLATOR_VERSION)-cryptography-$(CRYPTOGRAPHY_VERSION)
 MOTO_STAMP := .venv-moto/.installed-$(MOTO_VERSION)
 SCHEMATHESIS_STAMP := .venv-schemathesis/.installed-$(SCHEMATHESIS_VERSION)
 CARGO_DENY_STAMP := .tools/.installed-cargo-deny-$(CARGO_DENY_VERSION)
@@ -135,7 +138,7 @@ emulator-deps: $(EMULATOR_STAMP) ## The local AWS emulator (MiniStack, or moto w
 $(MINISTACK_STAMP):
 	rm -rf .venv-ministack
 	$(PYTHON) -m venv .venv-ministack
-	.venv-ministack/bin/pip install -q ministack==$(MINISTACK_VERSION) aws-sam-translator==$(SAM_TRANSLATOR_VERSION)
+	.venv-ministack/bin/pip install -q ministack==$(MINISTACK_VERSION) aws-sam-translator==$(SAM_TRANSLATOR_VERSION) cryptography==$(CRYPTOGRAPHY_VERSION)
 	touch $@
 $(MOTO_STAMP):
 	rm -rf .venv-moto

@@ -114,6 +114,7 @@ pub async fn hot_stream(
         ));
         command_api::api(BankingService::new(
             CommandService::new(store).with_snapshots(snapshots),
+            bank::testing::claim_key(),
         ))
         .with_metrics(Metrics::to("command-api", Arc::new(Log)))
     };

@@ -138,6 +138,20 @@ enum Command {
     Dlq(DlqCommand),
     /// Streams, events, the largest streams, projection lag and queue depths.
     Stats,
+    /// Print an access token of the service's user pool for a user holding some scopes.
+    ///
+    /// Creates the user if it is new, makes it a member of exactly the groups named by
+    /// --scope (a group grants the scope of its name), and signs it in through the template's
+    /// app client. The token works on the local runner (make local) and on a deployed stack
+    /// (make deploy-local, or AWS): send it as `Authorization: Bearer <token>`.
+    Token {
+        /// The user: an id, or an email address (then also its verified email).
+        #[arg(long)]
+        user: String,
+        /// The scopes, space-separated (e.g. "bank/read bank/write").
+        #[arg(long, default_value = "")]
+        scope: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -380,6 +394,20 @@ async fn operate(
         Command::Stats => {
             ops::stats::stats(target).await?;
         }
+        Command::Token { user, scope } => {
+            let issuer = target.identity.as_ref().ok_or_else(|| {
+                OpsError::new(format!(
+                    "{} has no user pool behind a JWT authorizer (is AuthMode JWT?)",
+                    target.label
+                ))
+            })?;
+            let scopes: Vec<String> = scope.split_whitespace().map(str::to_owned).collect();
+            let token = issuer
+                .token(&target.clients.cognito, &user, &scopes)
+                .await
+                .map_err(OpsError)?;
+            say(&token);
+        }
         Command::Local { .. } | Command::New { .. } => {}
     }
     Ok(())
@@ -451,6 +479,7 @@ async fn local(
         region: sdk
             .region()
             .map_or_else(|| "us-east-1".into(), ToString::to_string),
+        endpoint: Some(endpoint.clone()).filter(|e| !e.is_empty()),
         ..RunnerOptions::default()
     };
     let runner = LocalRunner::start(&template, &resources, &clients, functions, options)

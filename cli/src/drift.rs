@@ -328,14 +328,20 @@ fn stream_readers(template: &Template, paired: &[(&FunctionSpec, &Function)], dr
 }
 
 fn environment(template: &Template, spec: &FunctionSpec, contract: Contract, drift: &mut Drift) {
-    let tuning = contract.runtime.tuning();
+    let needed: BTreeSet<&str> = contract.environment().into_iter().collect();
+    let optional: Vec<&str> = contract
+        .runtime
+        .tuning()
+        .iter()
+        .copied()
+        .filter(|v| !needed.contains(v))
+        .collect();
     let given: BTreeSet<&str> = spec
         .environment
         .keys()
         .map(String::as_str)
-        .filter(|v| !tuning.contains(v))
+        .filter(|v| !optional.contains(v))
         .collect();
-    let needed: BTreeSet<&str> = contract.environment().into_iter().collect();
     for missing in needed.difference(&given) {
         drift.say(format!(
             "{} reads {missing}, which the template does not set",
@@ -375,7 +381,7 @@ pub fn grants(spec: &FunctionSpec) -> BTreeSet<(String, String)> {
                 let resource = match resource {
                     Reference::GetAtt(id, attribute) => format!("{id}.{attribute}"),
                     Reference::Ref(id) => id.clone(),
-                    Reference::Literal(text) => text.clone(),
+                    Reference::Sub(text) | Reference::Literal(text) => text.clone(),
                 };
                 grants.insert((action.clone(), resource));
             }

@@ -46,7 +46,7 @@ async fn gateway() -> std::net::SocketAddr {
                 method: method.into(),
                 path: path.into(),
                 function: "F".into(),
-                public: false,
+                auth: eventfold_cli::local::template::RouteAuth::None,
             },
             Arc::new(Echo),
         )

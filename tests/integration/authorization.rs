@@ -52,7 +52,7 @@ impl Bank {
         let service =
             || CommandService::new(store.clone()).with_snapshots(Arc::new(MemorySnapshots::new()));
         Self {
-            commands: command_api::api(BankingService::new(service())),
+            commands: command_api::api(BankingService::new(service(), bank::testing::claim_key())),
             queries: query_api::api(service(), read_model.clone()),
             store,
             read_model,

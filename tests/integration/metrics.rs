@@ -48,7 +48,7 @@ async fn every_function_writes_embedded_metric_format() {
     let dynamodb = env.clients.dynamodb.clone();
 
     let commands = Arc::new(Recorded::default());
-    let command_api = command_api::from_config(&config("command-api"), dynamodb.clone())
+    let command_api = command_api::from_config(&config("command-api"), &env.sdk)
         .with_metrics(Metrics::to("command-api", commands.clone()));
     let open = request("POST", "/accounts")
         .json(&json!({"owner": "Metric", "currency": "EUR"}))

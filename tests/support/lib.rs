@@ -264,7 +264,10 @@ impl TestEnv {
             &self.resources,
             &clients,
             functions,
-            eventfold_cli::local::runner::RunnerOptions::default(),
+            eventfold_cli::local::runner::RunnerOptions {
+                endpoint: Some(emulator_endpoint()),
+                ..eventfold_cli::local::runner::RunnerOptions::default()
+            },
         )
         .await
         .expect("runner starts");

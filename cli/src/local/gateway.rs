@@ -12,6 +12,7 @@ use aws_lambda_events::apigw::{
     ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerIamDescription,
     ApiGatewayV2httpResponse,
 };
+use eventfold::problem::ProblemType;
 use aws_lambda_events::encodings::Body as EventBody;
 use base64::Engine;
 use bytes::Bytes;
@@ -25,9 +26,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::identity::jwt::{JwtAuthorizer, Refusal};
 use crate::local::functions::HttpHandler;
 use crate::local::head::{self, HeadRefusal};
-use crate::local::template::RouteSpec;
+use crate::local::template::{RouteAuth, RouteSpec};
 
 /// API Gateway's payload limit for HTTP APIs (10 MB); bigger requests get 413 here as there.
 const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
@@ -38,8 +40,8 @@ pub struct Route {
     pub method: String,
     segments: Vec<Segment>,
     pub path: String,
-    /// Needs no credentials (the template's `AuthorizationType: NONE`).
-    pub public: bool,
+    /// Who may call it (the template's `AuthorizationType`).
+    pub auth: RouteAuth,
     pub handler: Arc<dyn HttpHandler>,
 }
 
@@ -67,7 +69,7 @@ impl Route {
             method: spec.method.clone(),
             segments,
             path: spec.path.clone(),
-            public: spec.public,
+            auth: spec.auth.clone(),
             handler,
         }
     }
@@ -127,10 +129,11 @@ impl Default for Limits {
     }
 }
 
-/// The routing table.
+/// The routing table, and the authorizers its routes name.
 #[derive(Clone, Debug, Default)]
 pub struct Gateway {
     routes: Vec<Route>,
+    authorizers: BTreeMap<String, Arc<JwtAuthorizer>>,
     limits: Limits,
 }
 
@@ -140,8 +143,16 @@ impl Gateway {
         routes.sort_by_key(|r| std::cmp::Reverse(r.specificity()));
         Self {
             routes,
+            authorizers: BTreeMap::new(),
             limits: Limits::default(),
         }
+    }
+
+    /// The same gateway with the JWT authorizers its routes name, by logical id.
+    #[must_use]
+    pub fn with_authorizers(mut self, authorizers: BTreeMap<String, Arc<JwtAuthorizer>>) -> Self {
+        self.authorizers = authorizers;
+        self
     }
 
     /// The same gateway with other time limits.
@@ -257,15 +268,53 @@ impl Gateway {
         else {
             return self.no_route(&method, &path);
         };
+        let authorizer = match self.authorize(&route.auth, &parts.headers).await {
+            Ok(authorizer) => authorizer,
+            Err(refused) => return problem(&path, refused),
+        };
         let mut event = gateway_event(&route.key(), params, &parts, &body, peer);
-        if !route.public {
-            event.request_context.authorizer = Some(local_operator());
-        }
+        event.request_context.authorizer = authorizer;
         match route.handler.invoke(event).await {
             Ok(response) => from_response(response),
             Err(error) => {
                 tracing::error!(route = %route.key(), %error, "function error");
                 problem(&path, Problem::new(kinds::INTERNAL, "the function failed"))
+            }
+        }
+    }
+
+    /// The authorizer context of a request to a route with `auth`, or the refusal API
+    /// Gateway would answer (here as problem+json): 401 without valid credentials, 403
+    /// without the route's scope.
+    async fn authorize(
+        &self,
+        auth: &RouteAuth,
+        headers: &http::HeaderMap,
+    ) -> Result<Option<ApiGatewayRequestAuthorizer>, Problem> {
+        let authorization = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match auth {
+            RouteAuth::None => Ok(None),
+            RouteAuth::Iam => iam_caller(authorization).map(Some).ok_or_else(|| {
+                Problem::new(
+                    FORBIDDEN_BY_GATEWAY,
+                    "this route needs a SigV4-signed request (AWS_IAM)",
+                )
+            }),
+            RouteAuth::Jwt { authorizer, scopes } => {
+                let Some(jwt) = self.authorizers.get(authorizer) else {
+                    return Err(Problem::new(
+                        kinds::INTERNAL,
+                        format!("the route names an authorizer {authorizer} the runner has not"),
+                    ));
+                };
+                let now = chrono::Utc::now().timestamp();
+                match jwt.authorize(authorization, scopes, now).await {
+                    Ok(context) => Ok(Some(context)),
+                    Err(Refusal::Unauthorized(why)) => Err(Problem::new(kinds::UNAUTHENTICATED, why)),
+                    Err(Refusal::Forbidden(why)) => Err(Problem::new(kinds::FORBIDDEN, why)),
+                }
             }
         }
     }
@@ -304,12 +353,36 @@ impl Gateway {
     }
 }
 
-/// A problem+json answer of the gateway's own.
-/// The caller of every authorized route on the runner: it checks no credentials (yet), so,
-/// as before principals existed, every request acts as the local operator, an IAM principal
-/// (which holds every scope). A deployed stack authenticates each caller.
+/// API Gateway's answer to an `AWS_IAM` route called without a signature (403).
+const FORBIDDEN_BY_GATEWAY: ProblemType = kinds::FORBIDDEN;
+
+/// The IAM caller of a SigV4-signed request, by the access key its `Authorization` header
+/// names. Like the emulator (without its opt-in IAM enforcement), the runner does not check
+/// the signature: locally every key is the account's, and the caller is its user.
+pub fn iam_caller(authorization: Option<&str>) -> Option<ApiGatewayRequestAuthorizer> {
+    let credential = authorization?
+        .strip_prefix("AWS4-HMAC-SHA256 ")?
+        .split([',', ' '])
+        .find_map(|part| part.trim().strip_prefix("Credential="))?;
+    let access_key = credential.split('/').next().filter(|k| !k.is_empty())?;
+    let mut iam = ApiGatewayRequestAuthorizerIamDescription::default();
+    iam.access_key = Some(access_key.to_owned());
+    iam.account_id = Some(LOCAL_ACCOUNT.to_owned());
+    iam.caller_id = Some(access_key.to_owned());
+    iam.user_arn = Some(format!("arn:aws:iam::{LOCAL_ACCOUNT}:user/{access_key}"));
+    let mut authorizer = ApiGatewayRequestAuthorizer::default();
+    authorizer.iam = Some(iam);
+    Some(authorizer)
+}
+
+/// The account of the local environment (the emulator's).
+pub const LOCAL_ACCOUNT: &str = "000000000000";
+
+/// The caller of a function invoked directly rather than through the gateway (a cold-start
+/// check, a metrics test): an IAM principal of the local account, which holds every scope.
 pub const LOCAL_OPERATOR: &str = "arn:aws:iam::000000000000:user/local-operator";
 
+/// The authorizer context of [`LOCAL_OPERATOR`].
 pub fn local_operator() -> ApiGatewayRequestAuthorizer {
     let mut iam = ApiGatewayRequestAuthorizerIamDescription::default();
     iam.user_arn = Some(LOCAL_OPERATOR.to_owned());
@@ -318,6 +391,7 @@ pub fn local_operator() -> ApiGatewayRequestAuthorizer {
     authorizer
 }
 
+/// A problem+json answer of the gateway's own.
 fn problem(instance: &str, problem: Problem) -> Response<Full<Bytes>> {
     let status = StatusCode::from_u16(problem.status()).unwrap_or(StatusCode::BAD_REQUEST);
     let mut response = Response::new(Full::new(Bytes::from(problem.body(instance).to_string())));
@@ -396,7 +470,7 @@ mod tests {
                 method: method.into(),
                 path: path.into(),
                 function: "F".into(),
-                public: false,
+                auth: RouteAuth::None,
             },
             Arc::new(Nothing),
         )

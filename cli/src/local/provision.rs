@@ -11,7 +11,10 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_sqs::types::QueueAttributeName;
 use eventfold::aws::Config;
 
-use crate::local::template::{FunctionSpec, Reference, TableSpec, Template};
+use crate::identity::cognito::{ClientSettings, Cognito, UserPool};
+use crate::local::gateway::LOCAL_ACCOUNT;
+use crate::local::template::{FunctionSpec, KmsKeySpec, Reference, TableSpec, Template};
+use crate::sign::SignedClient;
 
 /// Resource creation failed.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +31,10 @@ pub struct Clients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub streams: aws_sdk_dynamodbstreams::Client,
     pub sqs: aws_sdk_sqs::Client,
+    /// Cognito user pools (signed JSON calls).
+    pub cognito: Cognito,
+    /// Signed JSON calls to the other APIs the CLI uses without an SDK (KMS).
+    pub signed: SignedClient,
 }
 
 impl Clients {
@@ -37,8 +44,17 @@ impl Clients {
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             streams: aws_sdk_dynamodbstreams::Client::new(config),
             sqs: aws_sdk_sqs::Client::new(config),
+            cognito: Cognito::new(config),
+            signed: SignedClient::new(config),
         }
     }
+}
+
+/// A KMS key as created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KmsKey {
+    pub id: String,
+    pub arn: String,
 }
 
 /// A queue as created.
@@ -56,6 +72,11 @@ pub struct Resources {
     pub tables: BTreeMap<String, String>,
     pub stream_arns: BTreeMap<String, String>,
     pub queues: BTreeMap<String, QueueRef>,
+    /// Cognito user pools and app clients (client ids), by logical id.
+    pub user_pools: BTreeMap<String, UserPool>,
+    pub user_pool_clients: BTreeMap<String, String>,
+    /// KMS keys, by logical id.
+    pub kms_keys: BTreeMap<String, KmsKey>,
     pub parameters: BTreeMap<String, String>,
 }
 
@@ -94,7 +115,11 @@ impl Resources {
                 .get(id)
                 .cloned()
                 .or_else(|| self.queues.get(id).map(|q| q.url.clone()))
+                .or_else(|| self.user_pools.get(id).map(|p| p.id.clone()))
+                .or_else(|| self.user_pool_clients.get(id).cloned())
+                .or_else(|| self.kms_keys.get(id).map(|k| k.id.clone()))
                 .or_else(|| self.parameters.get(id).cloned())
+                .or_else(|| self.pseudo_parameter(id))
                 .ok_or_else(missing),
             Reference::GetAtt(id, attribute) => match attribute.as_str() {
                 "StreamArn" => self.stream_arns.get(id).cloned().ok_or_else(missing),
@@ -102,14 +127,51 @@ impl Resources {
                     .queues
                     .get(id)
                     .map(|q| q.arn.clone())
+                    .or_else(|| self.kms_keys.get(id).map(|k| k.arn.clone()))
+                    .or_else(|| self.user_pools.get(id).map(|p| p.arn(LOCAL_ACCOUNT)))
                     .ok_or_else(missing),
                 "QueueName" => self
                     .queues
                     .get(id)
                     .map(|q| q.name.clone())
                     .ok_or_else(missing),
+                "KeyId" => self
+                    .kms_keys
+                    .get(id)
+                    .map(|k| k.id.clone())
+                    .ok_or_else(missing),
+                "ProviderName" => self
+                    .user_pools
+                    .get(id)
+                    .map(UserPool::provider_name)
+                    .ok_or_else(missing),
                 _ => Err(missing()),
             },
+            Reference::Sub(text) => {
+                let mut resolved = text.clone();
+                for name in crate::local::template::sub_names(text) {
+                    let reference = match name.split_once('.') {
+                        Some((id, attribute)) => {
+                            Reference::GetAtt(id.to_owned(), attribute.to_owned())
+                        }
+                        None => Reference::Ref(name.to_owned()),
+                    };
+                    resolved = resolved.replace(&format!("${{{name}}}"), &self.resolve(&reference)?);
+                }
+                Ok(resolved)
+            }
+        }
+    }
+
+    /// `AWS::Region` and its kind, as the local environment has them.
+    fn pseudo_parameter(&self, name: &str) -> Option<String> {
+        match name {
+            "AWS::Region" => Some("us-east-1".into()),
+            "AWS::AccountId" => Some(LOCAL_ACCOUNT.into()),
+            "AWS::Partition" => Some("aws".into()),
+            "AWS::StackName" => Some(self.prefix.clone()),
+            "AWS::URLSuffix" => Some("amazonaws.com".into()),
+            _ => None,
         }
     }
 
@@ -212,7 +274,117 @@ pub async fn provision(
         }
         pending = waiting;
     }
+    provision_identity(template, clients, &mut resources).await?;
+    for key in &template.kms_keys {
+        let created = create_key(&clients.signed, key, &physical_name(prefix, &key.logical_id, false))
+            .await?;
+        resources.kms_keys.insert(key.logical_id.clone(), created);
+    }
     Ok(resources)
+}
+
+/// Creates the template's user pools (named `<prefix>-<LogicalId>`), their groups and their
+/// app clients.
+async fn provision_identity(
+    template: &Template,
+    clients: &Clients,
+    resources: &mut Resources,
+) -> Result<(), ProvisionError> {
+    for spec in &template.user_pools {
+        let name = physical_name(&resources.prefix, &spec.logical_id, false);
+        let pool = clients
+            .cognito
+            .ensure_pool(&name)
+            .await
+            .map_err(|e| fail(&name, e))?;
+        for group in &spec.groups {
+            clients
+                .cognito
+                .ensure_group(&pool, group)
+                .await
+                .map_err(|e| fail(&name, e))?;
+        }
+        resources.user_pools.insert(spec.logical_id.clone(), pool);
+    }
+    for spec in &template.user_pool_clients {
+        let pool = resources
+            .user_pools
+            .get(&spec.pool)
+            .ok_or_else(|| ProvisionError(format!("{}: no pool {}", spec.logical_id, spec.pool)))?;
+        let name = physical_name(&resources.prefix, &spec.logical_id, false);
+        let settings = ClientSettings {
+            auth_flows: spec.auth_flows.clone(),
+            access_token_seconds: None,
+        };
+        let id = clients
+            .cognito
+            .ensure_client(pool, &name, &settings)
+            .await
+            .map_err(|e| fail(&name, e))?;
+        resources.user_pool_clients.insert(spec.logical_id.clone(), id);
+    }
+    Ok(())
+}
+
+/// Creates a KMS key as the template declares it, findable again by the alias `alias/<name>`.
+async fn create_key(
+    kms: &SignedClient,
+    spec: &KmsKeySpec,
+    name: &str,
+) -> Result<KmsKey, ProvisionError> {
+    if let Some(found) = find_key(kms, name).await? {
+        return Ok(found);
+    }
+    let created = kms
+        .call_json(
+            "kms",
+            "TrentService.CreateKey",
+            &serde_json::json!({
+                "KeySpec": spec.key_spec,
+                "KeyUsage": spec.key_usage,
+                "Description": name,
+            }),
+        )
+        .await
+        .map_err(|e| fail(name, e))?;
+    let metadata = &created["KeyMetadata"];
+    let key = KmsKey {
+        id: metadata["KeyId"].as_str().unwrap_or_default().to_owned(),
+        arn: metadata["Arn"].as_str().unwrap_or_default().to_owned(),
+    };
+    kms.call_json(
+        "kms",
+        "TrentService.CreateAlias",
+        &serde_json::json!({ "AliasName": format!("alias/{name}"), "TargetKeyId": key.id }),
+    )
+    .await
+    .map_err(|e| fail(name, e))?;
+    Ok(key)
+}
+
+/// The key behind `alias/<name>`, if there is one.
+async fn find_key(kms: &SignedClient, name: &str) -> Result<Option<KmsKey>, ProvisionError> {
+    match kms
+        .call_json(
+            "kms",
+            "TrentService.DescribeKey",
+            &serde_json::json!({ "KeyId": format!("alias/{name}") }),
+        )
+        .await
+    {
+        Ok(described) => Ok(Some(KmsKey {
+            id: described["KeyMetadata"]["KeyId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            arn: described["KeyMetadata"]["Arn"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        })),
+        Err(error) if error.is("NotFoundException") => Ok(None),
+        Err(error) => Err(fail(name, error)),
+    }
 }
 
 /// The ARN of the queue at `url`, if the emulator says it.
@@ -267,6 +439,30 @@ pub async fn discover(
         resources
             .queues
             .insert(queue.logical_id.clone(), QueueRef { name, url, arn });
+    }
+    for spec in &template.user_pools {
+        let name = physical_name(prefix, &spec.logical_id, false);
+        if let Ok(Some(pool)) = clients.cognito.find_pool(&name).await {
+            for client in template
+                .user_pool_clients
+                .iter()
+                .filter(|c| c.pool == spec.logical_id)
+            {
+                let client_name = physical_name(prefix, &client.logical_id, false);
+                if let Ok(Some(id)) = clients.cognito.find_client(&pool, &client_name).await {
+                    resources
+                        .user_pool_clients
+                        .insert(client.logical_id.clone(), id);
+                }
+            }
+            resources.user_pools.insert(spec.logical_id.clone(), pool);
+        }
+    }
+    for key in &template.kms_keys {
+        let name = physical_name(prefix, &key.logical_id, false);
+        if let Some(found) = find_key(&clients.signed, &name).await? {
+            resources.kms_keys.insert(key.logical_id.clone(), found);
+        }
     }
     Ok(resources)
 }

@@ -23,6 +23,9 @@ pub struct RunnerOptions {
     /// Start the event source mappings (stream and queue consumers).
     pub consumers: bool,
     pub region: String,
+    /// The emulator the resources live on, where a JWT authorizer reads its Cognito pool's
+    /// keys (`None`: from the issuer itself).
+    pub endpoint: Option<String>,
 }
 
 impl Default for RunnerOptions {
@@ -31,6 +34,7 @@ impl Default for RunnerOptions {
             port: 0,
             consumers: true,
             region: "us-east-1".into(),
+            endpoint: None,
         }
     }
 }
@@ -66,7 +70,9 @@ impl LocalRunner {
             })?;
             routes.push(Route::new(spec, handler.clone()));
         }
-        let gateway = Arc::new(Gateway::new(routes));
+        let authorizers =
+            crate::identity::authorizers(template, resources, options.endpoint.as_deref())?;
+        let gateway = Arc::new(Gateway::new(routes).with_authorizers(authorizers));
         let route_keys = gateway.routes().iter().map(Route::key).collect();
         let listener = TcpListener::bind(("127.0.0.1", options.port))
             .await

@@ -87,7 +87,10 @@ impl LocalService {
             &resources,
             &clients,
             functions,
-            RunnerOptions::default(),
+            RunnerOptions {
+                endpoint: Some(endpoint.to_owned()),
+                ..RunnerOptions::default()
+            },
         )
         .await?;
         Ok(Self {

@@ -23,6 +23,8 @@ pub enum Reference {
     Ref(String),
     /// `!GetAtt X.Attr`
     GetAtt(String, String),
+    /// `!Sub "text with ${X} and ${X.Attr}"`
+    Sub(String),
     /// A literal.
     Literal(String),
 }
@@ -43,6 +45,7 @@ impl Reference {
                             .ok_or_else(|| err(format!("!GetAtt {inner} has no attribute")))?;
                         Ok(Self::GetAtt(resource.to_owned(), attribute.to_owned()))
                     }
+                    "!Sub" => Ok(Self::Sub(inner.to_owned())),
                     other => Err(err(format!("unsupported intrinsic {other}"))),
                 }
             }
@@ -53,13 +56,23 @@ impl Reference {
         }
     }
 
-    /// The logical id referred to, if any.
+    /// The logical id referred to, if any (for `!Sub`, the first one it names).
     pub fn target(&self) -> Option<&str> {
         match self {
             Self::Ref(id) | Self::GetAtt(id, _) => Some(id),
+            Self::Sub(text) => sub_names(text)
+                .find(|name| !name.starts_with("AWS::"))
+                .map(|name| name.split('.').next().unwrap_or(name)),
             Self::Literal(_) => None,
         }
     }
+}
+
+/// The `${…}` names of a `!Sub` string, in order.
+pub fn sub_names(text: &str) -> impl Iterator<Item = &str> {
+    text.split("${")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
 }
 
 /// A DynamoDB table.
@@ -135,6 +148,20 @@ pub struct FunctionSpec {
     pub policies: Vec<PolicyStatement>,
 }
 
+/// Who may call a route, as its `AuthorizationType` says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteAuth {
+    /// `NONE`: anyone.
+    None,
+    /// `AWS_IAM`: a SigV4-signed request.
+    Iam,
+    /// `JWT`: a token the authorizer (logical id) accepts, holding one of `scopes` if any.
+    Jwt {
+        authorizer: String,
+        scopes: Vec<String>,
+    },
+}
+
 /// An HTTP API route and the function behind it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RouteSpec {
@@ -143,8 +170,46 @@ pub struct RouteSpec {
     /// With `{param}` placeholders, as API Gateway writes them.
     pub path: String,
     pub function: String,
-    /// `AuthorizationType: NONE`: callers need no credentials.
-    pub public: bool,
+    /// Who may call it.
+    pub auth: RouteAuth,
+}
+
+/// A JWT authorizer of the HTTP API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthorizerSpec {
+    pub logical_id: String,
+    /// `JwtConfiguration.Issuer`.
+    pub issuer: Reference,
+    /// `JwtConfiguration.Audience`.
+    pub audiences: Vec<Reference>,
+}
+
+/// A Cognito user pool, with the groups declared in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserPoolSpec {
+    pub logical_id: String,
+    /// `GroupName`s of the pool's `AWS::Cognito::UserPoolGroup` resources.
+    pub groups: Vec<String>,
+}
+
+/// A Cognito app client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserPoolClientSpec {
+    pub logical_id: String,
+    /// The pool (logical id).
+    pub pool: String,
+    /// `ExplicitAuthFlows`.
+    pub auth_flows: Vec<String>,
+}
+
+/// A KMS key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KmsKeySpec {
+    pub logical_id: String,
+    /// `KeySpec` (`SYMMETRIC_DEFAULT` unless said).
+    pub key_spec: String,
+    /// `KeyUsage` (`ENCRYPT_DECRYPT` unless said).
+    pub key_usage: String,
 }
 
 /// Everything the local environment needs from the template.
@@ -154,7 +219,14 @@ pub struct Template {
     pub queues: Vec<QueueSpec>,
     pub functions: Vec<FunctionSpec>,
     pub routes: Vec<RouteSpec>,
-    /// Parameter defaults.
+    /// JWT authorizers.
+    pub authorizers: Vec<AuthorizerSpec>,
+    /// Cognito user pools and their app clients.
+    pub user_pools: Vec<UserPoolSpec>,
+    pub user_pool_clients: Vec<UserPoolClientSpec>,
+    /// KMS keys.
+    pub kms_keys: Vec<KmsKeySpec>,
+    /// Parameter values: the defaults, or what the template was loaded with.
     pub parameters: BTreeMap<String, String>,
     /// Every resource's type, by logical id.
     pub resource_types: BTreeMap<String, String>,
@@ -198,20 +270,37 @@ fn as_u32(value: i64, what: &str) -> Result<u32, TemplateError> {
 }
 
 impl Template {
-    /// Reads and interprets a template file.
+    /// Reads and interprets a template file, its parameters at their defaults.
     pub fn load(path: &Path) -> Result<Self, TemplateError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
-        Self::parse(&text)
+        Self::load_with(path, &BTreeMap::new())
     }
 
-    /// Interprets template text.
+    /// Reads and interprets a template file with some parameters set.
+    pub fn load_with(
+        path: &Path,
+        parameters: &BTreeMap<String, String>,
+    ) -> Result<Self, TemplateError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
+        Self::parse_with(&text, parameters)
+    }
+
+    /// Interprets template text, its parameters at their defaults.
     pub fn parse(source: &str) -> Result<Self, TemplateError> {
+        Self::parse_with(source, &BTreeMap::new())
+    }
+
+    /// Interprets template text with some parameters set: conditions are decided, and every
+    /// `!If` is replaced by the branch its condition takes (`AWS::NoValue` drops the key).
+    pub fn parse_with(
+        source: &str,
+        parameters: &BTreeMap<String, String>,
+    ) -> Result<Self, TemplateError> {
         let root: Value =
             serde_norway::from_str(source).map_err(|e| err(format!("not YAML: {e}")))?;
         let mut template = Self::default();
-        if let Some(parameters) = get(&root, "Parameters").and_then(Value::as_mapping) {
-            for (name, spec) in parameters {
+        if let Some(declared) = get(&root, "Parameters").and_then(Value::as_mapping) {
+            for (name, spec) in declared {
                 if let (Some(name), Some(default)) =
                     (name.as_str(), text_value(get(spec, "Default")))
                 {
@@ -219,9 +308,24 @@ impl Template {
                 }
             }
         }
+        for (name, value) in parameters {
+            if !template.parameters.contains_key(name) {
+                return Err(err(format!("no parameter {name}")));
+            }
+            template.parameters.insert(name.clone(), value.clone());
+        }
+        let conditions = Conditions::decide(
+            get(&root, "Conditions").and_then(Value::as_mapping),
+            &template.parameters,
+        )?;
+        let mut root = root;
+        if let Some(resources) = get_mut(&mut root, "Resources") {
+            conditions.apply(resources)?;
+        }
         let resources = get(&root, "Resources")
             .and_then(Value::as_mapping)
             .ok_or_else(|| err("no Resources"))?;
+        let mut groups = Vec::new();
         let mut integrations = BTreeMap::new();
         let mut raw_routes = Vec::new();
         let mut mappings = Vec::new();
@@ -231,6 +335,11 @@ impl Template {
                 .ok_or_else(|| err("non-string logical id"))?
                 .to_owned();
             let kind = text(resource, "Type").ok_or_else(|| err(format!("{id} has no Type")))?;
+            if let Some(condition) = text(resource, "Condition")
+                && !conditions.holds(&condition)?
+            {
+                continue;
+            }
             template.resource_types.insert(id.clone(), kind.clone());
             let properties = get(resource, "Properties").cloned().unwrap_or(Value::Null);
             match kind.as_str() {
@@ -251,8 +360,60 @@ impl Template {
                 }
                 "AWS::ApiGatewayV2::Route" => raw_routes.push((id.clone(), properties)),
                 "AWS::Lambda::EventSourceMapping" => mappings.push((id.clone(), properties)),
+                "AWS::ApiGatewayV2::Authorizer"
+                    if text(&properties, "AuthorizerType").as_deref() == Some("JWT") =>
+                {
+                    let jwt = get(&properties, "JwtConfiguration")
+                        .ok_or_else(|| err(format!("{id}: no JwtConfiguration")))?;
+                    let issuer = get(jwt, "Issuer")
+                        .map(Reference::parse)
+                        .transpose()?
+                        .ok_or_else(|| err(format!("{id}: no Issuer")))?;
+                    let audiences = seq(jwt, "Audience")
+                        .map(Reference::parse)
+                        .collect::<Result<_, _>>()?;
+                    template.authorizers.push(AuthorizerSpec {
+                        logical_id: id.clone(),
+                        issuer,
+                        audiences,
+                    });
+                }
+                "AWS::Cognito::UserPool" => template.user_pools.push(UserPoolSpec {
+                    logical_id: id.clone(),
+                    groups: Vec::new(),
+                }),
+                "AWS::Cognito::UserPoolClient" => {
+                    template.user_pool_clients.push(UserPoolClientSpec {
+                        logical_id: id.clone(),
+                        pool: pool_of(&id, &properties)?,
+                        auth_flows: seq(&properties, "ExplicitAuthFlows")
+                            .filter_map(|f| f.as_str().map(str::to_owned))
+                            .collect(),
+                    });
+                }
+                "AWS::Cognito::UserPoolGroup" => {
+                    let name = text(&properties, "GroupName")
+                        .ok_or_else(|| err(format!("{id}: no GroupName")))?;
+                    groups.push((pool_of(&id, &properties)?, name));
+                }
+                "AWS::KMS::Key" => template.kms_keys.push(KmsKeySpec {
+                    logical_id: id.clone(),
+                    key_spec: text(&properties, "KeySpec")
+                        .unwrap_or_else(|| "SYMMETRIC_DEFAULT".into()),
+                    key_usage: text(&properties, "KeyUsage")
+                        .unwrap_or_else(|| "ENCRYPT_DECRYPT".into()),
+                }),
                 _ => {}
             }
+        }
+        for (pool, group) in groups {
+            template
+                .user_pools
+                .iter_mut()
+                .find(|p| p.logical_id == pool)
+                .ok_or_else(|| err(format!("group {group} of an unknown pool {pool}")))?
+                .groups
+                .push(group);
         }
         for (id, properties) in mappings {
             let function = get(&properties, "FunctionName")
@@ -320,13 +481,29 @@ impl Template {
             let function = integrations
                 .get(integration)
                 .ok_or_else(|| err(format!("{id}: no integration {integration}")))?;
-            let public = text(&properties, "AuthorizationType").as_deref() == Some("NONE");
+            let auth = match text(&properties, "AuthorizationType").as_deref() {
+                None | Some("NONE") => RouteAuth::None,
+                Some("AWS_IAM") => RouteAuth::Iam,
+                Some("JWT") => RouteAuth::Jwt {
+                    authorizer: get(&properties, "AuthorizerId")
+                        .map(Reference::parse)
+                        .transpose()?
+                        .and_then(|r| r.target().map(str::to_owned))
+                        .ok_or_else(|| err(format!("{id}: a JWT route without AuthorizerId")))?,
+                    scopes: seq(&properties, "AuthorizationScopes")
+                        .filter_map(|s| s.as_str().map(str::to_owned))
+                        .collect(),
+                },
+                Some(other) => {
+                    return Err(err(format!("{id}: unsupported AuthorizationType {other}")));
+                }
+            };
             template.routes.push(RouteSpec {
                 logical_id: id,
                 method: method.to_owned(),
                 path: path.to_owned(),
                 function: function.clone(),
-                public,
+                auth,
             });
         }
         Ok(template)
@@ -345,6 +522,172 @@ impl Template {
     /// A function by its cargo binary name.
     pub fn function_by_binary(&self, binary: &str) -> Option<&FunctionSpec> {
         self.functions.iter().find(|f| f.binary == binary)
+    }
+
+    /// A JWT authorizer by logical id.
+    pub fn authorizer(&self, logical_id: &str) -> Option<&AuthorizerSpec> {
+        self.authorizers.iter().find(|a| a.logical_id == logical_id)
+    }
+
+    /// A user pool by logical id.
+    pub fn user_pool(&self, logical_id: &str) -> Option<&UserPoolSpec> {
+        self.user_pools.iter().find(|p| p.logical_id == logical_id)
+    }
+}
+
+/// The pool (logical id) a Cognito resource's `UserPoolId` refers to.
+fn pool_of(id: &str, properties: &Value) -> Result<String, TemplateError> {
+    get(properties, "UserPoolId")
+        .map(Reference::parse)
+        .transpose()?
+        .and_then(|r| r.target().map(str::to_owned))
+        .ok_or_else(|| err(format!("{id}: UserPoolId must be !Ref a pool")))
+}
+
+fn get_mut<'a>(value: &'a mut Value, key: &str) -> Option<&'a mut Value> {
+    value.as_mapping_mut().and_then(|m| m.get_mut(key))
+}
+
+/// The template's conditions, decided for its parameter values.
+struct Conditions(BTreeMap<String, bool>);
+
+impl Conditions {
+    fn decide(
+        declared: Option<&serde_norway::Mapping>,
+        parameters: &BTreeMap<String, String>,
+    ) -> Result<Self, TemplateError> {
+        let mut decided = BTreeMap::new();
+        let declared: Vec<(String, &Value)> = declared
+            .into_iter()
+            .flatten()
+            .filter_map(|(name, value)| Some((name.as_str()?.to_owned(), value)))
+            .collect();
+        // A condition may name another (`!Condition`): decide in rounds until all are known.
+        let mut pending = declared;
+        while !pending.is_empty() {
+            let before = pending.len();
+            let mut waiting = Vec::new();
+            for (name, value) in pending {
+                match evaluate(value, parameters, &decided) {
+                    Ok(Some(result)) => {
+                        decided.insert(name, result);
+                    }
+                    Ok(None) => waiting.push((name, value)),
+                    Err(error) => return Err(err(format!("condition {name}: {}", error.0))),
+                }
+            }
+            if waiting.len() == before {
+                return Err(err("conditions refer to each other in a cycle"));
+            }
+            pending = waiting;
+        }
+        Ok(Self(decided))
+    }
+
+    /// Whether the condition `name` holds.
+    fn holds(&self, name: &str) -> Result<bool, TemplateError> {
+        self.0
+            .get(name)
+            .copied()
+            .ok_or_else(|| err(format!("no condition {name}")))
+    }
+
+    /// Replaces every `!If` under `value` by the branch taken; a branch of `!Ref AWS::NoValue`
+    /// removes the key that held it.
+    fn apply(&self, value: &mut Value) -> Result<(), TemplateError> {
+        match value {
+            Value::Mapping(map) => {
+                let mut dropped = Vec::new();
+                for (key, item) in map.iter_mut() {
+                    self.apply(item)?;
+                    if is_no_value(item) {
+                        dropped.push(key.clone());
+                    }
+                }
+                for key in dropped {
+                    map.remove(&key);
+                }
+            }
+            Value::Sequence(items) => {
+                for item in items.iter_mut() {
+                    self.apply(item)?;
+                }
+                items.retain(|item| !is_no_value(item));
+            }
+            Value::Tagged(tagged) if tagged.tag == "If" => {
+                let branches = tagged
+                    .value
+                    .as_sequence()
+                    .filter(|b| b.len() == 3)
+                    .ok_or_else(|| err("!If takes [condition, then, else]"))?;
+                let condition = branches[0]
+                    .as_str()
+                    .ok_or_else(|| err("!If's condition is not a name"))?;
+                let taken = self.holds(condition)?;
+                let mut chosen = branches[if taken { 1 } else { 2 }].clone();
+                self.apply(&mut chosen)?;
+                *value = chosen;
+            }
+            Value::Tagged(tagged) => self.apply(&mut tagged.value)?,
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn is_no_value(value: &Value) -> bool {
+    matches!(value, Value::Tagged(t) if t.tag == "Ref" && t.value.as_str() == Some("AWS::NoValue"))
+}
+
+/// A condition's value, or `None` while a condition it names is undecided.
+fn evaluate(
+    value: &Value,
+    parameters: &BTreeMap<String, String>,
+    decided: &BTreeMap<String, bool>,
+) -> Result<Option<bool>, TemplateError> {
+    let Value::Tagged(tagged) = value else {
+        return Err(err(format!("not a condition function: {value:?}")));
+    };
+    let operands = || tagged.value.as_sequence().map(Vec::as_slice).unwrap_or_default();
+    let all = |items: &[Value]| -> Result<Option<Vec<bool>>, TemplateError> {
+        let mut results = Vec::new();
+        for item in items {
+            match evaluate(item, parameters, decided)? {
+                Some(result) => results.push(result),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(results))
+    };
+    let tag = tagged.tag.to_string();
+    Ok(match tag.as_str() {
+        "!Equals" => match operands() {
+            [a, b] => Some(scalar(a, parameters)? == scalar(b, parameters)?),
+            _ => return Err(err("!Equals takes two values")),
+        },
+        "!Not" => all(operands())?.map(|r| !r.first().copied().unwrap_or(false)),
+        "!And" => all(operands())?.map(|r| r.iter().all(|b| *b)),
+        "!Or" => all(operands())?.map(|r| r.iter().any(|b| *b)),
+        "!Condition" => {
+            let name = tagged
+                .value
+                .as_str()
+                .ok_or_else(|| err("!Condition takes a name"))?;
+            decided.get(name).copied()
+        }
+        other => return Err(err(format!("unsupported condition function {other}"))),
+    })
+}
+
+/// A literal, or a parameter's value by `!Ref`.
+fn scalar(value: &Value, parameters: &BTreeMap<String, String>) -> Result<String, TemplateError> {
+    match Reference::parse(value)? {
+        Reference::Literal(text) => Ok(text),
+        Reference::Ref(name) => parameters
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| err(format!("!Ref {name} in a condition is not a parameter"))),
+        other => Err(err(format!("unsupported value in a condition: {other:?}"))),
     }
 }
 

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_credential_types::provider::ProvideCredentials;
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -16,6 +15,7 @@ use crate::local::coldstart::lambda_environment;
 use crate::local::lambda::ProcessFunction;
 use crate::local::provision::Resources;
 use crate::local::template::Template;
+use crate::sign::SignedClient;
 
 /// Instances of one function an operator command runs at once, locally.
 const LOCAL_INSTANCES: usize = 4;
@@ -35,8 +35,7 @@ pub enum Invoker {
     /// The stack's functions, by physical name for each logical id, called through Lambda's
     /// `Invoke` API (signed here: one POST, so the CLI builds no Lambda SDK client).
     Deployed {
-        sdk: Box<aws_config::SdkConfig>,
-        http: reqwest::Client,
+        client: SignedClient,
         names: BTreeMap<String, String>,
     },
 }
@@ -115,11 +114,11 @@ impl Invoker {
                 .invoke_bytes(Bytes::from(payload))
                 .await
                 .map_err(|e| format!("{function}: {e}"))?,
-            Self::Deployed { sdk, http, names } => {
+            Self::Deployed { client, names } => {
                 let name = names
                     .get(function)
                     .ok_or_else(|| format!("the stack has no function {function}"))?;
-                invoke_deployed(sdk, http, name, payload).await?
+                invoke_deployed(client, name, payload).await?
             }
         };
         serde_json::from_slice(&response)
@@ -130,47 +129,17 @@ impl Invoker {
 /// Lambda's `Invoke` (`RequestResponse`), signed with the SDK configuration's credentials; a
 /// function error is an error with the function's own report.
 async fn invoke_deployed(
-    sdk: &aws_config::SdkConfig,
-    http: &reqwest::Client,
+    client: &SignedClient,
     name: &str,
     payload: Vec<u8>,
 ) -> Result<Bytes, String> {
-    let region = sdk.region().map_or("us-east-1", |r| r.as_ref());
-    let endpoint = sdk.endpoint_url().map_or_else(
-        || format!("https://lambda.{region}.amazonaws.com"),
-        str::to_owned,
-    );
     let url = format!(
         "{}/2015-03-31/functions/{name}/invocations",
-        endpoint.trim_end_matches('/')
+        client.endpoint("lambda")
     );
-    let credentials = sdk
-        .credentials_provider()
-        .ok_or("no AWS credentials configured")?
-        .provide_credentials()
-        .await
-        .map_err(|e| format!("AWS credentials: {e}"))?;
     let headers = [("content-type", "application/json")];
-    let signed = crate::sign::sigv4_headers(
-        crate::sign::Signable {
-            method: "POST",
-            url: &url,
-            headers: &headers,
-            body: &payload,
-        },
-        credentials,
-        region,
-        "lambda",
-    )?;
-    let mut request = http.post(&url).body(payload);
-    for (header, value) in headers {
-        request = request.header(header, value);
-    }
-    for (header, value) in &signed {
-        request = request.header(header, value);
-    }
-    let response = request
-        .send()
+    let response = client
+        .send("lambda", "POST", &url, &headers, payload)
         .await
         .map_err(|e| format!("Invoke {name}: {e}"))?;
     let status = response.status();

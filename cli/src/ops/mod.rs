@@ -24,6 +24,7 @@ use std::sync::Arc;
 use eventfold::aws::DynamoStore;
 use eventfold::error::{StoreError, Unavailable, error_chain};
 
+use crate::identity::TokenIssuer;
 use crate::local::provision::{Clients, Resources, discover};
 use crate::local::template::Template;
 use invoke::Invoker;
@@ -150,6 +151,8 @@ pub struct Target {
     pub queues: BTreeMap<String, String>,
     /// The service's functions.
     pub invoker: Arc<Invoker>,
+    /// Where its users' tokens come from, if its API takes JWTs of its own user pool.
+    pub identity: Option<TokenIssuer>,
 }
 
 impl Target {
@@ -217,18 +220,24 @@ impl Target {
                 .collect()
         };
         let invoker = Invoker::Deployed {
-            sdk: Box::new(sdk.clone()),
-            http: reqwest::Client::new(),
+            client: crate::sign::SignedClient::new(sdk),
             names: of_type("AWS::Lambda::Function"),
         };
-        Self::new(
+        let identity = {
+            let mut cognito = of_type("AWS::Cognito::UserPool");
+            cognito.extend(of_type("AWS::Cognito::UserPoolClient"));
+            TokenIssuer::of(&template, |logical| cognito.get(logical).cloned()).ok()
+        };
+        let mut target = Self::new(
             format!("stack {name}"),
             template,
             clients,
             of_type("AWS::DynamoDB::Table"),
             of_type("AWS::SQS::Queue"),
             invoker,
-        )
+        )?;
+        target.identity = identity;
+        Ok(target)
     }
 
     /// A local environment: `resources` as provisioned or discovered, the functions' binaries
@@ -252,14 +261,24 @@ impl Target {
             endpoint.to_owned(),
             binaries,
         );
-        Self::new(
+        let identity = TokenIssuer::of(&template, |logical| {
+            resources
+                .user_pools
+                .get(logical)
+                .map(|pool| pool.id.clone())
+                .or_else(|| resources.user_pool_clients.get(logical).cloned())
+        })
+        .ok();
+        let mut target = Self::new(
             format!("local prefix {}", resources.prefix),
             template,
             clients.clone(),
             resources.tables.clone(),
             queues,
             invoker,
-        )
+        )?;
+        target.identity = identity;
+        Ok(target)
     }
 
     fn new(
@@ -288,6 +307,7 @@ impl Target {
             tables,
             queues,
             invoker: Arc::new(invoker),
+            identity: None,
         })
     }
 

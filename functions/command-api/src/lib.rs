@@ -8,6 +8,7 @@ use bank::access;
 use bank::api::{CloseAccount, MoveMoney, OpenAccount, RegisterUser, TransferMoney};
 use bank::domain::account::AccountCommand;
 use bank::service::{BankError, BankingService, Created, Transferred, account_stream};
+use eventfold::aws::aws_config::SdkConfig;
 use eventfold::aws::aws_sdk_dynamodb::Client;
 use eventfold::aws::{Config, DynamoSnapshots};
 use eventfold::command::{CommandService, Executed};
@@ -16,8 +17,10 @@ use eventfold::lambda::contract::{Contract, Runtime};
 use eventfold::problem::Problem;
 use serde_json::json;
 
-/// What this function needs from the template (checked against it).
-pub const CONTRACT: Contract = Contract::new(Runtime::CommandApi);
+/// What this function needs from the template (checked against it): the command runtime,
+/// and the key email claims are made under.
+pub const CONTRACT: Contract =
+    Contract::new(Runtime::CommandApi).requires(&[eventfold::names::env::CLAIM_KEY_ID]);
 
 type Outcome<R> = Result<Executed<R>, Refused<BankError>>;
 
@@ -36,16 +39,22 @@ pub fn api(bank: BankingService) -> CommandApi<BankingService> {
         .route("POST /transfers", transfer, transferred)
 }
 
-/// The routes over DynamoDB, configured from the environment.
-pub fn from_config(config: &Config, client: Client) -> CommandApi<BankingService> {
+/// The routes over DynamoDB and the KMS claim key, configured from the environment (which
+/// [`CONTRACT`] has checked).
+pub fn from_config(config: &Config, sdk: &SdkConfig) -> CommandApi<BankingService> {
+    let client = Client::new(sdk);
     let store = Arc::new(
         config
             .event_store(client.clone())
             .with_commands_table(&config.commands_table),
     );
     let snapshots = Arc::new(DynamoSnapshots::new(client, &config.snapshots_table));
+    let claim_key = config
+        .claim_key(sdk)
+        .expect("the contract requires CLAIM_KEY_ID, checked before this runs");
     api(BankingService::new(
         CommandService::new(store).with_snapshots(snapshots),
+        Arc::new(claim_key),
     ))
 }
 

@@ -168,7 +168,7 @@ fn app_over(store: Arc<dyn EventStore>) -> CommandApi<BankingService> {
             base_delay: std::time::Duration::from_millis(1),
             max_delay: std::time::Duration::from_millis(2),
         });
-    command_api::api(BankingService::new(commands))
+    command_api::api(BankingService::new(commands, bank::testing::claim_key()))
 }
 
 #[tokio::test]

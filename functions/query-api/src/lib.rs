@@ -47,7 +47,6 @@ pub fn api(commands: CommandService, read_model: Arc<dyn ReadModelStore>) -> Que
             account_state,
         )
         .streams(store, streams)
-        .public()
         .document("GET /openapi.json", OPENAPI_JSON)
 }
 

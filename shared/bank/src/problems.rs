@@ -30,8 +30,12 @@ pub const ALREADY_EXISTS: ProblemType = ProblemType::new(409, "already-exists", 
 pub const EMAIL_TAKEN: ProblemType =
     ProblemType::new(422, "email-taken", "Email already registered");
 
+/// Opening an account before registering as a user.
+pub const NOT_REGISTERED: ProblemType =
+    ProblemType::new(422, "not-registered", "Not a registered user");
+
 /// Every bank problem type, for documentation and the OpenAPI drift test.
-pub const ALL: [ProblemType; 8] = [
+pub const ALL: [ProblemType; 9] = [
     INSUFFICIENT_FUNDS,
     CURRENCY_MISMATCH,
     ACCOUNT_CLOSED,
@@ -40,6 +44,7 @@ pub const ALL: [ProblemType; 8] = [
     BALANCE_OVERFLOW,
     ALREADY_EXISTS,
     EMAIL_TAKEN,
+    NOT_REGISTERED,
 ];
 
 impl IntoProblem for AccountError {
@@ -70,6 +75,7 @@ impl IntoProblem for UserError {
         match self {
             UserError::AlreadyRegistered => Problem::new(ALREADY_EXISTS, self.to_string()),
             UserError::EmailTaken => Problem::new(EMAIL_TAKEN, self.to_string()),
+            UserError::NotRegistered => Problem::new(NOT_REGISTERED, self.to_string()),
         }
     }
 }

@@ -4,14 +4,17 @@
 //! typed receipt); the handler says it in HTTP. Ids the service generates travel in the
 //! receipt, which the commands table keeps, so a repeated command reports the same ids.
 
+use std::sync::Arc;
+
 use eventfold::command::{
     Claim, CommandContext, CommandError, CommandService, Executed, Loaded, Target,
 };
 use eventfold::error::StoreError;
+use eventfold::identity::Principal;
+use eventfold::keyed::KeyedHash;
 use eventfold::store::AsOf;
 use eventfold::{Aggregate, DomainEvent, EntityId, StreamId};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::access;
 use crate::api::{OpenAccount, RegisterUser, TransferMoney};
@@ -46,14 +49,26 @@ pub struct Transferred {
     pub transfer_id: EntityId,
 }
 
-/// The category of email-address claims: `UserEmail-<sha256 of the normalised address>`.
+/// The category of email-address claims: `UserEmail-<HMAC of the normalised address>`.
 pub const EMAIL_CLAIM_CATEGORY: &str = "UserEmail";
 
-/// The stream that claims an address; hashed, so ids stay within the id charset and length
-/// and the address itself is not a key.
-pub fn email_claim_stream(email: &Email) -> Result<StreamId, StoreError> {
-    let digest = hex::encode(Sha256::digest(email.as_str().as_bytes()));
-    StreamId::new(EMAIL_CLAIM_CATEGORY, &digest).map_err(|e| StoreError::misuse(e.to_string()))
+/// The stream that claims an address: named after its keyed hash, so ids stay within the id
+/// charset and length, and neither the address nor a hash anyone could recompute from a
+/// guessed address is a key (the id travels as a queue's group id and into logs).
+pub async fn email_claim_stream(
+    key: &dyn KeyedHash,
+    email: &Email,
+) -> Result<StreamId, StoreError> {
+    let mac = key.mac(email.as_str().as_bytes()).await?;
+    StreamId::new(EMAIL_CLAIM_CATEGORY, &mac).map_err(|e| StoreError::misuse(e.to_string()))
+}
+
+/// The bank's user id of a caller: its subject (a Cognito user's `sub`, say), which must be
+/// a valid id.
+pub fn user_id_of(principal: &Principal) -> Result<EntityId, StoreError> {
+    EntityId::parse(principal.subject()).map_err(|e| {
+        StoreError::misuse(format!("the caller's subject is not a valid user id: {e}"))
+    })
 }
 
 /// The stream of an account.
@@ -81,12 +96,16 @@ pub enum ClaimEvent {
 #[derive(Clone, Debug)]
 pub struct BankingService {
     commands: CommandService,
+    claim_key: Arc<dyn KeyedHash>,
 }
 
 impl BankingService {
-    /// A service over a command service.
-    pub fn new(commands: CommandService) -> Self {
-        Self { commands }
+    /// A service over a command service, claiming email addresses under `claim_key`.
+    pub fn new(commands: CommandService, claim_key: Arc<dyn KeyedHash>) -> Self {
+        Self {
+            commands,
+            claim_key,
+        }
     }
 
     /// The command service underneath.
@@ -94,15 +113,21 @@ impl BankingService {
         &self.commands
     }
 
-    /// Registers a user, claiming the normalised address in the same transaction.
+    /// Registers a user, claiming the normalised address in the same transaction. A user
+    /// registers themself: the user's id is the caller's subject, which is how the accounts
+    /// they open name their owner. An operator (an IAM principal, or an in-process caller)
+    /// registers someone under a new id instead.
     pub async fn register_user(
         &self,
         context: &CommandContext,
         request: &RegisterUser,
     ) -> BankResult<Created> {
-        let user_id = EntityId::generate();
+        let user_id = match &context.principal {
+            Some(principal @ Principal::Jwt { .. }) => user_id_of(principal)?,
+            _ => EntityId::generate(),
+        };
         let claim = Claim::new(
-            email_claim_stream(&request.email)?,
+            email_claim_stream(self.claim_key.as_ref(), &request.email).await?,
             &ClaimEvent::EmailClaimed {
                 user_id: user_id.clone(),
             },
@@ -130,12 +155,24 @@ impl BankingService {
             })
     }
 
-    /// Opens an account under a new id.
+    /// Opens an account under a new id, owned by the caller, who must be a registered user
+    /// (an operator opens accounts that only operators reach).
     pub async fn open_account(
         &self,
         context: &CommandContext,
         request: &OpenAccount,
     ) -> BankResult<Created> {
+        if let Some(principal @ Principal::Jwt { .. }) = &context.principal {
+            let user = self
+                .commands
+                .load::<User>(&user_stream(&user_id_of(principal)?))
+                .await?;
+            if !user.state.registered {
+                return Err(CommandError::Rejected(BankError::User(
+                    UserError::NotRegistered,
+                )));
+            }
+        }
         let id = EntityId::generate();
         let command = AccountCommand::Open {
             owner: request.owner.clone(),
@@ -230,14 +267,22 @@ impl BankingService {
 mod tests {
     use super::*;
 
-    #[test]
-    fn categories_are_valid_and_claims_hash_the_address() {
+    #[tokio::test]
+    async fn categories_are_valid_and_claims_are_keyed_hashes_of_the_address() {
+        use eventfold::keyed::LocalKey;
+        use sha2::{Digest, Sha256};
         let id = EntityId::parse("a-1").expect("valid");
         assert_eq!(account_stream(&id).as_str(), "Account-a-1");
         assert_eq!(user_stream(&id).as_str(), "User-a-1");
-        let claim =
-            email_claim_stream(&Email::parse("Ada@Example.com").expect("valid")).expect("valid");
+        let email = Email::parse("Ada@Example.com").expect("valid");
+        let key = LocalKey::new(*b"the bank's claim key, 32 bytes!!");
+        let claim = email_claim_stream(&key, &email).await.expect("valid");
         assert_eq!(claim.category(), EMAIL_CLAIM_CATEGORY);
         assert!(!claim.as_str().contains("ada"));
+        let unkeyed = hex::encode(Sha256::digest(email.as_str().as_bytes()));
+        assert!(!claim.as_str().contains(&unkeyed), "a guess must not find the claim");
+        let other_key = LocalKey::new(*b"another key of thirty-two bytes!");
+        assert_ne!(claim, email_claim_stream(&other_key, &email).await.expect("valid"));
+        assert_eq!(claim, email_claim_stream(&key, &email).await.expect("valid"));
     }
 }

@@ -1,6 +1,8 @@
 //! Fixtures (feature `testing`): account streams written straight through a store, for tests
 //! and benchmarks of long streams.
 
+use std::sync::Arc;
+
 use eventfold::encoding::to_new_event;
 use eventfold::error::StoreError;
 use eventfold::store::EventStore;
@@ -10,6 +12,11 @@ use crate::domain::Name;
 use crate::domain::account::AccountEvent;
 use crate::domain::money::{Amount, Currency};
 use crate::service::account_stream;
+
+/// The claim key of tests: a fixed in-process HMAC key (a deployed bank's is a KMS key).
+pub fn claim_key() -> Arc<dyn eventfold::keyed::KeyedHash> {
+    Arc::new(eventfold::keyed::LocalKey::new(*b"the bank's test claim key (32 B)"))
+}
 
 /// The events of an account opened in EUR and then given `events - 1` deposits of 1.
 pub fn account_history(events: usize) -> Vec<AccountEvent> {

@@ -14,6 +14,7 @@
 //!   integrity chain ([`chain`]), in memory; snapshots;
 //! - [`projection`]: the projector runtime for read models, rows per stream or shared by many;
 //! - [`identity`]: the caller (a typed principal) and the refusals of access rules;
+//! - [`keyed`]: keyed hashes, so ids derived from personal data cannot be reversed by guessing;
 //! - [`problem`]: problem+json with an open set of problem types;
 //! - [`testing`] (feature `testing`): given/when/then, a fault-injecting store, and the
 //!   conformance suites.
@@ -39,6 +40,7 @@ pub mod error;
 pub mod identity;
 pub mod ids;
 mod kept;
+pub mod keyed;
 pub mod limits;
 pub mod names;
 pub mod problem;

@@ -86,4 +86,6 @@ pub mod env {
     pub const MAX_EVENT_BYTES: &str = "MAX_EVENT_BYTES";
     /// Days command records are kept.
     pub const COMMAND_TTL_DAYS: &str = "COMMAND_TTL_DAYS";
+    /// The KMS HMAC key of keyed claims (an id, ARN or alias), where a service makes them.
+    pub const CLAIM_KEY_ID: &str = "CLAIM_KEY_ID";
 }

@@ -118,6 +118,9 @@ pub enum UserError {
     /// Another user holds the address.
     #[error("the email address is already registered")]
     EmailTaken,
+    /// The caller has not registered as a user (`POST /users`) yet.
+    #[error("register as a user (POST /users) before opening an account")]
+    NotRegistered,
 }
 
 impl Aggregate for User {

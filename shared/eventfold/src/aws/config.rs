@@ -115,6 +115,12 @@ impl Config {
     pub fn event_store(&self, client: aws_sdk_dynamodb::Client) -> DynamoStore {
         DynamoStore::new(client, &self.events_table, self.store.clone())
     }
+
+    /// The keyed hash of claims, by the KMS key `CLAIM_KEY_ID` names (`None` if unset).
+    pub fn claim_key(&self, sdk: &aws_config::SdkConfig) -> Option<super::KmsMac> {
+        self.var(env::CLAIM_KEY_ID)
+            .map(|key| super::KmsMac::new(aws_sdk_kms::Client::new(sdk), key))
+    }
 }
 
 #[cfg(test)]

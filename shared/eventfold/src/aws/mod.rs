@@ -8,6 +8,7 @@
 mod config;
 pub mod error;
 pub mod item;
+mod kms;
 mod read_model;
 #[cfg(feature = "testing")]
 mod request_counter;
@@ -19,8 +20,10 @@ use std::time::Duration;
 
 pub use aws_config;
 pub use aws_sdk_dynamodb;
+pub use aws_sdk_kms;
 pub use aws_sdk_sqs;
 pub use config::{Config, ConfigError};
+pub use kms::KmsMac;
 pub use read_model::DynamoReadModel;
 #[cfg(feature = "testing")]
 pub use request_counter::RequestCounter;

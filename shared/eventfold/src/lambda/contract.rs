@@ -29,6 +29,7 @@ mod actions {
     pub const PUT: &str = "dynamodb:PutItem";
     pub const UPDATE: &str = "dynamodb:UpdateItem";
     pub const SEND: &str = "sqs:SendMessage";
+    pub const MAC: &str = "kms:GenerateMac";
 }
 
 impl Runtime {
@@ -61,6 +62,7 @@ impl Runtime {
                 env::SNAPSHOT_EVERY,
                 env::MAX_EVENT_BYTES,
                 env::COMMAND_TTL_DAYS,
+                env::CLAIM_KEY_ID,
             ],
             Self::Publisher | Self::Snapshot => &[env::SNAPSHOT_EVERY],
             Self::QueryApi | Self::Projector => &[],
@@ -70,14 +72,15 @@ impl Runtime {
     /// What its code calls on the resource each of its library variables names: appends are
     /// `PutItem` (alone or inside `TransactWriteItems`, which IAM checks per item), loads are
     /// `Query`, an exact append without a known head reads one item, a replay `GetItem`s its
-    /// command record.
+    /// command record, a keyed claim asks its key for a MAC.
     pub const fn grants(self) -> &'static [(&'static str, &'static [&'static str])] {
-        use actions::{GET, PUT, QUERY, SEND};
+        use actions::{GET, MAC, PUT, QUERY, SEND};
         match self {
             Self::CommandApi => &[
                 (env::EVENTS_TABLE, &[QUERY, GET, PUT]),
                 (env::COMMANDS_TABLE, &[GET, PUT]),
                 (env::SNAPSHOTS_TABLE, &[GET]),
+                (env::CLAIM_KEY_ID, &[MAC]),
             ],
             Self::QueryApi => &[
                 (env::EVENTS_TABLE, &[QUERY]),
@@ -127,6 +130,9 @@ pub struct Contract {
     pub runtime: Runtime,
     /// Variables naming read-model tables.
     pub read_models: &'static [&'static str],
+    /// Optional variables of the runtime this function cannot run without (the key of the
+    /// claims it makes, say).
+    pub requires: &'static [&'static str],
 }
 
 impl Contract {
@@ -135,7 +141,16 @@ impl Contract {
         Self {
             runtime,
             read_models: &[],
+            requires: &[],
         }
+    }
+
+    /// The runtime's optional `variables` this function needs set (checked at start, and
+    /// against the template).
+    #[must_use]
+    pub const fn requires(mut self, variables: &'static [&'static str]) -> Self {
+        self.requires = variables;
+        self
     }
 
     /// The variables naming its read-model tables.
@@ -145,10 +160,12 @@ impl Contract {
         self
     }
 
-    /// Every variable it cannot run without: the runtime's, then the read models'.
+    /// Every variable it cannot run without: the runtime's, the read models', then the
+    /// optional ones it requires.
     pub fn environment(&self) -> Vec<&'static str> {
         let mut variables = self.runtime.environment().to_vec();
         variables.extend(self.read_models);
+        variables.extend(self.requires);
         variables
     }
 }

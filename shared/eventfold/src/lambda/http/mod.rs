@@ -122,15 +122,16 @@ impl ApiRequest {
     }
 
     /// The principal the authorizer vouched for: a JWT's issuer, subject and scopes (from
-    /// the `scope` and `scp` claims and the scopes API Gateway matched), or the IAM caller.
-    /// `None` when the route has no authorizer.
+    /// the `scope` and `scp` claims, the scopes API Gateway matched, and the groups of a
+    /// Cognito user in `cognito:groups`: a group named like a scope grants it), or the IAM
+    /// caller. `None` when the route has no authorizer.
     pub fn principal(&self) -> Option<Principal> {
         let authorizer = self.inner.request_context.authorizer.as_ref()?;
         if let Some(jwt) = &authorizer.jwt
             && let Some(subject) = jwt.claims.get("sub")
         {
             let mut scopes: Vec<String> = jwt.scopes.clone().unwrap_or_default();
-            for claim in ["scope", "scp"] {
+            for claim in ["scope", "scp", "cognito:groups"] {
                 if let Some(listed) = jwt.claims.get(claim) {
                     scopes.extend(scope_list(listed));
                 }
