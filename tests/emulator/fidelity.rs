@@ -120,7 +120,7 @@ async fn the_deployed_stack_keeps_but_ignores_architecture_and_stage_throttling(
         "on an arm64 host this says nothing"
     );
     // The arm64 function runs the host's x86_64 build: it answers.
-    let answer = deployed::api().get("/openapi.json").await;
+    let answer = deployed::api().await.get("/openapi.json").await;
     assert_eq!(
         answer.status, 200,
         "MiniStack may now honour Architectures: package arm64 builds"

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 /// Commands on a few accounts; then the read model holds exactly the fold of their streams.
 #[tokio::test]
 async fn the_read_model_converges() {
-    let api = deployed::api();
+    let api = deployed::api().await;
     let env = deployed::env().await;
     let mut ids = Vec::new();
     for n in 0..3 {
@@ -67,7 +67,7 @@ async fn the_read_model_converges() {
 /// The publisher's FIFO messages reach subscribers in each stream's order, once.
 #[tokio::test]
 async fn published_events_arrive_in_stream_order() {
-    let api = deployed::api();
+    let api = deployed::api().await;
     let env = deployed::env().await;
     let id = api.open_account("Subscriber", "EUR").await;
     for amount in 1..=5 {
@@ -112,7 +112,7 @@ async fn published_events_arrive_in_stream_order() {
 /// A stream that crosses the snapshot interval gets its snapshot through the snapshot queue.
 #[tokio::test]
 async fn a_long_stream_is_snapshotted_through_the_queue() {
-    let api = deployed::api();
+    let api = deployed::api().await;
     let env = deployed::env().await;
     let id = api.open_account("Snapshotted", "EUR").await;
     for _ in 1..deployed::SNAPSHOT_EVERY {
@@ -156,7 +156,7 @@ async fn a_long_stream_is_snapshotted_through_the_queue() {
 /// invoking its own functions through Lambda's Invoke API (no domain code in the CLI).
 #[tokio::test]
 async fn rebuild_and_backfill_invoke_the_stacks_own_functions() {
-    let api = deployed::api();
+    let api = deployed::api().await;
     let env = deployed::env().await;
     let stack = deployed::stack().outputs["StackName"].clone();
     let id = api.open_account("Operated", "EUR").await;

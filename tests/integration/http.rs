@@ -25,7 +25,7 @@ macro_rules! on_both {
             $(
                 #[tokio::test]
                 async fn $scenario() {
-                    super::$scenario(eventfold_tests::deployed::api()).await;
+                    super::$scenario(eventfold_tests::deployed::api().await).await;
                 }
             )*
         }
@@ -184,7 +184,14 @@ async fn accounts_lifecycle_over_http(api: Api) {
         .get(&format!("/streams/Account-{a}/events?from=5"))
         .await;
     assert_eq!(last.body["next"], json!(null));
-    let verify = api.get(&format!("/streams/Account-{a}/verify")).await;
+    api.get(&format!("/streams/Account-{a}/verify"))
+        .await
+        .assert_problem(404, "not-found");
+    let verify = api
+        .operator()
+        .await
+        .get(&format!("/streams/Account-{a}/verify"))
+        .await;
     assert_eq!(
         (verify.body["ok"].clone(), verify.body["events"].clone()),
         (json!(true), json!(6))
@@ -199,35 +206,47 @@ async fn accounts_lifecycle_over_http(api: Api) {
 }
 
 async fn users_register_once_per_email(api: Api) {
-    let first = api
-        .post(
-            "/users",
-            &json!({"email": "Ada@Example.com", "name": "Ada"}),
-            &[],
-        )
+    let ada = api.new_user(eventfold_tests::scopes::CUSTOMER).await;
+    let address = format!("Ada.{}@Example.com", uuid::Uuid::new_v4().simple());
+    let first = ada
+        .post("/users", &json!({"email": address, "name": "Ada"}), &[])
         .await;
     assert_eq!(first.status, 201, "{first:?}");
     assert_eq!(first.body["version"], json!(1));
     let id = first.body["id"].as_str().expect("id");
-    let events = api.get(&format!("/streams/User-{id}/events")).await;
+    let events = ada.get(&format!("/streams/User-{id}/events")).await;
     assert_eq!(
         events.body["events"][0]["payload"],
-        json!({"email": "ada@example.com", "name": "Ada"})
+        json!({"email": address.to_lowercase(), "name": "Ada"})
     );
-    api.post(
+    assert_eq!(events.body["events"][0]["metadata"], json!({}), "redacted");
+    api.get(&format!("/streams/User-{id}/events"))
+        .await
+        .assert_problem(404, "not-found");
+    ada.post(
         "/users",
-        &json!({"email": "ADA@example.COM", "name": "Impostor"}),
+        &json!({"email": "another@example.com", "name": "Ada"}),
         &[],
     )
     .await
-    .assert_problem(422, "email-taken");
-    api.post(
-        "/users",
-        &json!({"email": "not-an-address", "name": "X"}),
-        &[],
-    )
-    .await
-    .assert_problem(400, "invalid-request");
+    .assert_problem(409, "already-exists");
+    let impostor = api.new_user(eventfold_tests::scopes::CUSTOMER).await;
+    impostor
+        .post(
+            "/users",
+            &json!({"email": address.to_uppercase(), "name": "Impostor"}),
+            &[],
+        )
+        .await
+        .assert_problem(422, "email-taken");
+    impostor
+        .post(
+            "/users",
+            &json!({"email": "not-an-address", "name": "X"}),
+            &[],
+        )
+        .await
+        .assert_problem(400, "invalid-request");
 }
 
 async fn idempotency_key_replays_the_first_answer(api: Api) {
@@ -432,8 +451,12 @@ async fn concurrent_deposits_keep_every_cent(api: Api) {
         }
     }
     assert_eq!(versions, (1..=DEPOSITS + 1).collect::<Vec<_>>());
+    let operator = api.operator().await;
     assert_eq!(
-        api.get(&format!("/streams/Account-{a}/verify")).await.body["ok"],
+        operator
+            .get(&format!("/streams/Account-{a}/verify"))
+            .await
+            .body["ok"],
         json!(true)
     );
 }

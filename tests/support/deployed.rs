@@ -10,7 +10,7 @@ use std::time::Instant;
 use eventfold_cli::local::provision::{Clients, QueueRef, Resources};
 use eventfold_cli::local::service::DeployedService;
 
-use crate::{Api, TestEnv, emulator_endpoint, sdk_config};
+use crate::{Api, Caller, TestEnv, Tokens, emulator_endpoint, sdk_config};
 
 /// Events between snapshots on the test stack: low, so a test crosses it quickly.
 pub const SNAPSHOT_EVERY: u64 = 10;
@@ -56,9 +56,30 @@ fn deploy() -> Result<Deployed, String> {
     })
 }
 
-/// The deployed API, its requests signed as the IAM authorizer requires.
-pub fn api() -> Api {
-    Api::new(stack().api.clone(), true)
+/// The deployed API, called by a new registered customer of the stack's user pool (tokens
+/// checked by the stack's JWT authorizer).
+pub async fn api() -> Api {
+    anonymous().await.customer().await
+}
+
+/// The deployed API without credentials, minting tokens of the stack's user pool.
+pub async fn anonymous() -> Api {
+    let deployed = stack();
+    let output = |key: &str| deployed.outputs.get(key).cloned().unwrap_or_default();
+    let issuer = eventfold_cli::identity::TokenIssuer {
+        pool: eventfold_cli::identity::cognito::UserPool::new(output("UserPoolId")),
+        client_id: output("ApiClientId"),
+        scopes: crate::template()
+            .user_pools
+            .iter()
+            .flat_map(|p| p.groups.clone())
+            .collect(),
+    };
+    let sdk = sdk_config().await;
+    Api::new(deployed.api.clone(), Caller::Anonymous).with_tokens(Tokens {
+        issuer,
+        cognito: eventfold_cli::identity::cognito::Cognito::new(&sdk),
+    })
 }
 
 /// The deployed stack's resources as a test environment (direct clients to the emulator),

@@ -196,6 +196,23 @@ impl TestEnv {
         )
     }
 
+    /// Tokens of this environment's user pool.
+    pub fn tokens(&self) -> Tokens {
+        let resources = &self.resources;
+        let issuer = eventfold_cli::identity::TokenIssuer::of(template(), |logical| {
+            resources
+                .user_pools
+                .get(logical)
+                .map(|pool| pool.id.clone())
+                .or_else(|| resources.user_pool_clients.get(logical).cloned())
+        })
+        .expect("the template's user pool was provisioned");
+        Tokens {
+            issuer,
+            cognito: self.clients.cognito.clone(),
+        }
+    }
+
     /// The snapshot store over this environment's table.
     pub fn snapshots(&self) -> Arc<DynamoSnapshots> {
         Arc::new(DynamoSnapshots::new(
@@ -271,7 +288,10 @@ impl TestEnv {
         )
         .await
         .expect("runner starts");
-        let api = Api::new(runner.url(), false);
+        let api = Api::new(runner.url(), Caller::Anonymous)
+            .with_tokens(self.tokens())
+            .customer()
+            .await;
         RunningEnv {
             env: self,
             runner,
@@ -296,24 +316,119 @@ impl std::ops::Deref for RunningEnv {
     }
 }
 
-/// An HTTP API under test: the local runner's, or a deployed stack's behind the emulator's API
-/// Gateway, whose IAM authorizer wants requests signed with SigV4.
+/// An HTTP API under test, the local runner's or a deployed stack's, and who calls it: nobody,
+/// a SigV4-signed IAM principal, or the bearer of a token from the service's user pool (which
+/// it can mint more of: fresh users with chosen scopes).
 #[derive(Debug, Clone)]
 pub struct Api {
     base: String,
     /// The client (for requests a test shapes itself; send them through [`Api::send`]).
     pub http: reqwest::Client,
-    signed: bool,
+    caller: Caller,
+    tokens: Option<Arc<Tokens>>,
+}
+
+/// Who an [`Api`] sends requests as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// No credentials.
+    Anonymous,
+    /// SigV4 with the test credentials (an IAM principal of the emulator's account).
+    Iam,
+    /// `Authorization: Bearer <token>`.
+    Bearer(String),
+}
+
+/// Where an API's tokens come from.
+#[derive(Debug)]
+pub struct Tokens {
+    pub issuer: eventfold_cli::identity::TokenIssuer,
+    pub cognito: eventfold_cli::identity::cognito::Cognito,
+}
+
+/// The bank's scopes.
+pub mod scopes {
+    /// A customer: reading and moving their own money.
+    pub const CUSTOMER: &[&str] = &[bank::access::READ, bank::access::WRITE];
+    /// An operator: everything.
+    pub const OPERATOR: &[&str] = &bank::access::ALL;
 }
 
 impl Api {
-    /// An API at `base`, its requests signed with SigV4 if `signed`.
-    pub fn new(base: impl Into<String>, signed: bool) -> Self {
+    /// An API at `base`, called as `caller`.
+    pub fn new(base: impl Into<String>, caller: Caller) -> Self {
         Self {
             base: base.into(),
             http: reqwest::Client::new(),
-            signed,
+            caller,
+            tokens: None,
         }
+    }
+
+    /// The same API, its users' tokens minted by `tokens`.
+    #[must_use]
+    pub fn with_tokens(mut self, tokens: Tokens) -> Self {
+        self.tokens = Some(Arc::new(tokens));
+        self
+    }
+
+    /// The same API called as `caller`.
+    #[must_use]
+    pub fn as_caller(&self, caller: Caller) -> Self {
+        Self {
+            caller,
+            ..self.clone()
+        }
+    }
+
+    /// Who calls.
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    /// A token for `user` holding `scopes`, from the API's user pool.
+    pub async fn token(&self, user: &str, scopes: &[&str]) -> String {
+        let tokens = self.tokens.as_ref().expect("this API mints no tokens");
+        let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+        tokens
+            .issuer
+            .token(&tokens.cognito, user, &scopes)
+            .await
+            .expect("a token")
+    }
+
+    /// The API called by a new user of the pool holding `scopes` (not registered at the bank).
+    pub async fn new_user(&self, scopes: &[&str]) -> Self {
+        let user = format!("u-{}", uuid::Uuid::new_v4().simple());
+        let token = self.token(&user, scopes).await;
+        self.as_caller(Caller::Bearer(token))
+    }
+
+    /// The API called by a new customer, registered at the bank (`POST /users`).
+    pub async fn customer(&self) -> Self {
+        let customer = self.new_user(scopes::CUSTOMER).await;
+        customer.register().await;
+        customer
+    }
+
+    /// The API called by a new operator (every scope), registered at the bank.
+    pub async fn operator(&self) -> Self {
+        let operator = self.new_user(scopes::OPERATOR).await;
+        operator.register().await;
+        operator
+    }
+
+    /// Registers the caller as a bank user, under a fresh address.
+    pub async fn register(&self) {
+        let email = format!("{}@example.com", uuid::Uuid::new_v4().simple());
+        let reply = self
+            .post(
+                "/users",
+                &serde_json::json!({ "email": email, "name": "Test User" }),
+                &[],
+            )
+            .await;
+        assert_eq!(reply.status, 201, "{reply:?}");
     }
 
     /// A URL on the API.
@@ -335,9 +450,17 @@ impl Api {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        if self.signed {
-            for (name, value) in sigv4_headers(method.as_str(), &url, &body) {
-                request = request.header(name, value);
+        match &self.caller {
+            Caller::Anonymous => {}
+            Caller::Iam => {
+                for (name, value) in sigv4_headers(method.as_str(), &url, &body) {
+                    request = request.header(name, value);
+                }
+            }
+            Caller::Bearer(token) => {
+                if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("authorization")) {
+                    request = request.header("authorization", format!("Bearer {token}"));
+                }
             }
         }
         Reply::from(request.body(body).send().await.expect("request")).await

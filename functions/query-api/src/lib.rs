@@ -30,7 +30,8 @@ pub fn api(commands: CommandService, read_model: Arc<dyn ReadModelStore>) -> Que
     let store: Arc<dyn EventStore> = commands.store().clone();
     let projector = Arc::new(bank::accounts_projector(read_model, store.clone()));
     let streams = StreamAccess::operators(access::OPERATOR, &[Account::CATEGORY, User::CATEGORY])
-        .readable_by(Account::CATEGORY, access::account_stream);
+        .readable_by(Account::CATEGORY, access::account_stream)
+        .readable_by(User::CATEGORY, access::user_stream);
     QueryApi::new()
         .scope(access::READ)
         .row_for(

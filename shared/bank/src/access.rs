@@ -56,6 +56,11 @@ pub fn row(principal: &Principal, row: &AccountView) -> Result<(), Denied> {
     owner_or_operator(principal, row.owner_id.as_deref())
 }
 
+/// A user's own stream: the user whose id is the caller's subject (or an operator).
+pub fn user_stream(principal: &Principal, first: &RecordedEvent) -> bool {
+    principal.has_scope(OPERATOR) || first.stream_id.entity_id() == principal.subject()
+}
+
 /// The same rule on an account stream's first event (the opening), for its raw events.
 pub fn account_stream(principal: &Principal, first: &RecordedEvent) -> bool {
     match decode_known::<AccountEvent>(first) {
