@@ -14,6 +14,7 @@ mod consumers;
 mod deployed;
 mod faults;
 mod http;
+mod identity;
 mod lambda_binaries;
 mod metrics;
 mod snapshots;

@@ -346,6 +346,10 @@ pub struct Tokens {
     pub cognito: eventfold_cli::identity::cognito::Cognito,
 }
 
+/// Tokens are minted one at a time: one user's password is reset for each, and a test that
+/// shortens the app client's validity for a moment must not hand short tokens to another.
+static MINTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The bank's scopes.
 pub mod scopes {
     /// A customer: reading and moving their own money.
@@ -386,15 +390,48 @@ impl Api {
         &self.caller
     }
 
+    /// Where the API's tokens come from.
+    pub fn tokens(&self) -> &Tokens {
+        self.tokens.as_ref().expect("this API mints no tokens")
+    }
+
     /// A token for `user` holding `scopes`, from the API's user pool.
     pub async fn token(&self, user: &str, scopes: &[&str]) -> String {
-        let tokens = self.tokens.as_ref().expect("this API mints no tokens");
+        let _one_at_a_time = MINTING.lock().await;
+        self.mint(user, scopes).await
+    }
+
+    async fn mint(&self, user: &str, scopes: &[&str]) -> String {
+        let tokens = self.tokens();
         let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
         tokens
             .issuer
             .token(&tokens.cognito, user, &scopes)
             .await
             .expect("a token")
+    }
+
+    /// A token for a new user holding `scopes` that has expired, and was valid otherwise: the
+    /// app client's tokens live for one second while it is minted (the emulator takes a
+    /// validity AWS would refuse), then their validity is restored.
+    pub async fn expired_token(&self, scopes: &[&str]) -> String {
+        let token = {
+            let _one_at_a_time = MINTING.lock().await;
+            let Tokens { issuer, cognito } = self.tokens();
+            let before = cognito
+                .set_access_token_seconds(&issuer.pool, &issuer.client_id, 1)
+                .await
+                .expect("a shorter validity");
+            let user = format!("u-{}", uuid::Uuid::new_v4().simple());
+            let token = self.mint(&user, scopes).await;
+            cognito
+                .set_access_token_seconds(&issuer.pool, &issuer.client_id, before)
+                .await
+                .expect("the validity restored");
+            token
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+        token
     }
 
     /// The API called by a new user of the pool holding `scopes` (not registered at the bank).

@@ -181,6 +181,51 @@ impl Cognito {
             .to_owned())
     }
 
+    /// Sets how long app client `client_id`'s access tokens live, keeping its other settings
+    /// (an update resets what it does not name); returns the validity it had, in seconds.
+    pub async fn set_access_token_seconds(
+        &self,
+        pool: &UserPool,
+        client_id: &str,
+        seconds: u32,
+    ) -> Result<u32, AwsError> {
+        let described = self
+            .call(
+                "DescribeUserPoolClient",
+                &json!({ "UserPoolId": pool.id, "ClientId": client_id }),
+            )
+            .await?;
+        let client = &described["UserPoolClient"];
+        let unit_seconds = match client["TokenValidityUnits"]["AccessToken"].as_str() {
+            Some("seconds") => 1,
+            Some("minutes") => 60,
+            Some("days") => 86_400,
+            _ => 3_600,
+        };
+        let before = client["AccessTokenValidity"]
+            .as_u64()
+            .map_or(3_600, |v| v * unit_seconds);
+        let mut update = json!({
+            "UserPoolId": pool.id,
+            "ClientId": client_id,
+            "AccessTokenValidity": seconds,
+            "TokenValidityUnits": { "AccessToken": "seconds" },
+        });
+        for kept in [
+            "ClientName",
+            "ExplicitAuthFlows",
+            "PreventUserExistenceErrors",
+            "RefreshTokenValidity",
+            "IdTokenValidity",
+        ] {
+            if !client[kept].is_null() {
+                update[kept] = client[kept].clone();
+            }
+        }
+        self.call("UpdateUserPoolClient", &update).await?;
+        Ok(u32::try_from(before).unwrap_or(u32::MAX))
+    }
+
     /// Creates user `name` unless it exists (an email address is its verified email too).
     pub async fn ensure_user(&self, pool: &UserPool, name: &str) -> Result<(), AwsError> {
         let existing = self

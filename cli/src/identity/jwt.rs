@@ -173,10 +173,12 @@ impl JwtAuthorizer {
         if now >= expires + LEEWAY_SECONDS {
             return Err(unauthorized("the token has expired"));
         }
-        if let Some(not_before) = claims.get("nbf").and_then(Value::as_i64)
-            && now + LEEWAY_SECONDS < not_before
-        {
-            return Err(unauthorized("the token is not valid yet"));
+        for claim in ["nbf", "iat"] {
+            if let Some(from) = claims.get(claim).and_then(Value::as_i64)
+                && now + LEEWAY_SECONDS < from
+            {
+                return Err(unauthorized("the token is not valid yet"));
+            }
         }
         Ok(())
     }
@@ -440,7 +442,7 @@ mod tests {
     }
 
     #[test]
-    fn claims_are_checked_for_issuer_audience_expiry_and_not_before() {
+    fn claims_are_checked_for_issuer_audience_expiry_not_before_and_issue_time() {
         let authorizer =
             JwtAuthorizer::with_keys("https://i".into(), vec!["c".into()], &json!({"keys": []}));
         let check = |claims: Value, now: i64| {
@@ -464,6 +466,7 @@ mod tests {
             (json!({"iss": "https://i", "client_id": "c", "exp": 10}), 10),
             (json!({"iss": "https://i", "client_id": "c"}), 9),
             (json!({"iss": "https://i", "client_id": "c", "exp": 10, "nbf": 9}), 8),
+            (json!({"iss": "https://i", "client_id": "c", "exp": 10, "iat": 9}), 8),
         ] {
             assert!(check(claims.clone(), now).is_err(), "{claims} at {now}");
         }

@@ -69,7 +69,10 @@ start() {
   if [ "$emulator" = ministack ]; then
     # MiniStack binds 0.0.0.0 unless told otherwise: never let it. The functions it runs (a
     # deployed stack) inherit its environment: AWS_ENDPOINT_URL sends their SDK calls back here.
-    BIND_HOST=127.0.0.1 GATEWAY_PORT="$port" LOG_LEVEL=WARNING TMPDIR="$state_dir" \
+    # MINISTACK_HOST is where its API Gateway fetches a user pool's keys (not `localhost`, which
+    # may resolve to ::1); STATE_DIR keeps its files (pool signing keys) in this checkout.
+    BIND_HOST=127.0.0.1 MINISTACK_HOST=127.0.0.1 GATEWAY_PORT="$port" LOG_LEVEL=WARNING \
+      TMPDIR="$state_dir" STATE_DIR="$state_dir/ministack-$port" \
       AWS_ENDPOINT_URL="http://127.0.0.1:$port" \
       setsid "$binary" >"$log" 2>&1 </dev/null &
   else
