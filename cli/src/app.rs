@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::local::demo::{Credentials, run_file};
 use crate::local::functions::Functions;
 use crate::local::provision::{Clients, provision};
 use crate::local::runner::{LocalRunner, RunnerOptions};
@@ -496,10 +497,14 @@ async fn local(
     if let Some(path) = log_file {
         say(&format!("Function logs: {path}"));
     }
-    if let Some(demo) = demo.filter(|d| d.is_file())
-        && let Err(error) = crate::local::demo::run_file(&demo, &runner.url()).await
-    {
-        say(&format!("demo failed: {error}"));
+    if let Some(demo) = demo.filter(|d| d.is_file()) {
+        let ran = match Credentials::for_environment(&template, &resources, &clients) {
+            Ok(credentials) => run_file(&demo, &runner.url(), &credentials).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = ran {
+            say(&format!("demo failed: {error}"));
+        }
     }
     say(&format!(
         "\nThe API is at {}. Ctrl-C stops everything.",

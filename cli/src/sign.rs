@@ -59,7 +59,7 @@ pub fn emulator_credentials() -> Credentials {
 /// the CLI makes without an SDK client (Lambda's `Invoke`, Cognito's and KMS's JSON APIs).
 #[derive(Clone, Debug)]
 pub struct SignedClient {
-    sdk: aws_config::SdkConfig,
+    sdk: std::sync::Arc<aws_config::SdkConfig>,
     http: reqwest::Client,
 }
 
@@ -67,7 +67,7 @@ impl SignedClient {
     /// A client over `sdk`'s credentials, region and endpoint.
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
         Self {
-            sdk: sdk.clone(),
+            sdk: std::sync::Arc::new(sdk.clone()),
             http: reqwest::Client::new(),
         }
     }
@@ -140,7 +140,13 @@ impl SignedClient {
         ];
         let operation = target.rsplit('.').next().unwrap_or(target).to_owned();
         let response = self
-            .send(service, "POST", &url, &headers, input.to_string().into_bytes())
+            .send(
+                service,
+                "POST",
+                &url,
+                &headers,
+                input.to_string().into_bytes(),
+            )
             .await
             .map_err(|message| AwsError {
                 operation: operation.clone(),

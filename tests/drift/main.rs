@@ -169,7 +169,10 @@ fn openapi_links_name_real_operations_and_their_path_parameters() {
 
 /// Every function binary of the bank with its contract and routes, as its code declares them.
 fn functions() -> Vec<drift::Function> {
-    let commands = command_api::api(bank::service::BankingService::new(memory_commands(), bank::testing::claim_key()));
+    let commands = command_api::api(bank::service::BankingService::new(
+        memory_commands(),
+        bank::testing::claim_key(),
+    ));
     let queries = query_api::api(
         memory_commands(),
         std::sync::Arc::new(eventfold::projection::MemoryReadModel::new("account_id")),

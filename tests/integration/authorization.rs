@@ -438,5 +438,9 @@ async fn the_same_idempotency_key_from_two_principals_is_two_commands() {
         again.body["id"], first.body["id"],
         "Ada's own repeat replays hers"
     );
-    assert_eq!(bank.events().await, 2 + 4, "two accounts, after two users and their claims");
+    assert_eq!(
+        bank.events().await,
+        2 + 4,
+        "two accounts, after two users and their claims"
+    );
 }

@@ -217,7 +217,8 @@ async fn verify_all_catches_an_event_altered_in_the_table() {
     let first = account_with_deposits(&api, 2).await;
     let second = account_with_deposits(&api, 4).await;
     let intact = succeeded(&run(&api.env, &["verify", "--all"]));
-    assert!(intact.contains("2 streams intact, 0 broken"), "{intact}");
+    // Two accounts, and the customer's user and email claim.
+    assert!(intact.contains("4 streams intact, 0 broken"), "{intact}");
     // Someone with table access raises a deposit.
     let table = api.env.events_table().to_owned();
     let mut item = api
@@ -254,7 +255,7 @@ async fn verify_all_catches_an_event_altered_in_the_table() {
         )),
         "{said}"
     );
-    assert!(said.contains("1 streams intact, 1 broken"), "{said}");
+    assert!(said.contains("3 streams intact, 1 broken"), "{said}");
     assert!(text(&caught.stderr).contains("1 tampered streams"));
     let one = succeeded(&run(&api.env, &["verify", &format!("Account-{first}")]));
     assert!(one.contains("1 streams intact"));
@@ -313,7 +314,8 @@ async fn snapshots_backfill_and_stats() {
     assert_eq!(wrong.status.code(), Some(1));
     assert!(projection_converges(&api.env, Duration::from_secs(30)).await);
     let stats = succeeded(&run(&api.env, &["stats"]));
-    assert!(stats.contains("2 streams, 8 events"), "{stats}");
+    // Two accounts, and the customer's user and email claim.
+    assert!(stats.contains("4 streams, 10 events"), "{stats}");
     assert!(stats.contains(&format!("Account-{id}")), "{stats}");
     assert!(stats.contains("0 events behind"), "{stats}");
     assert!(stats.contains("SnapshotQueue"), "{stats}");

@@ -38,8 +38,16 @@ async fn workload_projects_exactly_and_publishes_every_event_once_in_order() {
     assert_eq!(totals.held, held);
     assert_eq!(totals.accounts_open, 50);
     let streams = events_by_stream(&api.env).await;
+    let applied: usize = streams
+        .iter()
+        .filter(|(stream, _)| stream.starts_with("Account-"))
+        .map(|(_, events)| events.len())
+        .sum();
+    assert_eq!(
+        totals.events_applied as usize, applied,
+        "every account event"
+    );
     let event_count: usize = streams.values().map(Vec::len).sum();
-    assert_eq!(totals.events_applied as usize, event_count);
 
     // The FIFO queue: every event exactly once, in version order per stream.
     let received = drain_events_queue(&api.env).await;
@@ -120,8 +128,11 @@ async fn large_events_are_published_within_the_sqs_batch_byte_limit() {
         std::time::Instant::now() + Duration::from_secs(30) * eventfold_tests::patience();
     let mut received = BTreeMap::new();
     while received.len() < 10 && std::time::Instant::now() < deadline {
+        // The customer's own registration is on the queue too.
         for (stream, versions) in drain_events_queue(&api.env).await {
-            received.insert(stream, versions);
+            if stream.starts_with("Bulky-") {
+                received.insert(stream, versions);
+            }
         }
     }
     assert_eq!(

@@ -58,8 +58,7 @@ async fn until_settled(
     loop {
         stats.attempts.fetch_add(1, Ordering::Relaxed);
         let sent = api
-            .http
-            .post(api.url(path))
+            .request(reqwest::Method::POST, path)
             .header("idempotency-key", key)
             .json(body)
             .timeout(Duration::from_secs(30))

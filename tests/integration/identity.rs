@@ -79,7 +79,11 @@ const OWNER: &str = "Ada Victim-Owner";
 
 /// One request of every route the template declares, on `account` and `user` (another
 /// caller's), with a valid body.
-fn every_route(account: &str, user: &str, other_account: &str) -> Vec<(&'static str, String, Value)> {
+fn every_route(
+    account: &str,
+    user: &str,
+    other_account: &str,
+) -> Vec<(&'static str, String, Value)> {
     let requests = vec![
         (
             "POST",
@@ -158,9 +162,11 @@ async fn victim(api: &Api) -> Victim {
     let account = victim.open_account(OWNER, "EUR").await;
     victim.deposit(&account, 1_000).await;
     let row = victim
-        .eventually(&format!("/accounts/{account}"), Duration::from_secs(30), |r| {
-            r.body["version"] == json!(2)
-        })
+        .eventually(
+            &format!("/accounts/{account}"),
+            Duration::from_secs(30),
+            |r| r.body["version"] == json!(2),
+        )
         .await;
     assert_eq!(row.status, 200, "the victim's row is projected: {row:?}");
     let user = subject(&victim);
@@ -207,9 +213,12 @@ fn tampered(token: &str) -> String {
 /// The same claims, unsigned (`alg: none`).
 fn unsigned(token: &str) -> String {
     let mut parts = token.split('.');
-    let header: Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts.next().expect("header")).expect("b64"))
-            .expect("JSON");
+    let header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(parts.next().expect("header"))
+            .expect("b64"),
+    )
+    .expect("JSON");
     let none = json!({"alg": "none", "kid": header["kid"], "typ": "JWT"});
     format!(
         "{}.{}.",
@@ -234,7 +243,10 @@ async fn foreign_tokens(api: &Api) -> (String, String) {
         .await
         .expect("a pool");
     for scope in &all {
-        cognito.ensure_group(&other_pool, scope).await.expect("a group");
+        cognito
+            .ensure_group(&other_pool, scope)
+            .await
+            .expect("a group");
     }
     let other_issuer = TokenIssuer {
         client_id: cognito
@@ -266,7 +278,12 @@ async fn foreign_tokens(api: &Api) -> (String, String) {
 async fn every_route_refuses_callers_without_valid_credentials(api: Api, gateway: Gateway) {
     let victim = victim(&api).await;
     let before = untouched(&victim).await;
-    let valid = api.token(&format!("u-{}", uuid::Uuid::new_v4().simple()), scopes::OPERATOR).await;
+    let valid = api
+        .token(
+            &format!("u-{}", uuid::Uuid::new_v4().simple()),
+            scopes::OPERATOR,
+        )
+        .await;
     let (other_issuer, other_audience) = foreign_tokens(&api).await;
     let expired = api.expired_token(scopes::OPERATOR).await;
     let credentials = [
@@ -404,11 +421,17 @@ async fn keys_are_per_caller(api: Api, _: Gateway) {
     assert_eq!((first.status, second.status), (200, 200));
     assert_eq!(second.header("idempotent-replayed"), None, "{second:?}");
     assert_eq!(
-        (first.body["version"].clone(), second.body["version"].clone()),
+        (
+            first.body["version"].clone(),
+            second.body["version"].clone()
+        ),
         (json!(2), json!(3)),
         "two commands, not a replay"
     );
     let again = owner.post(&path, &body, &key).await;
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
-    assert_eq!(again.body, first.body, "the owner's own repeat replays hers");
+    assert_eq!(
+        again.body, first.body,
+        "the owner's own repeat replays hers"
+    );
 }

@@ -24,6 +24,8 @@ pub struct Deployed {
     pub outputs: BTreeMap<String, String>,
     /// How long the deployment took, packaging included.
     pub took: std::time::Duration,
+    /// The stack as deployed.
+    pub service: DeployedService,
 }
 
 /// The test run's stack, deployed on first use (every later caller waits for it).
@@ -50,9 +52,10 @@ fn deploy() -> Result<Deployed, String> {
     let took = started.elapsed();
     eprintln!("deployed stack {} in {took:?}", service.stack);
     Ok(Deployed {
-        api: service.api,
-        outputs: service.outputs,
+        api: service.api.clone(),
+        outputs: service.outputs.clone(),
         took,
+        service,
     })
 }
 
@@ -65,23 +68,15 @@ pub async fn api() -> Api {
 /// The deployed API without credentials, minting tokens of the stack's user pool.
 pub async fn anonymous() -> Api {
     let deployed = stack();
-    let output = |key: &str| deployed.outputs.get(key).cloned().unwrap_or_default();
-    let issuer = eventfold_cli::identity::TokenIssuer {
-        pool: eventfold_cli::identity::cognito::UserPool::new(output("UserPoolId")),
-        client_id: output("ApiClientId"),
-        scopes: crate::template()
-            .user_pools
-            .iter()
-            .flat_map(|p| p.groups.clone())
-            .collect(),
-    };
     let sdk = sdk_config().await;
     Api::new(deployed.api.clone(), Caller::Anonymous).with_tokens(Tokens {
-        issuer,
+        issuer: deployed
+            .service
+            .token_issuer()
+            .expect("the stack's user pool"),
         cognito: eventfold_cli::identity::cognito::Cognito::new(&sdk),
     })
 }
-
 /// The deployed stack's resources as a test environment (direct clients to the emulator),
 /// for reading its tables and queues.
 pub async fn env() -> TestEnv {

@@ -198,15 +198,9 @@ impl TestEnv {
 
     /// Tokens of this environment's user pool.
     pub fn tokens(&self) -> Tokens {
-        let resources = &self.resources;
-        let issuer = eventfold_cli::identity::TokenIssuer::of(template(), |logical| {
-            resources
-                .user_pools
-                .get(logical)
-                .map(|pool| pool.id.clone())
-                .or_else(|| resources.user_pool_clients.get(logical).cloned())
-        })
-        .expect("the template's user pool was provisioned");
+        let issuer =
+            eventfold_cli::identity::TokenIssuer::for_resources(template(), &self.resources)
+                .expect("the template's user pool was provisioned");
         Tokens {
             issuer,
             cognito: self.clients.cognito.clone(),
@@ -468,6 +462,16 @@ impl Api {
         assert_eq!(reply.status, 201, "{reply:?}");
     }
 
+    /// A request a test shapes itself, with the caller's bearer token (a SigV4 signature
+    /// covers the body, so [`Api::send`] signs those).
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, self.url(path));
+        match &self.caller {
+            Caller::Bearer(token) => request.bearer_auth(token),
+            Caller::Anonymous | Caller::Iam => request,
+        }
+    }
+
     /// A URL on the API.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
@@ -495,7 +499,10 @@ impl Api {
                 }
             }
             Caller::Bearer(token) => {
-                if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("authorization")) {
+                if !headers
+                    .iter()
+                    .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+                {
                     request = request.header("authorization", format!("Bearer {token}"));
                 }
             }

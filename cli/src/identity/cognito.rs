@@ -111,13 +111,18 @@ impl Cognito {
                 &json!({ "PoolName": name, "UsernameConfiguration": { "CaseSensitive": false } }),
             )
             .await?;
-        Ok(UserPool::new(created["UserPool"]["Id"].as_str().unwrap_or_default()))
+        Ok(UserPool::new(
+            created["UserPool"]["Id"].as_str().unwrap_or_default(),
+        ))
     }
 
     /// Creates group `name` in `pool` (a group that exists already is fine).
     pub async fn ensure_group(&self, pool: &UserPool, name: &str) -> Result<(), AwsError> {
         match self
-            .call("CreateGroup", &json!({ "UserPoolId": pool.id, "GroupName": name }))
+            .call(
+                "CreateGroup",
+                &json!({ "UserPoolId": pool.id, "GroupName": name }),
+            )
             .await
         {
             Err(error) if !error.is("GroupExistsException") => Err(error),

@@ -55,10 +55,7 @@ struct Keys {
 /// Where a JWT authorizer gets its keys from: a URL, or keys given outright (tests).
 #[derive(Debug)]
 enum KeySource {
-    Url {
-        url: String,
-        http: reqwest::Client,
-    },
+    Url { url: String, http: reqwest::Client },
     Fixed,
 }
 
@@ -203,18 +200,13 @@ impl JwtAuthorizer {
                 Err(error) => tracing::warn!(%url, %error, "the issuer's keys could not be read"),
             }
         }
-        self.lock()
-            .by_id
-            .get(kid)
-            .cloned()
-            .ok_or_else(|| unauthorized("the token is signed with a key the issuer does not publish"))
+        self.lock().by_id.get(kid).cloned().ok_or_else(|| {
+            unauthorized("the token is signed with a key the issuer does not publish")
+        })
     }
 }
 
-async fn fetch_keys(
-    http: &reqwest::Client,
-    url: &str,
-) -> Result<HashMap<String, RsaKey>, String> {
+async fn fetch_keys(http: &reqwest::Client, url: &str) -> Result<HashMap<String, RsaKey>, String> {
     let response = http.get(url).send().await.map_err(|e| e.to_string())?;
     if !response.status().is_success() {
         return Err(format!("{url} answered {}", response.status()));
@@ -391,7 +383,10 @@ mod tests {
             jwks_url(issuer, Some("http://127.0.0.1:4566/")),
             "http://127.0.0.1:4566/us-east-1_Ab/.well-known/jwks.json"
         );
-        assert_eq!(jwks_url(issuer, None), format!("{issuer}/.well-known/jwks.json"));
+        assert_eq!(
+            jwks_url(issuer, None),
+            format!("{issuer}/.well-known/jwks.json")
+        );
         assert_eq!(
             jwks_url("https://id.example", Some("http://127.0.0.1:1")),
             "https://id.example/.well-known/jwks.json"
@@ -460,13 +455,25 @@ mod tests {
             Ok(())
         );
         for (claims, now) in [
-            (json!({"iss": "https://other", "client_id": "c", "exp": 10}), 9),
+            (
+                json!({"iss": "https://other", "client_id": "c", "exp": 10}),
+                9,
+            ),
             (json!({"iss": "https://i", "client_id": "d", "exp": 10}), 9),
-            (json!({"iss": "https://i", "aud": "d", "client_id": "c", "exp": 10}), 9),
+            (
+                json!({"iss": "https://i", "aud": "d", "client_id": "c", "exp": 10}),
+                9,
+            ),
             (json!({"iss": "https://i", "client_id": "c", "exp": 10}), 10),
             (json!({"iss": "https://i", "client_id": "c"}), 9),
-            (json!({"iss": "https://i", "client_id": "c", "exp": 10, "nbf": 9}), 8),
-            (json!({"iss": "https://i", "client_id": "c", "exp": 10, "iat": 9}), 8),
+            (
+                json!({"iss": "https://i", "client_id": "c", "exp": 10, "nbf": 9}),
+                8,
+            ),
+            (
+                json!({"iss": "https://i", "client_id": "c", "exp": 10, "iat": 9}),
+                8,
+            ),
         ] {
             assert!(check(claims.clone(), now).is_err(), "{claims} at {now}");
         }

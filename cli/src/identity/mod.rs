@@ -78,8 +78,12 @@ impl TokenIssuer {
             .audiences
             .iter()
             .find_map(|a| {
-                a.target()
-                    .filter(|id| template.user_pool_clients.iter().any(|c| c.logical_id == *id))
+                a.target().filter(|id| {
+                    template
+                        .user_pool_clients
+                        .iter()
+                        .any(|c| c.logical_id == *id)
+                })
             })
             .ok_or("the JWT authorizer's audience is not an app client of the template")?;
         let pool = physical(pool_id).ok_or_else(|| format!("{pool_id} is not created"))?;
@@ -91,6 +95,17 @@ impl TokenIssuer {
                 .user_pool(pool_id)
                 .map(|p| p.groups.clone())
                 .unwrap_or_default(),
+        })
+    }
+
+    /// The issuer of `template`'s JWT authorizer over its resources as created locally.
+    pub fn for_resources(template: &Template, resources: &Resources) -> Result<Self, String> {
+        Self::of(template, |logical| {
+            resources
+                .user_pools
+                .get(logical)
+                .map(|pool| pool.id.clone())
+                .or_else(|| resources.user_pool_clients.get(logical).cloned())
         })
     }
 

@@ -4,6 +4,9 @@
 //!
 //! ```yaml
 //! title: a book lent and returned
+//! users:                          # callers with their scopes; the first is the default
+//!   - {name: ann, scopes: [library/read, library/write]}
+//!   - {name: ops, scopes: [library/read, library/operator]}
 //! steps:
 //!   - post: /books
 //!     body: {title: "Dune {suffix}"}
@@ -17,10 +20,13 @@
 //!     expect: 409                  # any other status fails the demo (default: 2xx)
 //!   - say: The read model follows through DynamoDB Streams
 //!   - get: /members/m1/loans
+//!     as: ops                      # called by another user
 //!     until: {count: 1}            # polled quietly (up to 15 s) until these fields match
 //! ```
 //!
-//! `{suffix}` is six random characters, so a demo can run again on the same tables.
+//! `{suffix}` is six random characters, so a demo can run again on the same tables. Each user
+//! is a new user of the service's pool (`<name>-<suffix>`), given a token with its scopes, as
+//! `eventfold token` gives one; on a template whose routes take IAM, calls are SigV4-signed.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -28,6 +34,9 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::Value;
+
+use crate::identity::TokenIssuer;
+use crate::identity::cognito::Cognito;
 
 /// How long an `until` step polls.
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -38,8 +47,36 @@ const PATIENCE: Duration = Duration::from_secs(15);
 pub struct Demo {
     /// What the demo shows, printed first.
     pub title: String,
+    /// Who calls, the first by default.
+    #[serde(default)]
+    pub users: Vec<DemoUser>,
     /// The calls, in order.
     pub steps: Vec<Step>,
+}
+
+/// A caller of the demo: a user of the service's pool holding some scopes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoUser {
+    /// How steps name it (`as: <name>`).
+    pub name: String,
+    /// The scopes its token holds.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// How the demo's calls are authorized.
+#[derive(Debug)]
+pub enum Credentials {
+    /// Not at all (routes without authorization).
+    None,
+    /// SigV4-signed with the emulator's credentials (IAM routes).
+    Iam,
+    /// Bearer tokens of the service's user pool, one per demo user.
+    Tokens {
+        issuer: TokenIssuer,
+        cognito: Cognito,
+    },
 }
 
 /// One step: a call (`get`, `post`, `put`, `patch` or `delete` with its path) or a line to say.
@@ -75,6 +112,9 @@ pub struct Step {
     /// How many times to make the call.
     #[serde(default = "once")]
     times: u32,
+    /// Which user calls (default: the first).
+    #[serde(default, rename = "as")]
+    caller: Option<String>,
 }
 
 fn once() -> u32 {
@@ -110,6 +150,15 @@ impl Demo {
         for (i, step) in demo.steps.iter().enumerate() {
             step.call()
                 .map_err(|e| format!("{}: step {}: {e}", path.display(), i + 1))?;
+            if let Some(caller) = &step.caller
+                && !demo.users.iter().any(|u| &u.name == caller)
+            {
+                return Err(format!(
+                    "{}: step {}: no user {caller} among the demo's users",
+                    path.display(),
+                    i + 1
+                ));
+            }
         }
         Ok(demo)
     }
@@ -143,8 +192,16 @@ fn curl(
     path: &str,
     headers: &[(String, String)],
     body: Option<&Value>,
+    auth: &Auth,
 ) -> String {
     let mut line = format!("curl -s -X {method} '{base}{path}'");
+    match auth {
+        Auth::None => {}
+        Auth::Iam => line.push_str(" --aws-sigv4 aws:amz:us-east-1:execute-api --user test:test"),
+        Auth::Bearer { variable, .. } => {
+            line.push_str(&format!(" -H \"authorization: Bearer ${variable}\""));
+        }
+    }
     for (name, value) in headers {
         line.push_str(&format!(" -H '{name}: {value}'"));
     }
@@ -159,6 +216,42 @@ fn say(line: &str) {
     println!("{line}");
 }
 
+impl Credentials {
+    /// What the template's routes take: tokens of its user pool if any route takes JWTs,
+    /// else signatures if any takes IAM, else nothing.
+    pub fn for_environment(
+        template: &crate::local::template::Template,
+        resources: &crate::local::provision::Resources,
+        clients: &crate::local::provision::Clients,
+    ) -> Result<Self, String> {
+        use crate::local::template::RouteAuth;
+        let takes =
+            |wanted: fn(&RouteAuth) -> bool| template.routes.iter().any(|r| wanted(&r.auth));
+        if takes(|auth| matches!(auth, RouteAuth::Jwt { .. })) {
+            Ok(Self::Tokens {
+                issuer: TokenIssuer::for_resources(template, resources)?,
+                cognito: clients.cognito.clone(),
+            })
+        } else if takes(|auth| matches!(auth, RouteAuth::Iam)) {
+            Ok(Self::Iam)
+        } else {
+            Ok(Self::None)
+        }
+    }
+}
+
+/// How one call is authorized.
+#[derive(Debug)]
+enum Auth {
+    None,
+    Iam,
+    /// A user's token, and the shell variable the printed curl commands name it by.
+    Bearer {
+        token: String,
+        variable: String,
+    },
+}
+
 /// One HTTP call: its status, whether it was a replay, its body.
 async fn send(
     client: &reqwest::Client,
@@ -166,14 +259,40 @@ async fn send(
     url: &str,
     headers: &[(String, String)],
     body: Option<&Value>,
+    auth: &Auth,
 ) -> Result<(u16, bool, Value), String> {
     let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
-    let mut request = client.request(method, url);
+    let mut request = client.request(method.clone(), url);
     for (name, value) in headers {
         request = request.header(name, value);
     }
-    if let Some(body) = body {
-        request = request.json(body);
+    let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    if body.is_some() {
+        request = request
+            .header("content-type", "application/json")
+            .body(bytes.clone());
+    }
+    match auth {
+        Auth::None => {}
+        Auth::Iam => {
+            let signed = crate::sign::sigv4_headers(
+                crate::sign::Signable {
+                    method: method.as_str(),
+                    url,
+                    headers: &[],
+                    body: &bytes,
+                },
+                crate::sign::emulator_credentials(),
+                "us-east-1",
+                "execute-api",
+            )?;
+            for (name, value) in signed {
+                request = request.header(name, value);
+            }
+        }
+        Auth::Bearer { token, .. } => {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
     }
     let response = request.send().await.map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
@@ -192,14 +311,56 @@ fn matches(
         .all(|(field, value)| body.get(field) == Some(&fill_value(value, saved)))
 }
 
-/// Runs a demo against the API at `base`; an error if the API does not answer as it says.
-pub async fn run(demo: &Demo, base: &str) -> Result<(), String> {
+/// Each demo user's way in: a token of the pool, a signature, or nothing.
+async fn callers(
+    demo: &Demo,
+    credentials: &Credentials,
+    suffix: &str,
+    tool: &str,
+) -> Result<BTreeMap<String, Auth>, String> {
+    let mut callers = BTreeMap::new();
+    let users: Vec<(&str, &[String])> = if demo.users.is_empty() {
+        vec![("", &[][..])]
+    } else {
+        demo.users
+            .iter()
+            .map(|u| (u.name.as_str(), u.scopes.as_slice()))
+            .collect()
+    };
+    for (name, scopes) in users {
+        let auth = match credentials {
+            Credentials::None => Auth::None,
+            Credentials::Iam => Auth::Iam,
+            Credentials::Tokens { issuer, cognito } => {
+                let user = format!("{name}-{suffix}");
+                let token = issuer.token(cognito, &user, scopes).await?;
+                let variable = name.to_uppercase().replace(['-', '.'], "_");
+                say(&format!(
+                    "  {variable}=$({tool} token --user {user} --scope \"{}\")",
+                    scopes.join(" ")
+                ));
+                Auth::Bearer { token, variable }
+            }
+        };
+        callers.insert(name.to_owned(), auth);
+    }
+    Ok(callers)
+}
+
+/// Runs a demo against the API at `base`, its users authorized by `credentials`; an error if
+/// the API does not answer as it says.
+pub async fn run(demo: &Demo, base: &str, credentials: &Credentials) -> Result<(), String> {
     let client = reqwest::Client::new();
-    let mut saved = BTreeMap::from([(
-        "suffix".to_owned(),
-        uuid::Uuid::new_v4().simple().to_string()[..6].to_owned(),
-    )]);
+    let suffix = uuid::Uuid::new_v4().simple().to_string()[..6].to_owned();
+    let mut saved = BTreeMap::from([("suffix".to_owned(), suffix.clone())]);
     say(&format!("\nDemo: {}.\n", demo.title));
+    let tool = std::env::args()
+        .next()
+        .as_deref()
+        .and_then(|path| Path::new(path).file_name()?.to_str().map(str::to_owned))
+        .unwrap_or_else(|| "eventfold".into());
+    let callers = callers(demo, credentials, &suffix, &tool).await?;
+    let default = demo.users.first().map_or("", |u| u.name.as_str());
     for step in &demo.steps {
         let Some((method, path)) = step.call()? else {
             say(&format!("\n  {}:", step.say.as_deref().unwrap_or_default()));
@@ -213,11 +374,12 @@ pub async fn run(demo: &Demo, base: &str) -> Result<(), String> {
             .map(|(k, v)| (k.clone(), fill(v, &saved)))
             .collect();
         let body = step.body.as_ref().map(|b| fill_value(b, &saved));
+        let auth = &callers[step.caller.as_deref().unwrap_or(default)];
         if let Some(wanted) = &step.until {
             let deadline = Instant::now() + PATIENCE;
             loop {
                 let (status, _, answer) =
-                    send(&client, method, &url, &headers, body.as_ref()).await?;
+                    send(&client, method, &url, &headers, body.as_ref(), auth).await?;
                 if (200..300).contains(&status) && matches(&answer, wanted, &saved) {
                     break;
                 }
@@ -231,7 +393,7 @@ pub async fn run(demo: &Demo, base: &str) -> Result<(), String> {
         }
         for _ in 0..step.times.max(1) {
             let (status, replayed, answer) =
-                send(&client, method, &url, &headers, body.as_ref()).await?;
+                send(&client, method, &url, &headers, body.as_ref(), auth).await?;
             let marker = if replayed {
                 "  (Idempotent-Replayed: true)"
             } else {
@@ -242,7 +404,7 @@ pub async fn run(demo: &Demo, base: &str) -> Result<(), String> {
             ));
             say(&format!(
                 "      $ {}",
-                curl(base, method, &path, &headers, body.as_ref())
+                curl(base, method, &path, &headers, body.as_ref(), auth)
             ));
             let expected = step
                 .expect
@@ -268,8 +430,8 @@ pub async fn run(demo: &Demo, base: &str) -> Result<(), String> {
 }
 
 /// Loads a demo file and runs it.
-pub async fn run_file(path: &Path, base: &str) -> Result<(), String> {
-    run(&Demo::load(path)?, base).await
+pub async fn run_file(path: &Path, base: &str, credentials: &Credentials) -> Result<(), String> {
+    run(&Demo::load(path)?, base, credentials).await
 }
 
 #[cfg(test)]

@@ -12,11 +12,11 @@ use aws_lambda_events::apigw::{
     ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerIamDescription,
     ApiGatewayV2httpResponse,
 };
-use eventfold::problem::ProblemType;
 use aws_lambda_events::encodings::Body as EventBody;
 use base64::Engine;
 use bytes::Bytes;
 use eventfold::lambda::http::{PROBLEM_JSON, Problem, gateway_event, kinds, percent_decode};
+use eventfold::problem::ProblemType;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError};
 use hyper::body::Incoming;
@@ -312,7 +312,9 @@ impl Gateway {
                 let now = chrono::Utc::now().timestamp();
                 match jwt.authorize(authorization, scopes, now).await {
                     Ok(context) => Ok(Some(context)),
-                    Err(Refusal::Unauthorized(why)) => Err(Problem::new(kinds::UNAUTHENTICATED, why)),
+                    Err(Refusal::Unauthorized(why)) => {
+                        Err(Problem::new(kinds::UNAUTHENTICATED, why))
+                    }
                     Err(Refusal::Forbidden(why)) => Err(Problem::new(kinds::FORBIDDEN, why)),
                 }
             }

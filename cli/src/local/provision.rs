@@ -156,7 +156,8 @@ impl Resources {
                         }
                         None => Reference::Ref(name.to_owned()),
                     };
-                    resolved = resolved.replace(&format!("${{{name}}}"), &self.resolve(&reference)?);
+                    resolved =
+                        resolved.replace(&format!("${{{name}}}"), &self.resolve(&reference)?);
                 }
                 Ok(resolved)
             }
@@ -276,8 +277,12 @@ pub async fn provision(
     }
     provision_identity(template, clients, &mut resources).await?;
     for key in &template.kms_keys {
-        let created = create_key(&clients.signed, key, &physical_name(prefix, &key.logical_id, false))
-            .await?;
+        let created = create_key(
+            &clients.signed,
+            key,
+            &physical_name(prefix, &key.logical_id, false),
+        )
+        .await?;
         resources.kms_keys.insert(key.logical_id.clone(), created);
     }
     Ok(resources)
@@ -321,7 +326,9 @@ async fn provision_identity(
             .ensure_client(pool, &name, &settings)
             .await
             .map_err(|e| fail(&name, e))?;
-        resources.user_pool_clients.insert(spec.logical_id.clone(), id);
+        resources
+            .user_pool_clients
+            .insert(spec.logical_id.clone(), id);
     }
     Ok(())
 }
@@ -460,7 +467,7 @@ pub async fn discover(
     }
     for key in &template.kms_keys {
         let name = physical_name(prefix, &key.logical_id, false);
-        if let Some(found) = find_key(&clients.signed, &name).await? {
+        if let Ok(Some(found)) = find_key(&clients.signed, &name).await {
             resources.kms_keys.insert(key.logical_id.clone(), found);
         }
     }

@@ -21,6 +21,7 @@ use std::path::Path;
 
 use aws_credential_types::Credentials;
 
+use crate::identity::TokenIssuer;
 use crate::local::functions::Functions;
 use crate::local::provision::{Clients, ProvisionError, Resources, provision};
 use crate::local::runner::{LocalRunner, RunnerOptions};
@@ -106,10 +107,23 @@ impl LocalService {
         self.runner.url()
     }
 
+    /// An access token of the service's user pool for `user` (created if new) holding
+    /// exactly `scopes`, as `eventfold token` mints it.
+    pub async fn token(&self, user: &str, scopes: &[&str]) -> Result<String, String> {
+        let issuer = TokenIssuer::for_resources(&self.template, &self.resources)?;
+        issuer
+            .token(&self.clients.cognito, user, &owned(scopes))
+            .await
+    }
+
     /// Stops the gateway, the mappings and every function process.
     pub async fn stop(self) {
         self.runner.stop().await;
     }
+}
+
+fn owned(scopes: &[&str]) -> Vec<String> {
+    scopes.iter().map(|s| (*s).to_owned()).collect()
 }
 
 /// A service's template deployed through CloudFormation on the emulator by its own
@@ -123,6 +137,10 @@ pub struct DeployedService {
     pub api: String,
     /// The stack's outputs.
     pub outputs: std::collections::BTreeMap<String, String>,
+    /// The emulator it runs on.
+    pub endpoint: String,
+    /// The template deployed.
+    pub template: Template,
 }
 
 impl DeployedService {
@@ -167,11 +185,46 @@ impl DeployedService {
             .get("Api")
             .cloned()
             .ok_or_else(|| ProvisionError("no Api output".into()))?;
+        let template = Template::load(&root.join("infra/template.yaml"))
+            .map_err(|e| ProvisionError(e.to_string()))?;
         Ok(Self {
             stack,
             api,
             outputs,
+            endpoint: endpoint.to_owned(),
+            template,
         })
+    }
+
+    /// Where the stack's users' tokens come from: its user pool and app client (the outputs
+    /// `UserPoolId` and `ApiClientId`), the groups its template declares.
+    pub fn token_issuer(&self) -> Result<TokenIssuer, String> {
+        let output = |name: &str| {
+            self.outputs
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("the stack has no output {name}"))
+        };
+        Ok(TokenIssuer {
+            pool: crate::identity::cognito::UserPool::new(output("UserPoolId")?),
+            client_id: output("ApiClientId")?,
+            scopes: self
+                .template
+                .user_pools
+                .iter()
+                .flat_map(|pool| pool.groups.clone())
+                .collect(),
+        })
+    }
+
+    /// An access token of the stack's user pool for `user` (created if new) holding exactly
+    /// `scopes`, as `eventfold token --stack` mints it.
+    pub async fn token(&self, user: &str, scopes: &[&str]) -> Result<String, String> {
+        let sdk = emulator_sdk_config(&self.endpoint).await;
+        let cognito = crate::identity::cognito::Cognito::new(&sdk);
+        self.token_issuer()?
+            .token(&cognito, user, &owned(scopes))
+            .await
     }
 
     /// The SigV4 headers the API's IAM authorization wants for a request.

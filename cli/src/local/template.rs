@@ -648,7 +648,13 @@ fn evaluate(
     let Value::Tagged(tagged) = value else {
         return Err(err(format!("not a condition function: {value:?}")));
     };
-    let operands = || tagged.value.as_sequence().map(Vec::as_slice).unwrap_or_default();
+    let operands = || {
+        tagged
+            .value
+            .as_sequence()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    };
     let all = |items: &[Value]| -> Result<Option<Vec<bool>>, TemplateError> {
         let mut results = Vec::new();
         for item in items {

@@ -27,7 +27,7 @@ pub enum Invoker {
     /// environment resolved to `resources`.
     Local {
         template: Arc<Template>,
-        resources: Resources,
+        resources: Box<Resources>,
         endpoint: String,
         binaries: PathBuf,
         started: Mutex<BTreeMap<String, Arc<ProcessFunction>>>,
@@ -50,7 +50,7 @@ impl Invoker {
     ) -> Self {
         Self::Local {
             template,
-            resources,
+            resources: Box::new(resources),
             endpoint,
             binaries,
             started: Mutex::default(),

@@ -261,14 +261,7 @@ impl Target {
             endpoint.to_owned(),
             binaries,
         );
-        let identity = TokenIssuer::of(&template, |logical| {
-            resources
-                .user_pools
-                .get(logical)
-                .map(|pool| pool.id.clone())
-                .or_else(|| resources.user_pool_clients.get(logical).cloned())
-        })
-        .ok();
+        let identity = TokenIssuer::for_resources(&template, resources).ok();
         let mut target = Self::new(
             format!("local prefix {}", resources.prefix),
             template,

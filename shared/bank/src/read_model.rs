@@ -220,10 +220,16 @@ pub fn expected_row(events: &[RecordedEvent]) -> Option<AccountRow> {
 
 /// One account as the API shows its row: the id, the row's fields and its version.
 pub fn row_json(id: &eventfold::EntityId, version: u64, view: &AccountView) -> serde_json::Value {
-    serde_json::to_value(AccountRow {
+    let mut row = serde_json::to_value(AccountRow {
         id: id.to_string(),
         view: view.clone(),
         version,
     })
-    .expect("an account row is strings and numbers: it serializes")
+    .expect("an account row is strings and numbers: it serializes");
+    // Who owns it decides who may read it; the answer is the API's fields, the same as the
+    // state's plus `updated_at`.
+    if let Some(fields) = row.as_object_mut() {
+        fields.remove("owner_id");
+    }
+    row
 }

@@ -280,9 +280,18 @@ mod tests {
         assert_eq!(claim.category(), EMAIL_CLAIM_CATEGORY);
         assert!(!claim.as_str().contains("ada"));
         let unkeyed = hex::encode(Sha256::digest(email.as_str().as_bytes()));
-        assert!(!claim.as_str().contains(&unkeyed), "a guess must not find the claim");
+        assert!(
+            !claim.as_str().contains(&unkeyed),
+            "a guess must not find the claim"
+        );
         let other_key = LocalKey::new(*b"another key of thirty-two bytes!");
-        assert_ne!(claim, email_claim_stream(&other_key, &email).await.expect("valid"));
-        assert_eq!(claim, email_claim_stream(&key, &email).await.expect("valid"));
+        assert_ne!(
+            claim,
+            email_claim_stream(&other_key, &email).await.expect("valid")
+        );
+        assert_eq!(
+            claim,
+            email_claim_stream(&key, &email).await.expect("valid")
+        );
     }
 }

@@ -15,7 +15,9 @@ use crate::service::account_stream;
 
 /// The claim key of tests: a fixed in-process HMAC key (a deployed bank's is a KMS key).
 pub fn claim_key() -> Arc<dyn eventfold::keyed::KeyedHash> {
-    Arc::new(eventfold::keyed::LocalKey::new(*b"the bank's test claim key (32 B)"))
+    Arc::new(eventfold::keyed::LocalKey::new(
+        *b"the bank's test claim key (32 B)",
+    ))
 }
 
 /// The events of an account opened in EUR and then given `events - 1` deposits of 1.

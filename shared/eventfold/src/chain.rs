@@ -193,6 +193,15 @@ impl ChainVerifier {
         Ok(())
     }
 
+    /// A verifier expecting version `next_version`, whose predecessor's chain value is
+    /// `previous_chain` (a range of a stream verified on its own).
+    pub fn resume(previous_chain: String, next_version: u64) -> Self {
+        Self {
+            previous: previous_chain,
+            expected_version: next_version,
+        }
+    }
+
     /// The version the verifier expects next.
     pub fn next_version(&self) -> u64 {
         self.expected_version
@@ -201,6 +210,11 @@ impl ChainVerifier {
     /// The outcome once every event has been pushed.
     pub fn finish(self) -> Verification {
         Verification::intact(self.previous, self.expected_version - 1)
+    }
+
+    /// The outcome of a range that began at `from`: its events counted from there.
+    pub fn finish_range(self, from: u64) -> Verification {
+        Verification::intact(self.previous, self.expected_version - from)
     }
 }
 

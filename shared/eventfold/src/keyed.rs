@@ -86,6 +86,9 @@ mod tests {
 
     #[test]
     fn the_key_never_prints() {
-        assert_eq!(format!("{:?}", LocalKey::new(*b"secret")), "LocalKey(<secret>)");
+        assert_eq!(
+            format!("{:?}", LocalKey::new(*b"secret")),
+            "LocalKey(<secret>)"
+        );
     }
 }

@@ -144,8 +144,13 @@ pub mod kinds {
     pub const OUTCOME_UNKNOWN: ProblemType =
         ProblemType::new(503, "outcome-unknown", "Outcome unknown").retry_after(1);
 
+    /// A read whose work would exceed one request's bound (time travel too far past a
+    /// stream's start or its snapshot).
+    pub const HISTORY_TOO_LONG: ProblemType =
+        ProblemType::new(422, "history-too-long", "Too much history for one request");
+
     /// Every library kind, for documentation and tests.
-    pub const ALL: [ProblemType; 18] = [
+    pub const ALL: [ProblemType; 19] = [
         MALFORMED_JSON,
         INVALID_REQUEST,
         UNAUTHENTICATED,
@@ -164,6 +169,7 @@ pub mod kinds {
         INTERNAL,
         STORE_UNAVAILABLE,
         OUTCOME_UNKNOWN,
+        HISTORY_TOO_LONG,
     ];
 }
 

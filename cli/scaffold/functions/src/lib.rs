@@ -15,7 +15,12 @@ use {{service_rs}}::{ {{Aggregate}}, {{Aggregates}}, {{Aggregates}}Projection, R
 /// The environment variable naming the {{aggregates}} read-model table.
 pub const {{AGGREGATES}}_TABLE: &str = "{{AGGREGATES}}_TABLE";
 
-/// The scope that reads raw streams and verifies them (an IAM caller holds every scope).
+/// The scope of the GET routes (a user holds a scope by membership of the pool's group of that
+/// name; an IAM caller holds every scope).
+pub const READ: &str = "{{service}}/read";
+/// The scope of the POST routes.
+pub const WRITE: &str = "{{service}}/write";
+/// The scope that reads raw streams and verifies them.
 pub const OPERATOR: &str = "{{service}}/operator";
 
 /// The {{aggregates}} projector over a read model, repairing gaps from `store`.
@@ -77,6 +82,7 @@ pub mod command_api {
     /// The routes over a {{aggregates}} service.
     pub fn api(service: {{Aggregates}}) -> CommandApi<{{Aggregates}}> {
         CommandApi::new(service)
+            .scope(WRITE)
             .route("POST /{{aggregates_kebab}}", register, |_, done| {
                 let id = &done.receipt;
                 let version = written(done, id)?;
@@ -143,6 +149,7 @@ pub mod query_api {
     pub fn api(commands: CommandService, read_model: Arc<dyn ReadModelStore>) -> QueryApi {
         let store: Arc<dyn EventStore> = commands.store().clone();
         QueryApi::new()
+            .scope(READ)
             .row(
                 "GET /{{aggregates_kebab}}/{id}",
                 Arc::new(projector(read_model, store.clone())),

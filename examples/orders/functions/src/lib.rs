@@ -17,7 +17,12 @@ pub const ORDERS_TABLE: &str = "ORDERS_TABLE";
 /// order streams).
 pub const CUSTOMERS_TABLE: &str = "CUSTOMERS_TABLE";
 
-/// The scope that reads raw streams and verifies them (an IAM caller holds every scope).
+/// The scope of the GET routes (a user holds a scope by membership of the pool's group of that
+/// name; an IAM caller holds every scope).
+pub const READ: &str = "orders/read";
+/// The scope of the POST routes.
+pub const WRITE: &str = "orders/write";
+/// The scope that reads raw streams and verifies them.
 pub const OPERATOR: &str = "orders/operator";
 
 /// The two read models, over their stores, repairing gaps from `store`.
@@ -129,6 +134,7 @@ pub mod command_api {
     /// The routes over an orders service.
     pub fn api(orders: Orders) -> CommandApi<Orders> {
         CommandApi::new(orders)
+            .scope(WRITE)
             .route("POST /orders", start, |_, done| {
                 let id = &done.receipt;
                 let version = written(done, id)?;
@@ -242,6 +248,7 @@ pub mod query_api {
         let (per_order, per_customer) = projectors(orders.clone(), customers, store.clone());
         let per_customer = Arc::new(per_customer);
         QueryApi::new()
+            .scope(READ)
             .row(
                 "GET /orders/{id}",
                 Arc::new(per_order),

@@ -1,22 +1,24 @@
 //! The orders service over HTTP, both ways it runs off AWS: on the local runner, as `make local`
 //! runs it (each function's binary through a local Lambda Runtime API), and as `make
-//! deploy-local` deploys it (CloudFormation on the emulator, which runs the functions; requests
-//! signed for the routes' IAM authorization). Both read models follow from the events stream.
+//! deploy-local` deploys it (CloudFormation on the emulator, which runs the functions, its JWT
+//! authorizer checking tokens). Callers are users of the service's Cognito pool. Both read
+//! models follow from the events stream.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use eventfold_cli::local::service::{DeployedService, LocalService, emulator_endpoint};
+use orders_functions::{READ, WRITE};
 use serde_json::{Value, json};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The API at `base`, its requests signed when it is the deployed stack's.
+/// The API at `base`, called by the bearer of `token`.
 struct Api {
     base: String,
-    deployed: Option<DeployedService>,
+    token: String,
     http: reqwest::Client,
 }
 
@@ -25,19 +27,11 @@ impl Api {
         let url = format!("{}{path}", self.base);
         let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
-        let mut request = self.http.request(method.clone(), &url);
+        let mut request = self.http.request(method, &url).bearer_auth(&self.token);
         if body.is_some() {
             request = request
                 .header("content-type", "application/json")
-                .body(bytes.clone());
-        }
-        if let Some(deployed) = &self.deployed {
-            for (name, value) in deployed
-                .sign(method.as_str(), &url, &bytes)
-                .expect("signed")
-            {
-                request = request.header(name, value);
-            }
+                .body(bytes);
         }
         let response = request.send().await.expect("the API answers");
         let status = response.status().as_u16();
@@ -136,9 +130,13 @@ async fn on_the_local_runner() {
     )
     .await
     .expect("the local service starts");
+    let token = service
+        .token("clerk", &[READ, WRITE])
+        .await
+        .expect("a token");
     let api = Api {
         base: service.url(),
-        deployed: None,
+        token,
         http: reqwest::Client::new(),
     };
     an_order_through_its_life(&api).await;
@@ -152,9 +150,13 @@ async fn on_the_deployed_stack() {
         .await
         .expect("deploys")
         .expect("make deploy-local's script deploys the stack");
+    let token = deployed
+        .token("clerk", &[READ, WRITE])
+        .await
+        .expect("a token");
     let api = Api {
         base: deployed.api.clone(),
-        deployed: Some(deployed),
+        token,
         http: reqwest::Client::new(),
     };
     an_order_through_its_life(&api).await;

@@ -8,20 +8,26 @@ use std::time::{Duration, Instant};
 
 use eventfold_cli::local::service::{LocalService, emulator_endpoint};
 use eventfold_cli::ops::{Target, rebuild, snapshots};
+use orders_functions::{READ, WRITE};
 use serde_json::{Value, json};
 
-async fn get(url: &str) -> (u16, Value) {
-    let response = reqwest::get(url).await.expect("the API answers");
+async fn get(url: &str, token: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("the API answers");
     (
         response.status().as_u16(),
         response.json().await.unwrap_or(Value::Null),
     )
 }
 
-async fn until(url: &str, field: &str, value: &Value) -> Value {
+async fn until(url: &str, token: &str, field: &str, value: &Value) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (status, body) = get(url).await;
+        let (status, body) = get(url, token).await;
         if status == 200 && &body[field] == value {
             return body;
         }
@@ -41,8 +47,17 @@ async fn rebuild_and_backfill_drive_this_services_functions() {
         .await
         .expect("the local service starts");
     let base = service.url();
+    let token = service
+        .token("clerk", &[READ, WRITE])
+        .await
+        .expect("a token");
     let http = reqwest::Client::new();
-    let post = |path: String, body: Value| http.post(format!("{base}{path}")).json(&body).send();
+    let post = |path: String, body: Value| {
+        http.post(format!("{base}{path}"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
     let mut orders = Vec::new();
     for n in 0..3 {
         let created: Value = post("/orders".into(), json!({"customer": "rebuilt"}))
@@ -60,10 +75,11 @@ async fn rebuild_and_backfill_drive_this_services_functions() {
     }
     let mut before = Vec::new();
     for id in &orders {
-        before.push(until(&format!("{base}/orders/{id}"), "version", &json!(2)).await);
+        before.push(until(&format!("{base}/orders/{id}"), &token, "version", &json!(2)).await);
     }
     let customer = until(
         &format!("{base}/customers/rebuilt/orders"),
+        &token,
         "placed",
         &json!(0),
     )
@@ -82,10 +98,10 @@ async fn rebuild_and_backfill_drive_this_services_functions() {
         .expect("rebuilt");
     assert!(report.events >= 6, "{report:?}");
     for (id, row) in orders.iter().zip(&before) {
-        let (status, again) = get(&format!("{base}/orders/{id}")).await;
+        let (status, again) = get(&format!("{base}/orders/{id}"), &token).await;
         assert_eq!((status, &again), (200, row), "the rebuilt row is the row");
     }
-    let (_, listed) = get(&format!("{base}/customers/rebuilt/orders")).await;
+    let (_, listed) = get(&format!("{base}/customers/rebuilt/orders"), &token).await;
     assert_eq!(
         listed["orders"], customer["orders"],
         "and the customer's row too"

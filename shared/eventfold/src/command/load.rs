@@ -24,6 +24,23 @@ const KEPT_CATCH_UP: usize = 1000;
 /// The longest tail a cold load reads beside the snapshot.
 const MAX_COLD_TAIL: u64 = 1000;
 
+/// What [`CommandService::load_as_of_within`] calls the events it would fold past its bound.
+pub const HISTORY_TO_FOLD: &str = "history to fold";
+
+fn as_of_version(as_of: AsOf) -> Option<u64> {
+    match as_of {
+        AsOf::Version(version) => Some(version),
+        AsOf::Time(_) => None,
+    }
+}
+
+fn as_of_time(as_of: AsOf) -> Option<DateTime<Utc>> {
+    match as_of {
+        AsOf::Time(at) => Some(at),
+        AsOf::Version(_) => None,
+    }
+}
+
 /// A stream loaded for a decision.
 #[derive(Clone, Debug)]
 pub struct Loaded<A> {
@@ -300,7 +317,7 @@ impl CommandService {
         }
     }
 
-    /// The state as it was at a version or an instant (time travel); never uses snapshots.
+    /// The state as it was at a version or an instant (time travel), folded from the start.
     pub async fn load_as_of<A: Aggregate>(
         &self,
         stream_id: &StreamId,
@@ -310,5 +327,67 @@ impl CommandService {
         let mut loaded = Loaded::empty(stream_id.clone());
         loaded.fold_in(&events)?;
         Ok(loaded)
+    }
+
+    /// [`Self::load_as_of`] folding at most `max_events` events, so that one request's work
+    /// is bounded however long the stream: from the snapshot when the point lies at or after
+    /// it (the snapshot's own event says when it was), else from the start. Reads stop at the
+    /// point, or one past the bound: more than `max_events` to fold is
+    /// [`StoreError::TooLarge`] (`what` is `"history to fold"`).
+    pub async fn load_as_of_within<A: Aggregate>(
+        &self,
+        stream_id: &StreamId,
+        as_of: AsOf,
+        max_events: usize,
+    ) -> Result<Loaded<A>, StoreError> {
+        if let Some((state, version)) = self.usable_snapshot::<A>(stream_id).await?
+            && as_of_version(as_of).is_none_or(|point| version <= point)
+        {
+            // The snapshot's own event first: it proves the snapshot and says when it was.
+            let events = self
+                .read_to_point(stream_id, version, as_of, max_events + 1)
+                .await?;
+            if let Some(own) = events.first().filter(|e| e.version == version)
+                && as_of_time(as_of).is_none_or(|at| own.occurred_at <= at)
+            {
+                let mut loaded = Loaded::at(state, own.head(), Some(own.occurred_at));
+                loaded.snapshot_version = Some(version);
+                loaded.fold_in(&events[1..])?;
+                loaded.current = true;
+                return Ok(loaded);
+            }
+        }
+        let events = self.read_to_point(stream_id, 1, as_of, max_events).await?;
+        let mut loaded = Loaded::empty(stream_id.clone());
+        loaded.fold_in(&events)?;
+        Ok(loaded)
+    }
+
+    /// The events from `from` up to the point `as_of`, at most `max_events` of them (more is
+    /// `TooLarge`), upcast.
+    async fn read_to_point(
+        &self,
+        stream_id: &StreamId,
+        from: u64,
+        as_of: AsOf,
+        max_events: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let range = ReadRange::from(from)
+            .to(as_of_version(as_of).unwrap_or(u64::MAX))
+            .limit(max_events);
+        let RawRead { mut events, more } = self.store.read_raw(stream_id, range).await?;
+        let cut = as_of_time(as_of).and_then(|at| events.iter().position(|e| e.occurred_at > at));
+        match cut {
+            Some(cut) => events.truncate(cut),
+            None if more => {
+                return Err(StoreError::TooLarge {
+                    what: HISTORY_TO_FOLD,
+                    actual: max_events + 1,
+                    limit: max_events,
+                });
+            }
+            None => {}
+        }
+        self.store.upcast_all(events)
     }
 }

@@ -46,7 +46,7 @@ use std::sync::Arc;
 
 pub use context::{Claim, CommandContext, Target, request_fingerprint};
 pub use error::{CommandError, Outcome};
-pub use load::Loaded;
+pub use load::{HISTORY_TO_FOLD, Loaded};
 pub use outcome::{Executed, ExecutionStats};
 pub use retry::RetryPolicy;
 

@@ -297,6 +297,48 @@ pub trait EventStore: Send + Sync + fmt::Debug {
         Ok(verifier.finish())
     }
 
+    /// Recomputes the chain of at most `limit` events from version `from` on, starting from
+    /// the stored chain of the event before (which a verification of the versions before it
+    /// vouches for): one request's worth of a long stream. Returns the verification of the
+    /// range and the `from` of the next one, if the stream goes on.
+    async fn verify_range(
+        &self,
+        stream_id: &StreamId,
+        from: u64,
+        limit: usize,
+    ) -> Result<(Verification, Option<u64>), StoreError> {
+        let from = from.max(1);
+        // From the event before the range (whose chain the range continues), if there is one.
+        let (start, extra) = if from > 1 { (from - 1, 1) } else { (1, 0) };
+        let page = self
+            .read_documents(stream_id, ReadRange::from(start).limit(limit + extra))
+            .await?;
+        let mut documents = page.documents.into_iter();
+        let mut verifier = if from > 1 {
+            match documents.next().map(stored::decode) {
+                Some(Ok(previous)) if previous.version == from - 1 => {
+                    ChainVerifier::resume(previous.chain, from)
+                }
+                // The event before the range is missing or unreadable: the range cannot be
+                // vouched for from it.
+                _ => return Ok((Verification::broken(from - 1), None)),
+            }
+        } else {
+            ChainVerifier::new()
+        };
+        for document in documents {
+            let pushed = match stored::decode(document) {
+                Ok(event) => verifier.push(&event),
+                Err(_) => Err(verifier.next_version()),
+            };
+            if let Err(bad) = pushed {
+                return Ok((Verification::broken(bad), None));
+            }
+        }
+        let next = page.more.then(|| verifier.next_version());
+        Ok((verifier.finish_range(from), next))
+    }
+
     /// Applies the store's upcasters to events read raw.
     fn upcast_all(&self, events: Vec<RecordedEvent>) -> Result<Vec<RecordedEvent>, StoreError> {
         let upcasters = &self.settings().upcasters;
