@@ -20,14 +20,27 @@ pub fn claim_key() -> Arc<dyn eventfold::keyed::KeyedHash> {
     ))
 }
 
-/// The events of an account opened in EUR and then given `events - 1` deposits of 1.
+/// The subject that owns the accounts these fixtures write.
+pub const OWNER: &str = "seed-owner";
+
+/// The owner of the fixtures' accounts as a caller: a customer with the read and write scopes.
+pub fn owner() -> eventfold::identity::Principal {
+    eventfold::identity::Principal::jwt(
+        "https://fixtures.invalid",
+        OWNER,
+        [crate::access::READ, crate::access::WRITE],
+    )
+}
+
+/// The events of an account opened in EUR by [`OWNER`] and then given `events - 1` deposits
+/// of 1.
 pub fn account_history(events: usize) -> Vec<AccountEvent> {
     let eur = Currency::parse("EUR").expect("EUR is a currency");
     let one = Amount::new(1).expect("1 is an amount");
     let opened = AccountEvent::AccountOpened {
         owner: Name::parse("Seed").expect("a valid name"),
         currency: eur,
-        owner_id: None,
+        owner_id: Some(OWNER.to_owned()),
     };
     std::iter::once(opened)
         .chain(std::iter::repeat_n(
