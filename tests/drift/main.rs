@@ -232,3 +232,51 @@ fn the_dashboard_shows_the_metrics_an_operator_needs_first() {
         );
     }
 }
+
+/// Reads cannot starve commands nor commands reads: each API function has concurrency of its
+/// own, and the routes whose work grows with a stream's length are throttled below the stage.
+#[test]
+fn api_functions_have_their_own_concurrency_and_heavy_routes_their_own_throttles() {
+    let text = std::fs::read_to_string(eventfold_tests::template_path()).unwrap();
+    let root: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    let resources = &root["Resources"];
+    for function in [
+        "CommandApiFunction",
+        "QueryApiFunction",
+        "SnapshotStreamsFunction",
+    ] {
+        assert!(
+            !resources[function]["Properties"]["ReservedConcurrentExecutions"].is_null(),
+            "{function} has no reserved concurrency"
+        );
+    }
+    let default_rate = root["Parameters"]["ApiThrottlingRateLimit"]["Default"]
+        .as_i64()
+        .unwrap();
+    let settings = resources["HttpApiStage"]["Properties"]["RouteSettings"]
+        .as_mapping()
+        .expect("route settings");
+    let keys: BTreeSet<String> = template()
+        .routes
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    for heavy in [
+        "GET /streams/{stream_id}/verify",
+        "GET /streams/{stream_id}/events",
+        "GET /accounts/{id}/state",
+    ] {
+        assert!(keys.contains(heavy), "{heavy} is a route");
+        let rate = settings
+            .get(heavy)
+            .and_then(|s| s["ThrottlingRateLimit"].as_i64())
+            .unwrap_or_else(|| panic!("{heavy} has no throttle of its own"));
+        assert!(
+            rate < default_rate,
+            "{heavy}: {rate} is not below {default_rate}"
+        );
+    }
+    for key in settings.keys() {
+        assert!(keys.contains(key.as_str().unwrap()), "{key:?} is no route");
+    }
+}

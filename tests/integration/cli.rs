@@ -365,3 +365,129 @@ async fn dlq_list_peek_and_redrive_empty_a_dead_letter_queue() {
     );
     api.stop().await;
 }
+
+/// `make local`'s command as a newcomer runs it: the template's resources, the user pool, the
+/// demo's customers signing in and registering; then `token` mints a token of that pool, and
+/// nothing the run wrote (events, the subscribers' queue, the function logs) carries an
+/// unkeyed hash of a registered address: claims are keyed MACs.
+#[tokio::test]
+async fn local_serves_its_demo_and_no_copy_holds_an_unkeyed_email_hash() {
+    use sha2::{Digest, Sha256};
+    use tokio::io::AsyncBufReadExt;
+
+    let prefix = format!("l{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut local = tokio::process::Command::from(eventfold());
+    let mut child = local
+        .args(["--prefix", &prefix, "local", "--port", &port.to_string()])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("eventfold local starts");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut said = String::new();
+    let served = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            said.push_str(&line);
+            said.push('\n');
+            if line.contains("The API is at") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(served, Ok(true), "{said}");
+    assert!(!said.contains("demo failed"), "{said}");
+    let emails: Vec<String> = said
+        .split("\"email\":\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next().map(str::to_owned))
+        .collect();
+    assert_eq!(emails.len(), 2, "the demo registers two customers: {said}");
+
+    let token = succeeded(
+        &eventfold()
+            .args(["--prefix", &prefix, "token", "--user", "reader@example.com"])
+            .args(["--scope", "bank/read"])
+            .output()
+            .expect("runs"),
+    );
+    let claims = eventfold_cli::identity::jwt::claims(token.trim()).expect("a JWT");
+    assert_eq!(claims["cognito:groups"], json!(["bank/read"]));
+    assert!(
+        claims["iss"]
+            .as_str()
+            .is_some_and(|iss| iss.starts_with("https://cognito-idp.")),
+        "{claims:?}"
+    );
+
+    // Every copy the run made.
+    let env = TestEnv::new().await;
+    let resources = eventfold_cli::local::provision::discover(
+        eventfold_tests::template(),
+        &env.clients,
+        &prefix,
+    )
+    .await
+    .expect("the run's resources");
+    let mut copies = String::new();
+    let scanned = env
+        .clients
+        .dynamodb
+        .scan()
+        .table_name(resources.table("EventsTable"))
+        .send()
+        .await
+        .expect("scan");
+    for item in scanned.items() {
+        copies.push_str(&format!("{item:?}\n"));
+    }
+    let queue = resources.queue_url("EventsQueue");
+    loop {
+        let received = env
+            .clients
+            .sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .expect("receive");
+        if received.messages().is_empty() {
+            break;
+        }
+        for message in received.messages() {
+            copies.push_str(&format!("{message:?}\n"));
+        }
+    }
+    let log = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../.local")
+            .join(format!("runner-{prefix}.log")),
+    )
+    .expect("the runner's function log");
+    assert!(
+        log.contains("command executed"),
+        "the log is the functions'"
+    );
+    copies.push_str(&log);
+    for email in &emails {
+        let unkeyed = hex::encode(Sha256::digest(email.as_bytes()));
+        assert!(
+            !copies.contains(&unkeyed),
+            "{email}'s unkeyed hash is stored"
+        );
+        assert!(!log.contains(email.as_str()), "{email} is logged");
+    }
+    assert!(
+        copies.contains("UserEmail-"),
+        "the claims were there to look at"
+    );
+    child.kill().await.expect("stopped");
+}

@@ -465,6 +465,26 @@ mod tests {
         }
     }
 
+    #[test]
+    fn an_iam_route_takes_the_caller_from_a_sigv4_header_and_nothing_else() {
+        let signed = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261206/us-east-1/execute-api/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc";
+        let iam = iam_caller(Some(signed))
+            .and_then(|a| a.iam)
+            .expect("a caller");
+        assert_eq!(
+            iam.user_arn.as_deref(),
+            Some("arn:aws:iam::000000000000:user/AKIDEXAMPLE")
+        );
+        for refused in [
+            None,
+            Some("Bearer eyJ"),
+            Some("AWS4-HMAC-SHA256 SignedHeaders=host"),
+            Some("AWS4-HMAC-SHA256 Credential=/x"),
+        ] {
+            assert!(iam_caller(refused).is_none(), "{refused:?}");
+        }
+    }
+
     fn route(method: &str, path: &str) -> Route {
         Route::new(
             &RouteSpec {

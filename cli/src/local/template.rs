@@ -902,6 +902,79 @@ fn parse_queue_source(id: &str, properties: &Value) -> Result<QueueSource, Templ
 mod tests {
     use super::*;
 
+    fn repository_template() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/template.yaml")
+    }
+
+    #[test]
+    fn conditions_decide_each_routes_authorization_and_the_identity_resources() {
+        let jwt = Template::load(&repository_template()).expect("parses");
+        assert_eq!(jwt.parameters["AuthMode"], "JWT");
+        assert!(
+            jwt.routes.iter().all(|r| matches!(&r.auth,
+                RouteAuth::Jwt { authorizer, scopes } if authorizer == "JwtAuthorizer" && scopes.is_empty())),
+            "{:?}",
+            jwt.routes
+        );
+        let authorizer = jwt.authorizer("JwtAuthorizer").expect("the authorizer");
+        assert_eq!(
+            authorizer.issuer,
+            Reference::Sub("https://${UserPool.ProviderName}".into())
+        );
+        assert_eq!(authorizer.issuer.target(), Some("UserPool"));
+        assert_eq!(authorizer.audiences, [Reference::Ref("ApiClient".into())]);
+        assert_eq!(
+            jwt.user_pool("UserPool").expect("the pool").groups,
+            ["bank/read", "bank/write", "bank/operator"]
+        );
+        assert_eq!(jwt.user_pool_clients[0].pool, "UserPool");
+        assert_eq!(
+            (
+                jwt.kms_keys[0].key_spec.as_str(),
+                jwt.kms_keys[0].key_usage.as_str()
+            ),
+            ("HMAC_256", "GENERATE_VERIFY_MAC")
+        );
+
+        let parameters = BTreeMap::from([("AuthMode".to_owned(), "IAM".to_owned())]);
+        let iam = Template::load_with(&repository_template(), &parameters).expect("parses");
+        assert!(iam.routes.iter().all(|r| r.auth == RouteAuth::Iam));
+        assert!(
+            iam.authorizers.is_empty(),
+            "the authorizer's condition is false"
+        );
+        let unknown = BTreeMap::from([("Nope".to_owned(), "x".to_owned())]);
+        assert!(Template::load_with(&repository_template(), &unknown).is_err());
+    }
+
+    #[test]
+    fn if_no_value_and_condition_functions() {
+        let source = r#"
+Parameters:
+  Mode: {Type: String, Default: a}
+Conditions:
+  IsA: !Equals [!Ref Mode, a]
+  NotA: !Not [!Condition IsA]
+  Both: !And [!Condition IsA, !Or [!Condition NotA, !Equals [x, x]]]
+Resources:
+  Api:
+    Type: AWS::ApiGatewayV2::Integration
+    Properties: {IntegrationUri: !GetAtt F.Arn}
+  R:
+    Type: AWS::ApiGatewayV2::Route
+    Properties:
+      RouteKey: GET /x
+      Target: !Sub "integrations/${Api}"
+      AuthorizationType: !If [Both, AWS_IAM, NONE]
+      AuthorizerId: !If [NotA, !Ref Nothing, !Ref "AWS::NoValue"]
+"#;
+        let a = Template::parse(source).expect("parses");
+        assert_eq!(a.routes[0].auth, RouteAuth::Iam);
+        let b = Template::parse_with(source, &BTreeMap::from([("Mode".into(), "b".into())]))
+            .expect("parses");
+        assert_eq!(b.routes[0].auth, RouteAuth::None);
+    }
+
     #[test]
     fn reads_the_repository_template() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/template.yaml");

@@ -458,3 +458,80 @@ async fn gets_carry_etags_and_if_none_match_is_304() {
     assert_eq!(values["Reads"], json!(1.0));
     assert!(values["ReadLatency"].as_f64().is_some());
 }
+
+/// One request's work is bounded however long the stream: verification goes 10,000 events at a
+/// time and says where to go on, and time travel past 10,000 events to fold is refused
+/// (with no snapshot to start from) rather than read.
+#[tokio::test]
+async fn verification_and_time_travel_are_bounded_per_request() {
+    use eventfold::lambda::query_api::MAX_EVENTS_PER_REQUEST;
+    let s = setup().await;
+    let id = eventfold::EntityId::parse("long").unwrap();
+    let length = MAX_EVENTS_PER_REQUEST + 5;
+    bank::testing::seed_account(s.store.as_ref(), &id, length)
+        .await
+        .unwrap();
+    let verify = "GET /streams/{stream_id}/verify";
+    let (status, first, _) = get(
+        &s.app,
+        verify,
+        "/streams/Account-long/verify",
+        &[("stream_id", "Account-long")],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(
+        (
+            first["ok"].clone(),
+            first["events"].clone(),
+            first["next"].clone()
+        ),
+        (
+            json!(true),
+            json!(MAX_EVENTS_PER_REQUEST),
+            json!(MAX_EVENTS_PER_REQUEST + 1)
+        )
+    );
+    let from = (MAX_EVENTS_PER_REQUEST + 1).to_string();
+    let (status, rest, _) = get(
+        &s.app,
+        verify,
+        "/streams/Account-long/verify",
+        &[("stream_id", "Account-long")],
+        &format!("from={from}"),
+    )
+    .await;
+    assert_eq!(
+        (status, rest["events"].clone(), rest["next"].clone()),
+        (200, json!(5), Value::Null),
+        "{rest}"
+    );
+    let state = "GET /accounts/{id}/state";
+    let (status, refused, _) = get(
+        &s.app,
+        state,
+        "/accounts/long/state",
+        &[("id", "long")],
+        &format!("as_of={length}"),
+    )
+    .await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(
+        refused["type"],
+        json!("https://eventfold.dev/problems/history-too-long")
+    );
+    let (status, early, _) = get(
+        &s.app,
+        state,
+        "/accounts/long/state",
+        &[("id", "long")],
+        "as_of=10",
+    )
+    .await;
+    assert_eq!(
+        (status, early["version"].clone()),
+        (200, json!(10)),
+        "{early}"
+    );
+}

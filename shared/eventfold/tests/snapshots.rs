@@ -380,3 +380,59 @@ async fn a_cold_load_reads_the_snapshot_and_the_tail_at_once() {
         assert_eq!(measured, expected, "{what}");
     }
 }
+
+/// Time travel folds at most its bound: from the snapshot when the point lies after it, from
+/// the start otherwise, and a point past the bound from either is refused, not read.
+#[tokio::test]
+async fn time_travel_is_bounded_and_starts_from_the_snapshot_where_it_can() {
+    let s = seeded(20).await;
+    assert_eq!(s.snapshot().await, SnapshotOutcome::Written(20));
+    for _ in 0..10 {
+        s.run(CounterCommand::Add(1)).await.unwrap();
+    }
+    let s = &s;
+    let within = |as_of, max| {
+        s.commands
+            .load_as_of_within::<Counter>(&s.stream, as_of, max)
+    };
+    let folded = |version| async move {
+        s.commands
+            .load_as_of::<Counter>(&s.stream, AsOf::Version(version))
+            .await
+            .unwrap()
+    };
+
+    let after = within(AsOf::Version(25), 10).await.unwrap();
+    assert_eq!(
+        (after.snapshot_version, after.events_folded, after.version),
+        (Some(20), 5, 25)
+    );
+    assert_eq!(after.state, folded(25).await.state);
+    let early = within(AsOf::Version(8), 10).await.unwrap();
+    assert_eq!((early.snapshot_version, early.events_folded), (None, 8));
+    assert_eq!(early.state, folded(8).await.state);
+    assert!(matches!(
+        within(AsOf::Version(15), 10).await,
+        Err(StoreError::TooLarge {
+            what: eventfold::command::HISTORY_TO_FOLD,
+            limit: 10,
+            ..
+        })
+    ));
+
+    let now = AsOf::Time(chrono::Utc::now());
+    let latest = within(now, 10).await.unwrap();
+    assert_eq!((latest.snapshot_version, latest.version), (Some(20), 30));
+    assert_eq!(latest.state, folded(30).await.state);
+    assert!(
+        within(now, 9).await.is_err(),
+        "ten events after the snapshot"
+    );
+    let before = within(
+        AsOf::Time(chrono::Utc::now() - chrono::Duration::days(1)),
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(before.version, 0, "nothing had happened");
+}

@@ -29,7 +29,8 @@ macro_rules! __store_suite_cases {
             append_then_read_back expected_versions append_after_head multi_stream_atomicity
             transaction_item_limits invalid_appends_write_nothing large_stream_reads_every_page
             paged_reads tail_reads as_of_reads idempotent_commands upcasting_on_read
-            integrity_chain_detects_tampering snapshot_due_marking }
+            integrity_chain_detects_tampering integrity_chain_verifies_by_ranges
+            snapshot_due_marking }
     };
 }
 
