@@ -113,7 +113,9 @@ pub async fn hot_stream(
             &config.snapshots_table,
         ));
         command_api::api(BankingService::new(
-            CommandService::new(store).with_snapshots(snapshots),
+            CommandService::new(store)
+                .with_snapshots(snapshots)
+                .with_subject_keys(bank::testing::subject_keys()),
             bank::testing::claim_key(),
         ))
         .with_metrics(Metrics::to("command-api", Arc::new(Log)))

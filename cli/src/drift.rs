@@ -23,7 +23,7 @@ use std::fmt;
 use std::path::Path;
 
 use eventfold::lambda::contract::{Contract, Runtime};
-use eventfold::names::{commands, env, events, snapshots};
+use eventfold::names::{commands, env, events, snapshots, subject_keys};
 use serde_norway::Value;
 
 use crate::local::template::{FunctionSpec, Reference, Template};
@@ -177,7 +177,7 @@ fn tables(template: &Template, drift: &mut Drift) {
             .filter_map(|f| named_table(f, variable))
             .collect()
     };
-    let library: [LibraryTable; 3] = [
+    let library: [LibraryTable; 4] = [
         (
             env::EVENTS_TABLE,
             events::STREAM_ID,
@@ -195,6 +195,13 @@ fn tables(template: &Template, drift: &mut Drift) {
         (
             env::SNAPSHOTS_TABLE,
             snapshots::STREAM_ID,
+            None,
+            false,
+            None,
+        ),
+        (
+            env::SUBJECT_KEYS_TABLE,
+            subject_keys::SUBJECT,
             None,
             false,
             None,

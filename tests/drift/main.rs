@@ -70,7 +70,15 @@ fn tables_have_the_keys_the_code_uses() {
         ),
         (accounts::ACCOUNT_ID, "S")
     );
-    assert_eq!(t.tables.len(), 4, "every table is used by the code");
+    let keys_table = table("SubjectKeysTable");
+    assert_eq!(
+        (
+            keys_table.hash_key.as_str(),
+            keys_table.attributes[eventfold::names::subject_keys::SUBJECT].as_str()
+        ),
+        (eventfold::names::subject_keys::SUBJECT, "S")
+    );
+    assert_eq!(t.tables.len(), 5, "every table is used by the code");
 }
 
 #[test]
@@ -176,6 +184,7 @@ fn functions() -> Vec<drift::Function> {
     let queries = query_api::api(
         memory_commands(),
         std::sync::Arc::new(eventfold::projection::MemoryReadModel::new("account_id")),
+        bank::testing::subject_keys(),
     );
     vec![
         drift::Function::new("command-api", command_api::CONTRACT).routes(commands.route_keys()),

@@ -49,11 +49,15 @@ impl Bank {
     fn new() -> Self {
         let store = Arc::new(MemoryStore::new());
         let read_model = Arc::new(MemoryReadModel::new(bank::names::accounts::ACCOUNT_ID));
-        let service =
-            || CommandService::new(store.clone()).with_snapshots(Arc::new(MemorySnapshots::new()));
+        let keys = bank::testing::subject_keys();
+        let service = || {
+            CommandService::new(store.clone())
+                .with_snapshots(Arc::new(MemorySnapshots::new()))
+                .with_subject_keys(keys.clone())
+        };
         Self {
             commands: command_api::api(BankingService::new(service(), bank::testing::claim_key())),
-            queries: query_api::api(service(), read_model.clone()),
+            queries: query_api::api(service(), read_model.clone(), keys.clone()),
             store,
             read_model,
         }

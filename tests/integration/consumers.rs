@@ -226,7 +226,10 @@ async fn a_poison_event_goes_to_the_dead_letter_queue_and_redrive_completes_it()
     use bank::domain::account::AccountCommand as C;
     for command in [
         C::Open {
-            owner: bank::domain::Name::parse("Victim").expect("name"),
+            owner: eventfold::personal::Personal::new(
+                "victim",
+                bank::domain::Name::parse("Victim").expect("name"),
+            ),
             currency: eur,
             owner_id: None,
         },

@@ -17,5 +17,6 @@ mod http;
 mod identity;
 mod lambda_binaries;
 mod metrics;
+mod personal;
 mod snapshots;
 mod store;

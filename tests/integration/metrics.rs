@@ -67,7 +67,7 @@ async fn every_function_writes_embedded_metric_format() {
     };
 
     let reads = Arc::new(Recorded::default());
-    let query_api = query_api::from_config(&config("query-api"), dynamodb.clone())
+    let query_api = query_api::from_config(&config("query-api"), &env.sdk)
         .with_metrics(Metrics::to("query-api", reads.clone()));
     let state = request("GET", "/accounts/{id}/state")
         .path_param("id", &id)

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bank::access;
-use bank::api::{CloseAccount, MoveMoney, OpenAccount, RegisterUser, TransferMoney};
+use bank::api::{CloseAccount, ForgetUser, MoveMoney, OpenAccount, RegisterUser, TransferMoney};
 use bank::domain::account::AccountCommand;
 use bank::service::{BankError, BankingService, Created, Transferred, account_stream};
 use eventfold::aws::aws_config::SdkConfig;
@@ -14,13 +14,17 @@ use eventfold::aws::{Config, DynamoSnapshots};
 use eventfold::command::{CommandService, Executed};
 use eventfold::lambda::command_api::{Command, CommandApi, CommandHead, Refused, Reply};
 use eventfold::lambda::contract::{Contract, Runtime};
+use eventfold::names::env;
 use eventfold::problem::Problem;
 use serde_json::json;
 
-/// What this function needs from the template (checked against it): the command runtime,
-/// and the key email claims are made under.
-pub const CONTRACT: Contract =
-    Contract::new(Runtime::CommandApi).requires(&[eventfold::names::env::CLAIM_KEY_ID]);
+/// What this function needs from the template (checked against it): the command runtime, the
+/// key email claims are made under, and the keys personal data is sealed with.
+pub const CONTRACT: Contract = Contract::new(Runtime::CommandApi).requires(&[
+    env::CLAIM_KEY_ID,
+    env::SUBJECT_KEYS_TABLE,
+    env::SUBJECT_KEY_ID,
+]);
 
 type Outcome<R> = Result<Executed<R>, Refused<BankError>>;
 
@@ -37,11 +41,14 @@ pub fn api(bank: BankingService) -> CommandApi<BankingService> {
         .route("POST /accounts/{id}/close", close, on_account)
         .body_optional()
         .route("POST /transfers", transfer, transferred)
+        .route("DELETE /users/{id}", forget_user, forgotten)
+        .body_optional()
 }
 
 /// The routes over DynamoDB and the KMS claim key, configured from the environment (which
 /// [`CONTRACT`] has checked).
 pub fn from_config(config: &Config, sdk: &SdkConfig) -> CommandApi<BankingService> {
+    let config = &config.clone().with_upcasters(bank::upcasters());
     let client = Client::new(sdk);
     let store = Arc::new(
         config
@@ -52,8 +59,13 @@ pub fn from_config(config: &Config, sdk: &SdkConfig) -> CommandApi<BankingServic
     let claim_key = config
         .claim_key(sdk)
         .expect("the contract requires CLAIM_KEY_ID, checked before this runs");
+    let subject_keys = config
+        .subject_keys(sdk)
+        .expect("the contract requires the subject keys, checked before this runs");
     api(BankingService::new(
-        CommandService::new(store).with_snapshots(snapshots),
+        CommandService::new(store)
+            .with_snapshots(snapshots)
+            .with_subject_keys(Arc::new(subject_keys)),
         Arc::new(claim_key),
     ))
 }
@@ -89,6 +101,18 @@ async fn withdraw(bank: BankingService, cmd: Command<MoveMoney>) -> Outcome<()> 
 
 async fn close(bank: BankingService, cmd: Command<CloseAccount>) -> Outcome<()> {
     act(&bank, &cmd, AccountCommand::Close).await
+}
+
+async fn forget_user(bank: BankingService, cmd: Command<ForgetUser>) -> Outcome<()> {
+    let user = cmd.entity_id("id")?;
+    Ok(bank.forget_user(&cmd.context, &user).await?)
+}
+
+/// 200 with the user's id and the version of their stream, now that they are forgotten.
+fn forgotten(head: &CommandHead, done: &Executed<()>) -> Result<Reply, Problem> {
+    let user = head.entity_id("id")?;
+    let version = written(done, &bank::service::user_stream(&user))?;
+    Ok(Reply::ok(json!({ "id": user, "version": version, "forgotten": true })))
 }
 
 async fn transfer(bank: BankingService, cmd: Command<TransferMoney>) -> Outcome<Transferred> {

@@ -163,6 +163,7 @@ impl Fixture {
 fn app_over(store: Arc<dyn EventStore>) -> CommandApi<BankingService> {
     let commands = CommandService::new(store)
         .with_snapshots(Arc::new(MemorySnapshots::new()))
+        .with_subject_keys(bank::testing::subject_keys())
         .with_retry(RetryPolicy {
             max_attempts: 3,
             base_delay: std::time::Duration::from_millis(1),

@@ -16,6 +16,7 @@ pub const CONTRACT: Contract =
 
 /// The accounts projector over DynamoDB, configured from the environment.
 pub fn from_config(config: &Config, client: Client) -> ProjectorFunction {
+    let config = &config.clone().with_upcasters(bank::upcasters());
     let store = Arc::new(config.event_store(client.clone()));
     let table = config.var(bank_env::ACCOUNTS_TABLE).unwrap_or_default();
     let read_model = Arc::new(DynamoReadModel::new(client, table, accounts::ACCOUNT_ID));

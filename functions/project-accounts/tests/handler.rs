@@ -85,7 +85,7 @@ async fn append(store: &MemoryStore, id: &str, events: &[AccountEvent]) -> Vec<R
 fn history() -> Vec<AccountEvent> {
     vec![
         AccountEvent::AccountOpened {
-            owner: Name::parse("Ada").unwrap(),
+            owner: eventfold::personal::Personal::new("ada", Name::parse("Ada").unwrap()),
             currency: eur(),
             owner_id: None,
         },

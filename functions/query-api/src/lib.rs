@@ -11,22 +11,31 @@ use bank::domain::user::User;
 use bank::names::{accounts, env as bank_env};
 use bank::read_model::row_json;
 use bank::service::account_stream;
+use eventfold::aws::aws_config::SdkConfig;
 use eventfold::aws::aws_sdk_dynamodb::Client;
 use eventfold::aws::{Config, DynamoReadModel, DynamoSnapshots};
 use eventfold::command::{CommandService, Loaded};
 use eventfold::lambda::contract::{Contract, Runtime};
 use eventfold::lambda::query_api::{QueryApi, StreamAccess};
+use eventfold::names::env;
+use eventfold::personal::SubjectKeys;
 use eventfold::projection::ReadModelStore;
 use eventfold::store::EventStore;
 use eventfold::{Aggregate, EntityId};
 use serde_json::{Value, json};
 
-/// What this function needs from the template (checked against it).
-pub const CONTRACT: Contract =
-    Contract::new(Runtime::QueryApi).read_models(&[bank_env::ACCOUNTS_TABLE]);
+/// What this function needs from the template (checked against it): the query runtime, the
+/// accounts table, and the keys that open personal data for its owner.
+pub const CONTRACT: Contract = Contract::new(Runtime::QueryApi)
+    .read_models(&[bank_env::ACCOUNTS_TABLE])
+    .requires(&[env::SUBJECT_KEYS_TABLE, env::SUBJECT_KEY_ID]);
 
-/// The bank's query routes over its stores.
-pub fn api(commands: CommandService, read_model: Arc<dyn ReadModelStore>) -> QueryApi {
+/// The bank's query routes over its stores, opening personal data with `keys`.
+pub fn api(
+    commands: CommandService,
+    read_model: Arc<dyn ReadModelStore>,
+    keys: Arc<dyn SubjectKeys>,
+) -> QueryApi {
     let store: Arc<dyn EventStore> = commands.store().clone();
     let projector = Arc::new(bank::accounts_projector(read_model, store.clone()));
     let streams = StreamAccess::operators(access::OPERATOR, &[Account::CATEGORY, User::CATEGORY])
@@ -34,6 +43,7 @@ pub fn api(commands: CommandService, read_model: Arc<dyn ReadModelStore>) -> Que
         .readable_by(User::CATEGORY, access::user_stream);
     QueryApi::new()
         .scope(access::READ)
+        .with_subject_keys(keys)
         .row_for(
             "GET /accounts/{id}",
             projector,
@@ -43,17 +53,25 @@ pub fn api(commands: CommandService, read_model: Arc<dyn ReadModelStore>) -> Que
         )
         .state_for::<Account>(
             "GET /accounts/{id}/state",
-            commands,
-            access::account,
+            commands.clone(),
+            |principal, loaded| access::account(principal, &loaded.state),
             account_state,
+        )
+        .state_for::<User>(
+            "GET /users/{id}",
+            commands,
+            |principal, loaded| access::user(principal, loaded.stream_id.entity_id()),
+            user_view,
         )
         .streams(store, streams)
         .document("GET /openapi.json", OPENAPI_JSON)
 }
 
 /// The routes over DynamoDB, configured from the environment (reads never touch the commands
-/// table).
-pub fn from_config(config: &Config, client: Client) -> QueryApi {
+/// table; the contract has checked the subject keys' variables).
+pub fn from_config(config: &Config, sdk: &SdkConfig) -> QueryApi {
+    let client = Client::new(sdk);
+    let config = &config.clone().with_upcasters(bank::upcasters());
     let store = Arc::new(config.event_store(client.clone()));
     let snapshots = Arc::new(DynamoSnapshots::new(
         client.clone(),
@@ -61,9 +79,13 @@ pub fn from_config(config: &Config, client: Client) -> QueryApi {
     ));
     let table = config.var(bank_env::ACCOUNTS_TABLE).unwrap_or_default();
     let read_model = Arc::new(DynamoReadModel::new(client, table, accounts::ACCOUNT_ID));
+    let keys = config
+        .subject_keys(sdk)
+        .expect("the contract requires the subject keys, checked before this runs");
     api(
         CommandService::new(store).with_snapshots(snapshots),
         read_model,
+        Arc::new(keys),
     )
 }
 
@@ -73,10 +95,25 @@ fn account_state(id: &EntityId, loaded: &Loaded<Account>) -> Option<Value> {
     (state.status != AccountStatus::Unopened).then(|| {
         json!({
             "id": id,
-            "owner": state.owner.as_ref().map(ToString::to_string),
+            "owner": state.owner,
             "currency": state.currency.map(|c| c.to_string()),
             "balance": state.balance,
             "status": state.status.as_str(),
+            "version": loaded.version,
+        })
+    })
+}
+
+/// A user as the API shows them to themself or an operator: their address and name opened
+/// (`null` once forgotten); `None` for an id nobody registered.
+fn user_view(id: &EntityId, loaded: &Loaded<User>) -> Option<Value> {
+    let user = &loaded.state;
+    user.registered.then(|| {
+        json!({
+            "id": id,
+            "email": user.email,
+            "name": user.name,
+            "status": if user.forgotten { "forgotten" } else { "registered" },
             "version": loaded.version,
         })
     })

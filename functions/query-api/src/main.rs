@@ -1,9 +1,7 @@
 //! The query API Lambda: configured once, then every invocation served by the same routes.
 
-use eventfold::aws::aws_sdk_dynamodb::Client;
-
 fn main() -> Result<(), eventfold::lambda::Error> {
     eventfold::lambda::serve(&query_api::CONTRACT, |config, sdk| {
-        query_api::from_config(&config, Client::new(&sdk))
+        query_api::from_config(&config, &sdk)
     })
 }

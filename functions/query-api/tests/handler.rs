@@ -63,7 +63,7 @@ async fn setup() -> Setup {
     let eur = Currency::parse("EUR").unwrap();
     let events = [
         AccountEvent::AccountOpened {
-            owner: Name::parse("Ada").unwrap(),
+            owner: eventfold::personal::Personal::new("a1", Name::parse("Ada").unwrap()),
             currency: eur,
             owner_id: None,
         },
@@ -96,7 +96,7 @@ async fn setup() -> Setup {
         CommandService::new(store.clone()).with_snapshots(Arc::new(MemorySnapshots::new()));
     let metrics = Arc::new(Recorded::default());
     Setup {
-        app: query_api::api(commands, read_model)
+        app: query_api::api(commands, read_model, bank::testing::subject_keys())
             .with_metrics(Metrics::to("query-api", metrics.clone())),
         store,
         metrics,

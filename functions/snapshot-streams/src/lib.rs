@@ -17,6 +17,7 @@ pub const CONTRACT: Contract = Contract::new(Runtime::Snapshot);
 
 /// The snapshot function over DynamoDB, configured from the environment.
 pub fn from_config(config: &Config, client: Client) -> Result<SnapshotFunction, StoreError> {
+    let config = &config.clone().with_upcasters(bank::upcasters());
     let store = Arc::new(config.event_store(client.clone()));
     let snapshots = Arc::new(DynamoSnapshots::new(client, &config.snapshots_table));
     let commands = CommandService::new(store).with_snapshots(snapshots);

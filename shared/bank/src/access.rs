@@ -56,6 +56,20 @@ pub fn row(principal: &Principal, row: &AccountView) -> Result<(), Denied> {
     owner_or_operator(principal, row.owner_id.as_deref())
 }
 
+/// The rule for acting on a user: the user themself (their id is their subject) or an
+/// operator; an in-process caller with no principal is trusted.
+pub fn user_may(context: &CommandContext, user_stream: &eventfold::StreamId) -> Result<(), Denied> {
+    match &context.principal {
+        None => Ok(()),
+        Some(principal) => user(principal, user_stream.entity_id()),
+    }
+}
+
+/// May `principal` act on or see the user `user_id`?
+pub fn user(principal: &Principal, user_id: &str) -> Result<(), Denied> {
+    owner_or_operator(principal, Some(user_id))
+}
+
 /// A user's own stream: the user whose id is the caller's subject (or an operator).
 pub fn user_stream(principal: &Principal, first: &RecordedEvent) -> bool {
     principal.has_scope(OPERATOR) || first.stream_id.entity_id() == principal.subject()

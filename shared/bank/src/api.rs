@@ -44,6 +44,11 @@ pub struct MoveMoney {
 #[serde(deny_unknown_fields)]
 pub struct CloseAccount {}
 
+/// `DELETE /users/{id}` (the body, if any, is `{}`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForgetUser {}
+
 /// `POST /transfers`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -28,6 +28,7 @@ use eventfold::{Aggregate, StoreError};
 use crate::domain::account::Account;
 use crate::domain::user::User;
 use crate::read_model::AccountsProjection;
+pub use crate::service::upcasters;
 
 /// The snapshotter for the bank's aggregates, by category (`commands` needs a snapshot store).
 pub fn snapshotter(commands: CommandService) -> Result<Snapshotter, StoreError> {

@@ -76,6 +76,9 @@ impl IntoProblem for UserError {
             UserError::AlreadyRegistered => Problem::new(ALREADY_EXISTS, self.to_string()),
             UserError::EmailTaken => Problem::new(EMAIL_TAKEN, self.to_string()),
             UserError::NotRegistered => Problem::new(NOT_REGISTERED, self.to_string()),
+            UserError::NotFound | UserError::Forgotten => {
+                Problem::new(eventfold::problem::kinds::NOT_FOUND, self.to_string())
+            }
         }
     }
 }

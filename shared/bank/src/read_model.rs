@@ -9,10 +9,12 @@ use std::collections::BTreeMap;
 use eventfold::encoding::decode_known;
 use eventfold::envelope::format_timestamp;
 use eventfold::error::StoreError;
+use eventfold::personal::Personal;
 use eventfold::projection::{CounterDelta, Projection, ReadModelStore, Update};
 use eventfold::{Aggregate, RecordedEvent, StreamId};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::Name;
 use crate::domain::account::{Account, AccountEvent, AccountStatus};
 use crate::names::accounts as n;
 
@@ -22,8 +24,9 @@ pub const TOTALS_SHARDS: u32 = 4;
 /// One account as the read model holds it (the key and checkpoint are the store's).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountView {
-    /// The owner's name.
-    pub owner: String,
+    /// The owner's name: personal data, kept sealed as the event holds it (the query function
+    /// opens it for its reader; once the owner is forgotten it reads as erased).
+    pub owner: Personal<Name>,
     /// The owning principal's subject (see `Account::owner_id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner_id: Option<String>,
@@ -108,7 +111,7 @@ impl Projection for AccountsProjection {
         {
             counters.push(counter(n::ACCOUNTS_OPEN, 1));
             let view = AccountView {
-                owner: owner.to_string(),
+                owner: owner.clone(),
                 owner_id: owner_id.clone(),
                 currency: currency.to_string(),
                 balance: 0,

@@ -12,6 +12,7 @@ use eventfold::command::{
 use eventfold::error::StoreError;
 use eventfold::identity::Principal;
 use eventfold::keyed::KeyedHash;
+use eventfold::personal::Personal;
 use eventfold::store::AsOf;
 use eventfold::{Aggregate, DomainEvent, EntityId, StreamId};
 use serde::{Deserialize, Serialize};
@@ -61,6 +62,44 @@ pub async fn email_claim_stream(
 ) -> Result<StreamId, StoreError> {
     let mac = key.mac(email.as_str().as_bytes()).await?;
     StreamId::new(EMAIL_CLAIM_CATEGORY, &mac).map_err(|e| StoreError::misuse(e.to_string()))
+}
+
+/// The bank's upcasters: events written before personal data was sealed are read in today's
+/// shape, their personal values open (they were stored in plain text) under the subject they
+/// belong to.
+pub fn upcasters() -> eventfold::upcast::Upcasters {
+    eventfold::upcast::Upcasters::new()
+        .register("AccountOpened", 1, |mut payload| {
+            let subject = payload
+                .get("owner_id")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or(UNOWNED)
+                .to_owned();
+            let owner = payload
+                .get_mut("owner")
+                .ok_or("an AccountOpened without an owner")?;
+            *owner = personal_json(&subject, owner.take());
+            Ok(payload)
+        })
+        .register("UserRegistered", 1, |payload| {
+            // A schema 1 registration does not say whose it is: its stream does, which an
+            // upcaster does not see, so its values belong to an unnamed subject.
+            let mut payload = payload;
+            for field in ["email", "name"] {
+                let value = payload
+                    .get_mut(field)
+                    .ok_or_else(|| format!("a UserRegistered without {field}"))?;
+                *value = personal_json(UNOWNED, value.take());
+            }
+            Ok(payload)
+        })
+}
+
+/// The subject of personal values written before subjects were recorded.
+pub const UNOWNED: &str = "unowned";
+
+fn personal_json(subject: &str, value: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({ eventfold::personal::MARKER: subject, "value": value })
 }
 
 /// The bank's user id of a caller: its subject (a Cognito user's `sub`, say), which must be
@@ -133,8 +172,8 @@ impl BankingService {
             },
         )?;
         let command = UserCommand::Register {
-            email: request.email.clone(),
-            name: request.name.clone(),
+            email: Personal::new(user_id.as_str(), request.email.clone()),
+            name: Personal::new(user_id.as_str(), request.name.clone()),
         };
         self.commands
             .execute::<User, _>(
@@ -167,17 +206,20 @@ impl BankingService {
                 .commands
                 .load::<User>(&user_stream(&user_id_of(principal)?))
                 .await?;
-            if !user.state.registered {
+            if !user.state.registered || user.state.forgotten {
                 return Err(CommandError::Rejected(BankError::User(
                     UserError::NotRegistered,
                 )));
             }
         }
         let id = EntityId::generate();
+        let owner_id = context.principal.as_ref().map(|p| p.subject().to_owned());
+        // The name is its owner's personal data; an account nobody owns is its own subject.
+        let subject = owner_id.clone().unwrap_or_else(|| id.to_string());
         let command = AccountCommand::Open {
-            owner: request.owner.clone(),
+            owner: Personal::new(subject, request.owner.clone()),
             currency: request.currency,
-            owner_id: context.principal.as_ref().map(|p| p.subject().to_owned()),
+            owner_id,
         };
         self.commands
             .execute_one::<Account, _>(
@@ -247,6 +289,37 @@ impl BankingService {
             )
             .await
             .map_err(|e| e.map_rejected(BankError::Account))
+    }
+
+    /// Forgets a user: records `UserForgotten` and deletes their key, so that their address and
+    /// name (and their accounts' owner name) read as erased everywhere from now on, while every
+    /// stream still verifies. The user themself or an operator may; to anyone else the user does
+    /// not exist. Forgetting again is refused (404: there is nothing of theirs left), and deletes
+    /// the key again, so a retry after a failure between the two finishes the job.
+    pub async fn forget_user(&self, context: &CommandContext, user: &EntityId) -> BankResult<()> {
+        let keys = self.commands.subject_keys().cloned().ok_or_else(|| {
+            StoreError::misuse("forgetting needs the command service's subject keys")
+        })?;
+        let forgotten = self
+            .commands
+            .execute_authorized::<User, _>(
+                context,
+                &[Target::new(user_stream(user))],
+                &[],
+                |loaded| access::user_may(context, &loaded[0].stream_id),
+                |loaded| Ok(vec![loaded[0].state.decide(&UserCommand::Forget)?]),
+                (),
+            )
+            .await
+            .map_err(|e| e.map_rejected(BankError::User));
+        // Written now, a repeat of it, or forgotten before: the key goes either way.
+        if matches!(
+            forgotten,
+            Ok(_) | Err(CommandError::Rejected(BankError::User(UserError::Forgotten)))
+        ) {
+            keys.forget(user.as_str()).await?;
+        }
+        forgotten
     }
 
     /// An account's state folded from its events: now (via its snapshot) or as of a point.

@@ -13,6 +13,11 @@ use crate::domain::account::AccountEvent;
 use crate::domain::money::{Amount, Currency};
 use crate::service::account_stream;
 
+/// Subjects' keys for tests, in memory (a deployed bank's are wrapped by KMS).
+pub fn subject_keys() -> Arc<eventfold::personal::MemoryKeys> {
+    Arc::new(eventfold::personal::MemoryKeys::new())
+}
+
 /// The claim key of tests: a fixed in-process HMAC key (a deployed bank's is a KMS key).
 pub fn claim_key() -> Arc<dyn eventfold::keyed::KeyedHash> {
     Arc::new(eventfold::keyed::LocalKey::new(
@@ -38,7 +43,7 @@ pub fn account_history(events: usize) -> Vec<AccountEvent> {
     let eur = Currency::parse("EUR").expect("EUR is a currency");
     let one = Amount::new(1).expect("1 is an amount");
     let opened = AccountEvent::AccountOpened {
-        owner: Name::parse("Seed").expect("a valid name"),
+        owner: eventfold::personal::Personal::new(OWNER, Name::parse("Seed").expect("a valid name")),
         currency: eur,
         owner_id: Some(OWNER.to_owned()),
     };

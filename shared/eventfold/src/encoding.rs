@@ -110,6 +110,13 @@ fn decode_payload<E: DeserializeOwned>(
     }
 }
 
+/// Reads an event about to be written back as a domain event (one whose payload was changed
+/// after encoding: its personal values sealed).
+pub fn decode_new_event<E: DomainEvent>(event: &NewEvent) -> Result<E, StoreError> {
+    decode_payload(&event.event_type, &event.payload)
+        .map_err(|e| unreadable(&event.event_type, format!("it does not decode: {e}")))
+}
+
 /// Reads a recorded (already upcast) event back as a domain event; an event that does not
 /// decode is corrupt data.
 pub fn from_recorded<E: DomainEvent>(event: &RecordedEvent) -> Result<E, StoreError> {

@@ -15,6 +15,7 @@
 //! - [`projection`]: the projector runtime for read models, rows per stream or shared by many;
 //! - [`identity`]: the caller (a typed principal) and the refusals of access rules;
 //! - [`keyed`]: keyed hashes, so ids derived from personal data cannot be reversed by guessing;
+//! - [`personal`]: personal data sealed with its subject's key, forgotten by deleting the key;
 //! - [`problem`]: problem+json with an open set of problem types;
 //! - [`testing`] (feature `testing`): given/when/then, a fault-injecting store, and the
 //!   conformance suites.
@@ -43,6 +44,7 @@ mod kept;
 pub mod keyed;
 pub mod limits;
 pub mod names;
+pub mod personal;
 pub mod problem;
 pub mod projection;
 pub mod snapshot;

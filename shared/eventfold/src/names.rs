@@ -56,6 +56,18 @@ pub mod snapshots {
     pub const TAKEN_AT: &str = "taken_at";
 }
 
+/// Subject keys table: each subject's data key, wrapped by a KMS key, or its tombstone.
+pub mod subject_keys {
+    /// Partition key (S): the subject.
+    pub const SUBJECT: &str = "subject";
+    /// The data key, encrypted by the KMS key with the subject as encryption context (B).
+    pub const WRAPPED_KEY: &str = "wrapped_key";
+    /// When the key was made (S).
+    pub const CREATED_AT: &str = "created_at";
+    /// When the subject was forgotten (S): the key is gone and is not made again.
+    pub const FORGOTTEN_AT: &str = "forgotten_at";
+}
+
 /// Read-model tables: one item per row, keyed by the table's own key attribute.
 pub mod read_model {
     /// A row's version: the last applied version of the stream it follows, or a shared row's
@@ -88,4 +100,8 @@ pub mod env {
     pub const COMMAND_TTL_DAYS: &str = "COMMAND_TTL_DAYS";
     /// The KMS HMAC key of keyed claims (an id, ARN or alias), where a service makes them.
     pub const CLAIM_KEY_ID: &str = "CLAIM_KEY_ID";
+    /// The subject keys table, where a service keeps personal data.
+    pub const SUBJECT_KEYS_TABLE: &str = "SUBJECT_KEYS_TABLE";
+    /// The KMS key that wraps subjects' data keys.
+    pub const SUBJECT_KEY_ID: &str = "SUBJECT_KEY_ID";
 }

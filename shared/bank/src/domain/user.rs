@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use eventfold::personal::Personal;
 use eventfold::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
@@ -73,15 +74,19 @@ impl From<Email> for String {
     }
 }
 
-/// The state of one user.
+/// The state of one user: their address and name are their personal data, sealed as stored
+/// and erased once they are forgotten.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     /// Whether registered.
     pub registered: bool,
+    /// Whether forgotten (their personal data erased for good).
+    #[serde(default)]
+    pub forgotten: bool,
     /// The address (`None` until registered).
-    pub email: Option<Email>,
+    pub email: Option<Personal<Email>>,
     /// The name (`None` until registered).
-    pub name: Option<Name>,
+    pub name: Option<Personal<Name>>,
 }
 
 /// What can be asked of a user.
@@ -89,24 +94,30 @@ pub struct User {
 pub enum UserCommand {
     /// Register with an address and a name.
     Register {
-        /// The normalised address.
-        email: Email,
-        /// The display name.
-        name: Name,
+        /// The normalised address, the user's personal data.
+        email: Personal<Email>,
+        /// The display name, the user's personal data.
+        name: Personal<Name>,
     },
+    /// Forget them: what they gave is erased for good (the service deletes their key).
+    Forget,
 }
 
 /// What happened to a user.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, DomainEvent)]
 #[serde(tag = "type", content = "data", deny_unknown_fields)]
 pub enum UserEvent {
-    /// Registered.
+    /// Registered. Schema 2: the address and the name are personal data (schema 1 held them
+    /// as plain text).
+    #[event(schema = 2)]
     UserRegistered {
         /// The normalised address.
-        email: Email,
+        email: Personal<Email>,
         /// The display name.
-        name: Name,
+        name: Personal<Name>,
     },
+    /// Forgotten: their key is deleted, so their address and name read as erased everywhere.
+    UserForgotten,
 }
 
 /// Why a user command was refused.
@@ -121,11 +132,17 @@ pub enum UserError {
     /// The caller has not registered as a user (`POST /users`) yet.
     #[error("register as a user (POST /users) before opening an account")]
     NotRegistered,
+    /// No such user.
+    #[error("no such user")]
+    NotFound,
+    /// The user was forgotten: there is nothing of theirs left to act on.
+    #[error("the user was forgotten")]
+    Forgotten,
 }
 
 impl Aggregate for User {
     const CATEGORY: &'static str = "User";
-    const STATE_SCHEMA: u32 = 2;
+    const STATE_SCHEMA: u32 = 3;
 
     type Event = UserEvent;
     type Command = UserCommand;
@@ -142,6 +159,9 @@ impl Aggregate for User {
                     name: name.clone(),
                 }])
             }
+            UserCommand::Forget if !self.registered => Err(UserError::NotFound),
+            UserCommand::Forget if self.forgotten => Err(UserError::Forgotten),
+            UserCommand::Forget => Ok(vec![UserEvent::UserForgotten]),
         }
     }
 
@@ -152,8 +172,20 @@ impl Aggregate for User {
                 self.email = Some(email.clone());
                 self.name = Some(name.clone());
             }
+            UserEvent::UserForgotten => {
+                self.forgotten = true;
+                self.email = self.email.take().map(erased);
+                self.name = self.name.take().map(erased);
+            }
         }
         self
+    }
+}
+
+/// A personal value whose subject is forgotten.
+fn erased<T>(value: Personal<T>) -> Personal<T> {
+    Personal::Erased {
+        subject: value.subject().to_owned(),
     }
 }
 
@@ -174,25 +206,46 @@ mod tests {
         assert_eq!(parsed, email("ada@example.com"));
     }
 
+    fn register() -> UserCommand {
+        UserCommand::Register {
+            email: Personal::new("u1", email("a@b.co")),
+            name: Personal::new("u1", Name::parse("A").expect("valid")),
+        }
+    }
+
+    fn registered() -> UserEvent {
+        UserEvent::UserRegistered {
+            email: Personal::new("u1", email("a@b.co")),
+            name: Personal::new("u1", Name::parse("A").expect("valid")),
+        }
+    }
+
     #[test]
     fn a_user_registers_once() {
-        let registered = UserEvent::UserRegistered {
-            email: email("a@b.co"),
-            name: Name::parse("A").expect("valid"),
-        };
-        given::<User>([registered.clone()])
-            .when(UserCommand::Register {
-                email: email("a@b.co"),
-                name: Name::parse("A").expect("valid"),
-            })
+        given::<User>([registered()])
+            .when(register())
             .then_error(UserError::AlreadyRegistered);
-        let state = given::<User>([])
-            .when(UserCommand::Register {
-                email: email("a@b.co"),
-                name: Name::parse("A").expect("valid"),
-            })
-            .then([registered]);
+        let state = given::<User>([]).when(register()).then([registered()]);
         assert!(state.registered);
+    }
+
+    #[test]
+    fn a_forgotten_user_keeps_nothing_and_cannot_come_back() {
+        given::<User>([])
+            .when(UserCommand::Forget)
+            .then_error(UserError::NotFound);
+        let state = given::<User>([registered()])
+            .when(UserCommand::Forget)
+            .then([UserEvent::UserForgotten]);
+        assert!(state.forgotten);
+        assert!(state.email.as_ref().is_some_and(Personal::is_erased));
+        assert!(state.name.as_ref().is_some_and(Personal::is_erased));
+        given::<User>([registered(), UserEvent::UserForgotten])
+            .when(UserCommand::Forget)
+            .then_error(UserError::Forgotten);
+        given::<User>([registered(), UserEvent::UserForgotten])
+            .when(register())
+            .then_error(UserError::AlreadyRegistered);
     }
 
     #[test]

@@ -86,6 +86,14 @@ impl Config {
         })
     }
 
+    /// The same configuration, its stores reading old event schemas through `upcasters` (the
+    /// application's, which the environment cannot say).
+    #[must_use]
+    pub fn with_upcasters(mut self, upcasters: crate::upcast::Upcasters) -> Self {
+        self.store.upcasters = std::sync::Arc::new(upcasters);
+        self
+    }
+
     /// A variable's value (library or application), if set and not empty.
     pub fn var(&self, name: &str) -> Option<&str> {
         self.vars.get(name).map(String::as_str)
@@ -114,6 +122,19 @@ impl Config {
     /// commands table with [`DynamoStore::with_commands_table`].
     pub fn event_store(&self, client: aws_sdk_dynamodb::Client) -> DynamoStore {
         DynamoStore::new(client, &self.events_table, self.store.clone())
+    }
+
+    /// Subjects' data keys in the table `SUBJECT_KEYS_TABLE` names, wrapped by the KMS key
+    /// `SUBJECT_KEY_ID` names (`None` unless both are set).
+    pub fn subject_keys(&self, sdk: &aws_config::SdkConfig) -> Option<super::KmsSubjectKeys> {
+        let table = self.var(env::SUBJECT_KEYS_TABLE)?;
+        let key = self.var(env::SUBJECT_KEY_ID)?;
+        Some(super::KmsSubjectKeys::new(
+            aws_sdk_dynamodb::Client::new(sdk),
+            table,
+            aws_sdk_kms::Client::new(sdk),
+            key,
+        ))
     }
 
     /// The keyed hash of claims, by the KMS key `CLAIM_KEY_ID` names (`None` if unset).

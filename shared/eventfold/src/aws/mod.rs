@@ -15,6 +15,7 @@ mod request_counter;
 mod snapshots;
 mod store;
 mod store_write;
+mod subject_keys;
 
 use std::time::Duration;
 
@@ -29,6 +30,7 @@ pub use read_model::DynamoReadModel;
 pub use request_counter::RequestCounter;
 pub use snapshots::DynamoSnapshots;
 pub use store::DynamoStore;
+pub use subject_keys::KmsSubjectKeys;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;

@@ -14,6 +14,7 @@ use crate::aggregate::Aggregate;
 use crate::encoding::to_new_event;
 use crate::error::StoreError;
 use crate::identity::Denied;
+use crate::personal::Keyring;
 use crate::store::{AppendRequest, AppendResult, CommandRecord, NewCommand, StreamWrite};
 use crate::version::ExpectedVersion;
 
@@ -169,11 +170,15 @@ impl CommandService {
         let events_folded = loaded.iter().map(|l| l.events_folded).sum();
         let mut attempt = 1;
         let mut stepped = false;
+        let mut keyring = None;
         loop {
             let decided = match self.decide_on(context, targets, &mut loaded, &rules).await {
                 Ok(decided) => decided,
                 Err(refused) => return self.refuse(context, refused).await,
             };
+            // Personal data is sealed before it is chained; what is written and kept is the
+            // sealed event, as the store will give it back.
+            let decided = read_within(context, self.seal(&mut keyring, decided)).await?;
             let request = append_request(context, &loaded, &decided, claims, &receipt_value)?;
             let sent = Instant::now();
             let attempted = self.attempt(context, request).await;
@@ -247,6 +252,40 @@ impl CommandService {
             .await?;
             read_took = reading.elapsed();
         }
+    }
+
+    /// The decided events with their personal values sealed by their subjects' keys (asked
+    /// once per command); events without personal data pass as they are.
+    async fn seal<E: crate::aggregate::DomainEvent>(
+        &self,
+        keyring: &mut Option<Keyring>,
+        decided: Vec<Vec<E>>,
+    ) -> Result<Vec<Vec<E>>, StoreError> {
+        let mut sealed = Vec::with_capacity(decided.len());
+        for events in decided {
+            let mut stream = Vec::with_capacity(events.len());
+            for event in events {
+                let mut encoded = to_new_event(&event)?;
+                if !crate::personal::holds_open_values(&encoded.payload) {
+                    stream.push(event);
+                    continue;
+                }
+                let keys = self.subject_keys.clone().ok_or_else(|| {
+                    StoreError::misuse(format!(
+                        "a {} event holds personal data, and the command service has no \
+                         subject keys to seal it with (with_subject_keys)",
+                        encoded.event_type
+                    ))
+                })?;
+                keyring
+                    .get_or_insert_with(|| Keyring::new(keys))
+                    .seal(&mut encoded.payload)
+                    .await?;
+                stream.push(crate::encoding::decode_new_event(&encoded)?);
+            }
+            sealed.push(stream);
+        }
+        Ok(sealed)
     }
 
     /// Keeps each written stream's state as it now is: the decided events folded on the state

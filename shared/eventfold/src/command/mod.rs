@@ -51,6 +51,7 @@ pub use outcome::{Executed, ExecutionStats};
 pub use retry::RetryPolicy;
 
 use crate::kept::KeptStates;
+use crate::personal::SubjectKeys;
 use crate::store::{EventStore, SnapshotStore};
 
 /// States kept per process by default: at a few hundred bytes each, well under a megabyte.
@@ -74,6 +75,7 @@ pub struct CommandService {
     retry: RetryPolicy,
     gates: Option<Arc<gates::StreamGates>>,
     kept: Option<Arc<KeptStates>>,
+    subject_keys: Option<Arc<dyn SubjectKeys>>,
 }
 
 impl CommandService {
@@ -86,6 +88,7 @@ impl CommandService {
             retry: RetryPolicy::default(),
             gates: Some(Arc::default()),
             kept: Some(Arc::new(KeptStates::new(DEFAULT_KEPT_STATES))),
+            subject_keys: None,
         }
     }
 
@@ -110,6 +113,19 @@ impl CommandService {
     pub fn with_snapshots(mut self, snapshots: Arc<dyn SnapshotStore>) -> Self {
         self.snapshots = Some(snapshots);
         self
+    }
+
+    /// Seals the personal values of the events it writes with their subjects' keys (see
+    /// [`crate::personal`]); without keys, a command that would write personal data is refused.
+    #[must_use]
+    pub fn with_subject_keys(mut self, keys: Arc<dyn SubjectKeys>) -> Self {
+        self.subject_keys = Some(keys);
+        self
+    }
+
+    /// The keys personal data is sealed with, if any.
+    pub fn subject_keys(&self) -> Option<&Arc<dyn SubjectKeys>> {
+        self.subject_keys.as_ref()
     }
 
     /// Sets the retry policy.

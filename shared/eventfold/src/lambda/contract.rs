@@ -30,6 +30,8 @@ mod actions {
     pub const UPDATE: &str = "dynamodb:UpdateItem";
     pub const SEND: &str = "sqs:SendMessage";
     pub const MAC: &str = "kms:GenerateMac";
+    pub const NEW_DATA_KEY: &str = "kms:GenerateDataKey";
+    pub const UNWRAP: &str = "kms:Decrypt";
 }
 
 impl Runtime {
@@ -63,9 +65,12 @@ impl Runtime {
                 env::MAX_EVENT_BYTES,
                 env::COMMAND_TTL_DAYS,
                 env::CLAIM_KEY_ID,
+                env::SUBJECT_KEYS_TABLE,
+                env::SUBJECT_KEY_ID,
             ],
+            Self::QueryApi => &[env::SUBJECT_KEYS_TABLE, env::SUBJECT_KEY_ID],
             Self::Publisher | Self::Snapshot => &[env::SNAPSHOT_EVERY],
-            Self::QueryApi | Self::Projector => &[],
+            Self::Projector => &[],
         }
     }
 
@@ -74,17 +79,23 @@ impl Runtime {
     /// `Query`, an exact append without a known head reads one item, a replay `GetItem`s its
     /// command record, a keyed claim asks its key for a MAC.
     pub const fn grants(self) -> &'static [(&'static str, &'static [&'static str])] {
-        use actions::{GET, MAC, PUT, QUERY, SEND};
+        use actions::{GET, MAC, NEW_DATA_KEY, PUT, QUERY, SEND, UNWRAP};
         match self {
+            // Personal data is sealed with subjects' keys: read (and unwrapped), or made
+            // (wrapped and stored), or tombstoned when forgotten (a put).
             Self::CommandApi => &[
                 (env::EVENTS_TABLE, &[QUERY, GET, PUT]),
                 (env::COMMANDS_TABLE, &[GET, PUT]),
                 (env::SNAPSHOTS_TABLE, &[GET]),
                 (env::CLAIM_KEY_ID, &[MAC]),
+                (env::SUBJECT_KEYS_TABLE, &[GET, PUT]),
+                (env::SUBJECT_KEY_ID, &[NEW_DATA_KEY, UNWRAP]),
             ],
             Self::QueryApi => &[
                 (env::EVENTS_TABLE, &[QUERY]),
                 (env::SNAPSHOTS_TABLE, &[GET]),
+                (env::SUBJECT_KEYS_TABLE, &[GET]),
+                (env::SUBJECT_KEY_ID, &[UNWRAP]),
             ],
             // Gap repair reads the events it missed.
             Self::Projector => &[(env::EVENTS_TABLE, &[QUERY])],

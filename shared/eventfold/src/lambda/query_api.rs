@@ -27,6 +27,7 @@ use crate::command::{CommandService, HISTORY_TO_FOLD, Loaded};
 use crate::envelope::{RecordedEvent, format_timestamp};
 use crate::error::StoreError;
 use crate::identity::{Denied, Principal, authenticated};
+use crate::personal::{self, Keyring, SubjectKeys};
 use crate::ids::{EntityId, StreamId};
 use crate::projection::{Projection, Projector};
 use crate::store::{AsOf, EventStore};
@@ -84,6 +85,7 @@ type Handler =
 pub struct QueryApi {
     routes: Vec<(&'static str, Option<&'static str>, Handler)>,
     scope: Option<&'static str>,
+    subject_keys: Option<Arc<dyn SubjectKeys>>,
     metrics: Metrics,
 }
 
@@ -107,8 +109,18 @@ impl QueryApi {
         Self {
             routes: Vec::new(),
             scope: None,
+            subject_keys: None,
             metrics: Metrics::for_lambda("query-api"),
         }
+    }
+
+    /// The state and row routes added from here on open the personal values they show with
+    /// their subjects' keys (asked once per request); a forgotten subject's show as `null`, as
+    /// do all of them without keys.
+    #[must_use]
+    pub fn with_subject_keys(mut self, keys: Arc<dyn SubjectKeys>) -> Self {
+        self.subject_keys = Some(keys);
+        self
     }
 
     /// The same function, its metrics written to `metrics`.
@@ -175,23 +187,25 @@ impl QueryApi {
         commands: CommandService,
         view: fn(&EntityId, &Loaded<A>) -> Option<Value>,
     ) -> Self {
-        self.state_for(key, commands, |_, _| Ok(()), view)
+        self.state_for(key, commands, |_, _: &Loaded<A>| Ok(()), view)
     }
 
     /// [`state`](Self::state) behind an access rule: `access` sees the principal and the
-    /// folded state (an owner it records, say) before anything is rendered, at no extra
-    /// request; its refusal is the answer (404 for what the caller may not see).
+    /// loaded stream (its id, and an owner its state records, say) before anything is
+    /// rendered, at no extra request; its refusal is the answer (404 for what the caller may
+    /// not see).
     #[must_use]
     pub fn state_for<A: Aggregate>(
         self,
         key: &'static str,
         commands: CommandService,
-        access: fn(&Principal, &A) -> Result<(), Denied>,
+        access: fn(&Principal, &Loaded<A>) -> Result<(), Denied>,
         view: fn(&EntityId, &Loaded<A>) -> Option<Value>,
     ) -> Self {
         let guarded = self.scope.is_some();
+        let keys = self.subject_keys.clone();
         self.route(key, move |request| {
-            let commands = commands.clone();
+            let (commands, keys) = (commands.clone(), keys.clone());
             Box::pin(async move {
                 let id = request.entity_id("id")?;
                 let as_of = request.query("as_of").map(parse_as_of).transpose()?;
@@ -222,9 +236,10 @@ impl QueryApi {
                 };
                 if guarded {
                     let principal = request.principal();
-                    access(authenticated(principal.as_ref())?, &loaded.state)?;
+                    access(authenticated(principal.as_ref())?, &loaded)?;
                 }
                 let body = view(&id, &loaded).ok_or_else(|| not_found(format!("no {id}")))?;
+                let body = shown(keys.as_ref(), body).await?;
                 Ok(Answer::json(&body, "fold").versioned(loaded.version))
             })
         })
@@ -258,8 +273,9 @@ impl QueryApi {
         view: fn(&EntityId, u64, &P::Row) -> Value,
     ) -> Self {
         let guarded = self.scope.is_some();
+        let keys = self.subject_keys.clone();
         self.route(key, move |request| {
-            let projector = projector.clone();
+            let (projector, keys) = (projector.clone(), keys.clone());
             Box::pin(async move {
                 let id = request.entity_id("id")?;
                 let min_version = request
@@ -295,7 +311,8 @@ impl QueryApi {
                     let principal = request.principal();
                     access(authenticated(principal.as_ref())?, &row)?;
                 }
-                let mut answer = Answer::json(&view(&id, version, &row), source).versioned(version);
+                let body = shown(keys.as_ref(), view(&id, version, &row)).await?;
+                let mut answer = Answer::json(&body, source).versioned(version);
                 set_header(&mut answer.response, SOURCE_HEADER, source);
                 Ok(answer)
             })
@@ -432,6 +449,19 @@ impl StreamAccess {
             .map(|(_, rule)| Err(*rule))
             .ok_or(Denied::Hidden)
     }
+}
+
+/// An answer's personal values as its reader sees them: opened with their subjects' keys, the
+/// forgotten (and, without keys, all) as `null`.
+async fn shown(keys: Option<&Arc<dyn SubjectKeys>>, mut body: Value) -> Result<Value, Problem> {
+    if let Some(keys) = keys {
+        Keyring::new(keys.clone())
+            .open(&mut body)
+            .await
+            .map_err(|e| e.to_problem())?;
+    }
+    personal::present(&mut body);
+    Ok(body)
 }
 
 /// A stream's events, a page at a time.

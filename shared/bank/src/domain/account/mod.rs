@@ -1,6 +1,7 @@
 //! A bank account: opened with an owner and a currency, money in and out in that currency,
 //! transfers between accounts, closed only when empty; nothing happens to a closed account.
 
+use eventfold::personal::Personal;
 use eventfold::{Aggregate, DomainEvent, EntityId};
 use serde::{Deserialize, Serialize};
 
@@ -39,8 +40,8 @@ impl AccountStatus {
 pub struct Account {
     /// Where it is in its life.
     pub status: AccountStatus,
-    /// The owner's name (`None` until opened).
-    pub owner: Option<Name>,
+    /// The owner's name (`None` until opened): personal data of the owner, sealed as stored.
+    pub owner: Option<Personal<Name>>,
     /// The principal that opened it and owns it (its subject): the only caller besides an
     /// operator who may act on it or see it. `None` for an account opened before accounts had
     /// owners: only operators reach it.
@@ -57,8 +58,8 @@ pub struct Account {
 pub enum AccountCommand {
     /// Open it.
     Open {
-        /// Whose it is.
-        owner: Name,
+        /// Whose it is: the owner's name, theirs to be forgotten.
+        owner: Personal<Name>,
         /// What it holds.
         currency: Currency,
         /// The principal opening it, who will own it.
@@ -103,8 +104,10 @@ pub enum AccountCommand {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, DomainEvent)]
 #[serde(tag = "type", content = "data", deny_unknown_fields)]
 pub enum AccountEvent {
+    /// Schema 2: the owner's name is personal data (schema 1 held it as plain text).
+    #[event(schema = 2)]
     AccountOpened {
-        owner: Name,
+        owner: Personal<Name>,
         currency: Currency,
         /// The owning principal's subject (absent in accounts opened before owners).
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,6 +1,7 @@
 use eventfold::testing::given;
 
 use super::*;
+use eventfold::personal::Personal;
 use crate::domain::money::MAX_AMOUNT;
 
 fn eur() -> Currency {
@@ -21,7 +22,7 @@ fn id(text: &str) -> EntityId {
 
 fn opened() -> AccountEvent {
     AccountEvent::AccountOpened {
-        owner: name("Ada"),
+        owner: Personal::new("ada", name("Ada")),
         currency: eur(),
         owner_id: None,
     }
@@ -38,7 +39,7 @@ fn deposited(units: i64) -> AccountEvent {
 fn opening_a_new_account() {
     let state = given::<Account>([])
         .when(AccountCommand::Open {
-            owner: name("Ada"),
+            owner: Personal::new("ada", name("Ada")),
             currency: eur(),
             owner_id: None,
         })
@@ -50,7 +51,7 @@ fn opening_a_new_account() {
 fn an_account_opens_once() {
     given::<Account>([opened()])
         .when(AccountCommand::Open {
-            owner: name("Bob"),
+            owner: Personal::new("bob", name("Bob")),
             currency: eur(),
             owner_id: None,
         })
@@ -178,7 +179,7 @@ fn transfers_refuse_mixed_currencies_short_funds_and_self() {
         .iter()
         .fold(Account::default(), Aggregate::evolve);
     let usd = Account::default().evolve(&AccountEvent::AccountOpened {
-        owner: name("Bob"),
+        owner: Personal::new("bob", name("Bob")),
         currency: Currency::parse("USD").expect("valid"),
         owner_id: None,
     });
@@ -222,7 +223,7 @@ fn events_serialize_as_type_and_data() {
 fn stored_events_are_parsed_like_requests() {
     for payload in [
         serde_json::json!({"type": "MoneyDeposited", "data": {"amount": 0, "currency": "EUR"}}),
-        serde_json::json!({"type": "AccountOpened", "data": {"owner": " ", "currency": "EUR"}}),
+        serde_json::json!({"type": "AccountOpened", "data": {"owner": {"$personal": "a", "value": " "}, "currency": "EUR"}}),
         serde_json::json!({"type": "TransferSent", "data": {"transfer_id": "t", "to": "a/b", "amount": 1, "currency": "EUR"}}),
     ] {
         assert!(
