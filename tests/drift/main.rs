@@ -289,3 +289,45 @@ fn api_functions_have_their_own_concurrency_and_heavy_routes_their_own_throttles
         assert!(keys.contains(key.as_str().unwrap()), "{key:?} is no route");
     }
 }
+
+/// The template counts refused snapshots by the very line the library logs, on the log group
+/// of every function that loads with snapshots, and alarms on any.
+#[test]
+fn refused_snapshots_are_counted_from_the_line_the_library_logs() {
+    let text = std::fs::read_to_string(eventfold_tests::template_path()).unwrap();
+    let root: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    let resources = root["Resources"].as_mapping().unwrap();
+    let filters: Vec<&serde_norway::Value> = resources
+        .values()
+        .filter(|r| r["Type"].as_str() == Some("AWS::Logs::MetricFilter"))
+        .collect();
+    let counted: BTreeSet<String> = filters
+        .iter()
+        .filter(|f| {
+            f["Properties"]["FilterPattern"]
+                .as_str()
+                .is_some_and(|p| p.trim_matches('"') == eventfold::command::SNAPSHOT_REFUSED)
+                && f["Properties"]["MetricTransformations"][0]["MetricName"].as_str()
+                    == Some("SnapshotsRefused")
+        })
+        .filter_map(|f| match &f["Properties"]["LogGroupName"] {
+            serde_norway::Value::Tagged(tagged) => tagged.value.as_str().map(str::to_owned),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        counted,
+        BTreeSet::from(["CommandApiLogs".to_owned(), "QueryApiLogs".to_owned()])
+    );
+    for function in template().functions {
+        let logs = format!("{}Logs", function.logical_id.trim_end_matches("Function"));
+        assert_eq!(
+            resources[logs.as_str()]["Type"].as_str(),
+            Some("AWS::Logs::LogGroup"),
+            "{logs}"
+        );
+    }
+    let alarm = &resources["SnapshotRefusedAlarm"]["Properties"];
+    assert_eq!(alarm["MetricName"].as_str(), Some("SnapshotsRefused"));
+    assert_eq!(alarm["Threshold"].as_i64(), Some(0));
+}

@@ -101,7 +101,7 @@ async fn every_function_writes_embedded_metric_format() {
     assert_eq!(values["EventsPublished"], json!(1.0));
 
     let snapshots = Arc::new(Recorded::default());
-    let snapshotter = snapshot_streams::from_config(&config("snapshot-streams"), dynamodb)
+    let snapshotter = snapshot_streams::from_config(&config("snapshot-streams"), &env.sdk)
         .expect("a snapshotter")
         .with_metrics(Metrics::to("snapshot-streams", snapshots.clone()));
     let mut message = SqsMessage::default();

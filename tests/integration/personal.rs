@@ -22,7 +22,14 @@ async fn local(prefix: &str) -> (String, tokio::process::Child) {
         .expect("a free port")
         .port();
     let mut child = tokio::process::Command::from(eventfold_tests::cli())
-        .args(["--prefix", prefix, "local", "--no-demo", "--port", &port.to_string()])
+        .args([
+            "--prefix",
+            prefix,
+            "local",
+            "--no-demo",
+            "--port",
+            &port.to_string(),
+        ])
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -75,9 +82,7 @@ async fn every_copy(env: &TestEnv, resources: &Resources, prefix: &str) -> Strin
                 .queue_url(&queue.url)
                 .max_number_of_messages(10)
                 .visibility_timeout(60)
-                .message_system_attribute_names(
-                    aws_sdk_sqs::types::MessageSystemAttributeName::All,
-                )
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
                 .message_attribute_names("All")
                 .send()
                 .await
@@ -136,11 +141,17 @@ async fn a_forgotten_user_leaves_no_plaintext_anywhere_and_every_stream_still_ve
     }
     let operator = api.operator().await;
     let row = zelda
-        .eventually(&format!("/accounts/{first}"), Duration::from_secs(30), |r| {
-            r.body["version"] == json!(4)
-        })
+        .eventually(
+            &format!("/accounts/{first}"),
+            Duration::from_secs(30),
+            |r| r.body["version"] == json!(4),
+        )
         .await;
-    assert_eq!(row.body["owner"], json!(name), "opened for its owner: {row:?}");
+    assert_eq!(
+        row.body["owner"],
+        json!(name),
+        "opened for its owner: {row:?}"
+    );
     let profile = zelda.get(&format!("/users/{user}")).await;
     assert_eq!(
         (profile.body["email"].clone(), profile.body["name"].clone()),
@@ -162,9 +173,15 @@ async fn a_forgotten_user_leaves_no_plaintext_anywhere_and_every_stream_still_ve
 
     // Stored as ciphertext from the start: nothing to find even before forgetting.
     let before = every_copy(&env, &resources, &prefix).await;
-    assert!(before.contains("$personal"), "the personal values are there, sealed");
+    assert!(
+        before.contains("$personal"),
+        "the personal values are there, sealed"
+    );
     for secret in [&email, &name] {
-        assert!(!before.contains(secret.as_str()), "{secret} is stored in plain text");
+        assert!(
+            !before.contains(secret.as_str()),
+            "{secret} is stored in plain text"
+        );
     }
 
     let forgotten = zelda
@@ -193,7 +210,11 @@ async fn a_forgotten_user_leaves_no_plaintext_anywhere_and_every_stream_still_ve
     );
     let state = operator.get(&format!("/accounts/{first}/state")).await;
     assert_eq!(
-        (state.status, state.body["owner"].clone(), state.body["balance"].clone()),
+        (
+            state.status,
+            state.body["owner"].clone(),
+            state.body["balance"].clone()
+        ),
         (200, Value::Null, json!(4_000)),
         "{state:?}"
     );
@@ -201,7 +222,11 @@ async fn a_forgotten_user_leaves_no_plaintext_anywhere_and_every_stream_still_ve
     assert_eq!((row.status, row.body["owner"].clone()), (200, Value::Null));
     // No new personal data of theirs can be written; everyone else carries on.
     zelda
-        .post("/accounts", &json!({"owner": "Back", "currency": "EUR"}), &[])
+        .post(
+            "/accounts",
+            &json!({"owner": "Back", "currency": "EUR"}),
+            &[],
+        )
         .await
         .assert_problem(422, "not-registered");
     other.deposit(&theirs, 10).await;
@@ -212,7 +237,10 @@ async fn a_forgotten_user_leaves_no_plaintext_anywhere_and_every_stream_still_ve
             &[],
         )
         .await;
-    assert_eq!(paid.status, 201, "paying a forgotten user's account: {paid:?}");
+    assert_eq!(
+        paid.status, 201,
+        "paying a forgotten user's account: {paid:?}"
+    );
 
     // Every stream verifies, before and after: the chain covers the ciphertext, which stays.
     let verified = eventfold_tests::cli()
@@ -220,11 +248,17 @@ async fn a_forgotten_user_leaves_no_plaintext_anywhere_and_every_stream_still_ve
         .output()
         .expect("verify runs");
     let said = String::from_utf8_lossy(&verified.stdout);
-    assert!(verified.status.success() && said.contains(" 0 broken"), "{said}");
+    assert!(
+        verified.status.success() && said.contains(" 0 broken"),
+        "{said}"
+    );
 
     let after = every_copy(&env, &resources, &prefix).await;
     for secret in [&email, &name] {
-        assert!(!after.contains(secret.as_str()), "{secret} is left somewhere");
+        assert!(
+            !after.contains(secret.as_str()),
+            "{secret} is left somewhere"
+        );
     }
     runner.kill().await.expect("stopped");
 }

@@ -303,3 +303,91 @@ async fn backfilled(target: &eventfold_cli::ops::Target, what: &str) -> (usize, 
         .expect("backfill");
     (report.streams, report.written)
 }
+
+/// A snapshot whose state was changed in its table (a balance raised) is refused: a fresh
+/// command function folds the account from its events and answers as they say (the refusal is
+/// logged, which the template's metric filter counts for SnapshotRefusedAlarm), and the
+/// snapshot function replaces the forged snapshot.
+#[tokio::test]
+async fn a_snapshot_changed_in_its_table_is_refused_counted_and_replaced() {
+    use eventfold::lambda::metrics::{Metrics, Recorded};
+    use eventfold::testing::request::request;
+    let env = TestEnv::new().await;
+    let spec = eventfold_tests::template()
+        .function_by_binary("command-api")
+        .expect("the command function");
+    let config = env.resources.config(spec).expect("its configuration");
+    // Each call a cold function: nothing kept from the one before.
+    let function = |recorded: &Arc<Recorded>| {
+        command_api::from_config(&config, &env.sdk)
+            .with_metrics(Metrics::to("command-api", recorded.clone()))
+    };
+    let operator = eventfold_cli::local::gateway::LOCAL_OPERATOR;
+    let recorded = Arc::new(Recorded::default());
+    let opened = function(&recorded)
+        .respond(
+            request("POST", "/accounts")
+                .json(&json!({"owner": "Signed", "currency": "EUR"}))
+                .iam_caller(operator)
+                .api_request(),
+        )
+        .await;
+    assert_eq!(opened.status_code, 201);
+    let id = match opened.body {
+        Some(aws_lambda_events::encodings::Body::Text(text)) => {
+            serde_json::from_str::<serde_json::Value>(&text).expect("JSON")["id"]
+                .as_str()
+                .expect("id")
+                .to_owned()
+        }
+        _ => panic!("no body"),
+    };
+    let money = |route: &str, amount: u64| {
+        request("POST", route)
+            .path_param("id", &id)
+            .json(&json!({ "amount": amount }))
+            .iam_caller(operator)
+            .api_request()
+    };
+    for _ in 0..3 {
+        let deposited = function(&recorded)
+            .respond(money("/accounts/{id}/deposits", 100))
+            .await;
+        assert_eq!(deposited.status_code, 200);
+    }
+    let target = eventfold_tests::ops_target(&env);
+    assert_eq!(backfilled(&target, &format!("Account-{id}")).await, (1, 1));
+
+    let stream = format!("Account-{id}");
+    env.clients
+        .dynamodb
+        .update_item()
+        .table_name(env.resources.table("SnapshotsTable"))
+        .key("stream_id", AttributeValue::S(stream.clone()))
+        .update_expression("SET #state.#balance = :forged")
+        .expression_attribute_names("#state", "state")
+        .expression_attribute_names("#balance", "balance")
+        .expression_attribute_values(":forged", AttributeValue::N("1000000".into()))
+        .send()
+        .await
+        .expect("the snapshot tampered with");
+
+    let refusals = Arc::new(Recorded::default());
+    let overdraft = function(&refusals)
+        .respond(money("/accounts/{id}/withdrawals", 500))
+        .await;
+    assert_eq!(overdraft.status_code, 422, "{overdraft:?}");
+    let said = format!("{:?}", overdraft.body);
+    assert!(said.contains("balance 300"), "the events' balance: {said}");
+
+    assert_eq!(
+        backfilled(&target, &stream).await,
+        (1, 1),
+        "the forged snapshot is replaced"
+    );
+    let honest = Arc::new(Recorded::default());
+    let withdrawn = function(&honest)
+        .respond(money("/accounts/{id}/withdrawals", 200))
+        .await;
+    assert_eq!(withdrawn.status_code, 200);
+}

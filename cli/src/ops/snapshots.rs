@@ -35,14 +35,21 @@ pub struct BackfillReport {
     pub not_kept: usize,
 }
 
-/// The snapshot version of each stream, in order (`None`: no snapshot).
+/// The snapshot of each stream, in order, as its version and when it was taken (`None`: no
+/// snapshot): a snapshot written again at its version (replacing one that did not verify)
+/// was taken later.
 async fn versions(
     snapshots: &DynamoSnapshots,
     streams: &[StreamId],
-) -> Result<Vec<Option<u64>>, OpsError> {
+) -> Result<Vec<Option<(u64, chrono::DateTime<chrono::Utc>)>>, OpsError> {
     futures::stream::iter(streams)
         .map(|stream| async move {
-            Ok::<_, OpsError>(snapshots.load_snapshot(stream).await?.map(|s| s.version))
+            Ok::<_, OpsError>(
+                snapshots
+                    .load_snapshot(stream)
+                    .await?
+                    .map(|s| (s.version, s.taken_at)),
+            )
         })
         .buffered(READ_CONCURRENCY)
         .try_collect()
@@ -159,7 +166,11 @@ pub async fn backfill(target: &Target, what: &str) -> Result<BackfillReport, Ops
     let after = versions(&snapshots, &streams).await?;
     let report = BackfillReport {
         streams: streams.len(),
-        written: before.iter().zip(&after).filter(|(b, a)| a > b).count(),
+        written: before
+            .iter()
+            .zip(&after)
+            .filter(|(b, a)| a.is_some() && a != b)
+            .count(),
         not_kept: after.iter().filter(|a| a.is_none()).count(),
     };
     if report.not_kept == report.streams {

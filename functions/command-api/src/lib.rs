@@ -24,6 +24,7 @@ pub const CONTRACT: Contract = Contract::new(Runtime::CommandApi).requires(&[
     env::CLAIM_KEY_ID,
     env::SUBJECT_KEYS_TABLE,
     env::SUBJECT_KEY_ID,
+    env::SNAPSHOT_KEY_ID,
 ]);
 
 type Outcome<R> = Result<Executed<R>, Refused<BankError>>;
@@ -62,10 +63,14 @@ pub fn from_config(config: &Config, sdk: &SdkConfig) -> CommandApi<BankingServic
     let subject_keys = config
         .subject_keys(sdk)
         .expect("the contract requires the subject keys, checked before this runs");
+    let snapshot_key = config
+        .snapshot_key(sdk)
+        .expect("the contract requires the snapshot key, checked before this runs");
     api(BankingService::new(
         CommandService::new(store)
             .with_snapshots(snapshots)
-            .with_subject_keys(Arc::new(subject_keys)),
+            .with_subject_keys(Arc::new(subject_keys))
+            .with_snapshot_key(Arc::new(snapshot_key)),
         Arc::new(claim_key),
     ))
 }
@@ -112,7 +117,9 @@ async fn forget_user(bank: BankingService, cmd: Command<ForgetUser>) -> Outcome<
 fn forgotten(head: &CommandHead, done: &Executed<()>) -> Result<Reply, Problem> {
     let user = head.entity_id("id")?;
     let version = written(done, &bank::service::user_stream(&user))?;
-    Ok(Reply::ok(json!({ "id": user, "version": version, "forgotten": true })))
+    Ok(Reply::ok(
+        json!({ "id": user, "version": version, "forgotten": true }),
+    ))
 }
 
 async fn transfer(bank: BankingService, cmd: Command<TransferMoney>) -> Outcome<Transferred> {

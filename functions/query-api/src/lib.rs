@@ -28,7 +28,11 @@ use serde_json::{Value, json};
 /// accounts table, and the keys that open personal data for its owner.
 pub const CONTRACT: Contract = Contract::new(Runtime::QueryApi)
     .read_models(&[bank_env::ACCOUNTS_TABLE])
-    .requires(&[env::SUBJECT_KEYS_TABLE, env::SUBJECT_KEY_ID]);
+    .requires(&[
+        env::SUBJECT_KEYS_TABLE,
+        env::SUBJECT_KEY_ID,
+        env::SNAPSHOT_KEY_ID,
+    ]);
 
 /// The bank's query routes over its stores, opening personal data with `keys`.
 pub fn api(
@@ -82,8 +86,13 @@ pub fn from_config(config: &Config, sdk: &SdkConfig) -> QueryApi {
     let keys = config
         .subject_keys(sdk)
         .expect("the contract requires the subject keys, checked before this runs");
+    let snapshot_key = config
+        .snapshot_key(sdk)
+        .expect("the contract requires the snapshot key, checked before this runs");
     api(
-        CommandService::new(store).with_snapshots(snapshots),
+        CommandService::new(store)
+            .with_snapshots(snapshots)
+            .with_snapshot_key(Arc::new(snapshot_key)),
         read_model,
         Arc::new(keys),
     )

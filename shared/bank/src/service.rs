@@ -315,7 +315,10 @@ impl BankingService {
         // Written now, a repeat of it, or forgotten before: the key goes either way.
         if matches!(
             forgotten,
-            Ok(_) | Err(CommandError::Rejected(BankError::User(UserError::Forgotten)))
+            Ok(_)
+                | Err(CommandError::Rejected(BankError::User(
+                    UserError::Forgotten
+                )))
         ) {
             keys.forget(user.as_str()).await?;
         }

@@ -43,7 +43,10 @@ pub fn account_history(events: usize) -> Vec<AccountEvent> {
     let eur = Currency::parse("EUR").expect("EUR is a currency");
     let one = Amount::new(1).expect("1 is an amount");
     let opened = AccountEvent::AccountOpened {
-        owner: eventfold::personal::Personal::new(OWNER, Name::parse("Seed").expect("a valid name")),
+        owner: eventfold::personal::Personal::new(
+            OWNER,
+            Name::parse("Seed").expect("a valid name"),
+        ),
         currency: eur,
         owner_id: Some(OWNER.to_owned()),
     };

@@ -54,6 +54,8 @@ pub mod snapshots {
     pub const STATE_SCHEMA: &str = "state_schema";
     /// When it was taken (S).
     pub const TAKEN_AT: &str = "taken_at";
+    /// The snapshot key's MAC over it (S, hex), where snapshots are signed.
+    pub const MAC: &str = "mac";
 }
 
 /// Subject keys table: each subject's data key, wrapped by a KMS key, or its tombstone.
@@ -104,4 +106,6 @@ pub mod env {
     pub const SUBJECT_KEYS_TABLE: &str = "SUBJECT_KEYS_TABLE";
     /// The KMS key that wraps subjects' data keys.
     pub const SUBJECT_KEY_ID: &str = "SUBJECT_KEY_ID";
+    /// The KMS HMAC key that signs snapshots, where a service signs them.
+    pub const SNAPSHOT_KEY_ID: &str = "SNAPSHOT_KEY_ID";
 }

@@ -95,9 +95,9 @@ impl<T> Personal<T> {
     /// Whose it is.
     pub fn subject(&self) -> &str {
         match self {
-            Self::Open { subject, .. } | Self::Sealed { subject, .. } | Self::Erased { subject } => {
-                subject
-            }
+            Self::Open { subject, .. }
+            | Self::Sealed { subject, .. }
+            | Self::Erased { subject } => subject,
         }
     }
 
@@ -153,9 +153,8 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Personal<T> {
         let Value::Object(mut object) = Value::deserialize(deserializer)? else {
             return Err(D::Error::custom("a personal value is an object"));
         };
-        let subject = match object.remove(MARKER) {
-            Some(Value::String(subject)) => subject,
-            _ => return Err(D::Error::custom("a personal value names its subject")),
+        let Some(Value::String(subject)) = object.remove(MARKER) else {
+            return Err(D::Error::custom("a personal value names its subject"));
         };
         let personal = if let Some(value) = object.remove("value") {
             Self::Open {
@@ -489,7 +488,11 @@ mod tests {
         assert!(key.open("t", &sealed).is_err(), "moved to another subject");
         let other = DataKey::generate().expect("a key");
         assert!(other.open("s", &sealed).is_err());
-        assert_ne!(key.seal("s", b"secret").expect("sealed"), sealed, "fresh nonce");
+        assert_ne!(
+            key.seal("s", b"secret").expect("sealed"),
+            sealed,
+            "fresh nonce"
+        );
     }
 
     #[tokio::test]
@@ -501,12 +504,18 @@ mod tests {
             "plain": "kept",
         });
         assert!(holds_open_values(&value));
-        Keyring::new(keys.clone()).seal(&mut value).await.expect("sealed");
+        Keyring::new(keys.clone())
+            .seal(&mut value)
+            .await
+            .expect("sealed");
         assert!(!holds_open_values(&value));
         let text = value.to_string();
         assert!(!text.contains("ada@") && !text.contains("Bob") && text.contains("kept"));
         keys.forget("s").await.expect("forgotten");
-        Keyring::new(keys.clone()).open(&mut value).await.expect("opened");
+        Keyring::new(keys.clone())
+            .open(&mut value)
+            .await
+            .expect("opened");
         assert_eq!(value["a"], json!({ MARKER: "s", "erased": true }));
         assert_eq!(value["list"][0]["value"], json!("Bob"));
         let mut again = json!({ "a": Personal::new("s", "new".to_owned()) });

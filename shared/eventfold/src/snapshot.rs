@@ -15,7 +15,7 @@ use crate::command::CommandService;
 use crate::envelope::now;
 use crate::error::StoreError;
 use crate::ids::StreamId;
-use crate::store::{Snapshot, SnapshotStore};
+use crate::store::{Snapshot, SnapshotStore, snapshot_mac_input};
 
 /// A message on the snapshot queue: snapshot this stream, which reached at least `version`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,15 +112,38 @@ impl Snapshotter {
         if loaded.version == 0 || loaded.snapshot_version == Some(loaded.version) {
             return Ok(SnapshotOutcome::UpToDate);
         }
-        let snapshot = Snapshot {
+        let mut snapshot = Snapshot {
             stream_id: stream_id.clone(),
             version: loaded.version,
             state_schema: A::STATE_SCHEMA,
             state: serde_json::to_value(&loaded.state)
                 .map_err(|e| StoreError::misuse(format!("state does not serialize: {e}")))?,
             taken_at: now(),
+            mac: None,
         };
-        Ok(if self.snapshots.save_snapshot(&snapshot).await? {
+        if let (Some(key), Some(head)) = (self.commands.snapshot_key(), &loaded.head) {
+            let mac = key
+                .mac(&snapshot_mac_input(&snapshot, head.chain()))
+                .await?;
+            snapshot.mac = Some(mac);
+        }
+        // A stored snapshot of this very version that differs (its state changed in the table,
+        // so it no longer verifies) is replaced; the same one is left alone.
+        let tampered = match self.snapshots.load_snapshot(stream_id).await {
+            Ok(Some(stored)) => {
+                stored.version == snapshot.version
+                    && (stored.state != snapshot.state || stored.mac != snapshot.mac)
+            }
+            Ok(None) => false,
+            Err(StoreError::Corrupt(_)) => true,
+            Err(other) => return Err(other),
+        };
+        let written = if tampered {
+            self.snapshots.replace_snapshot(&snapshot).await?
+        } else {
+            self.snapshots.save_snapshot(&snapshot).await?
+        };
+        Ok(if written {
             SnapshotOutcome::Written(snapshot.version)
         } else {
             SnapshotOutcome::UpToDate

@@ -311,6 +311,7 @@ async fn a_cold_load_reads_the_snapshot_and_the_tail_at_once() {
                 state_schema: Counter::STATE_SCHEMA,
                 state: serde_json::to_value(&loaded.state).unwrap(),
                 taken_at: chrono::Utc::now(),
+                mac: None,
             };
             assert!(snapshots.save_snapshot(&snapshot).await.unwrap());
         }
@@ -435,4 +436,98 @@ async fn time_travel_is_bounded_and_starts_from_the_snapshot_where_it_can() {
     .await
     .unwrap();
     assert_eq!(before.version, 0, "nothing had happened");
+}
+
+/// A signed snapshot whose state was changed in its table is refused: the load folds from the
+/// events (and says so), a command answers as the events say, and the snapshotter replaces it.
+#[tokio::test]
+async fn a_snapshot_changed_in_its_table_is_refused_and_replaced() {
+    let key: Arc<dyn eventfold::keyed::KeyedHash> = Arc::new(eventfold::keyed::LocalKey::new(
+        *b"snapshot key of thirty-two bytes",
+    ));
+    let snapshots = Arc::new(MemorySnapshots::new());
+    let commands = CommandService::new(Arc::new(MemoryStore::new()))
+        .with_snapshots(snapshots.clone())
+        .with_snapshot_key(key)
+        .keep_states(0);
+    let stream = Counter::stream_id(&EntityId::parse("signed").unwrap());
+    for _ in 0..5 {
+        commands
+            .execute_one::<Counter, _>(
+                &CommandContext::default(),
+                Target::new(stream.clone()),
+                &CounterCommand::Add(1),
+                (),
+            )
+            .await
+            .unwrap();
+    }
+    let snapshotter = Snapshotter::new(commands.clone())
+        .unwrap()
+        .register::<Counter>();
+    assert_eq!(
+        snapshotter.snapshot(&stream).await.unwrap(),
+        SnapshotOutcome::Written(5)
+    );
+    let signed = snapshots.load_snapshot(&stream).await.unwrap().unwrap();
+    assert!(signed.mac.is_some());
+    let honest = commands.load::<Counter>(&stream).await.unwrap();
+    assert_eq!(
+        (honest.snapshot_version, honest.snapshot_refused),
+        (Some(5), false)
+    );
+
+    // Someone with access to the table sets the count far higher.
+    let mut forged = signed.clone();
+    forged.state = json!({ "total": 1_000 });
+    snapshots.put_raw(&stream, to_document(&forged, "a snapshot").unwrap());
+    let loaded = commands.load::<Counter>(&stream).await.unwrap();
+    assert_eq!(
+        (loaded.snapshot_version, loaded.snapshot_refused),
+        (None, true)
+    );
+    assert_eq!(loaded.state, honest.state, "folded from the events");
+    let done = commands
+        .execute_one::<Counter, _>(
+            &CommandContext::default(),
+            Target::new(stream.clone()),
+            &CounterCommand::Add(1),
+            (),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.stats.snapshots_refused, 1, "counted for the metric");
+    // Unsigned, or moved to another version, it is refused too.
+    for tampered in [
+        Snapshot {
+            mac: None,
+            ..signed.clone()
+        },
+        Snapshot {
+            version: 4,
+            ..signed.clone()
+        },
+    ] {
+        snapshots.put_raw(&stream, to_document(&tampered, "a snapshot").unwrap());
+        assert!(
+            commands
+                .load::<Counter>(&stream)
+                .await
+                .unwrap()
+                .snapshot_refused
+        );
+    }
+    snapshots.put_raw(&stream, to_document(&forged, "a snapshot").unwrap());
+    assert_eq!(
+        snapshotter.snapshot(&stream).await.unwrap(),
+        SnapshotOutcome::Written(6),
+        "the snapshotter replaces it"
+    );
+    assert!(
+        !commands
+            .load::<Counter>(&stream)
+            .await
+            .unwrap()
+            .snapshot_refused
+    );
 }

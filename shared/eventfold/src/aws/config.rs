@@ -137,6 +137,13 @@ impl Config {
         ))
     }
 
+    /// The key that signs snapshots, the KMS HMAC key `SNAPSHOT_KEY_ID` names (`None` if
+    /// unset).
+    pub fn snapshot_key(&self, sdk: &aws_config::SdkConfig) -> Option<super::KmsMac> {
+        self.var(env::SNAPSHOT_KEY_ID)
+            .map(|key| super::KmsMac::new(aws_sdk_kms::Client::new(sdk), key))
+    }
+
     /// The keyed hash of claims, by the KMS key `CLAIM_KEY_ID` names (`None` if unset).
     pub fn claim_key(&self, sdk: &aws_config::SdkConfig) -> Option<super::KmsMac> {
         self.var(env::CLAIM_KEY_ID)

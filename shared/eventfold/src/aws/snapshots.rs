@@ -51,12 +51,26 @@ impl SnapshotStore for DynamoSnapshots {
     }
 
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<bool, StoreError> {
+        self.put(snapshot, "attribute_not_exists(#s) OR #v < :v")
+            .await
+    }
+
+    async fn replace_snapshot(&self, snapshot: &Snapshot) -> Result<bool, StoreError> {
+        self.put(snapshot, "attribute_not_exists(#s) OR #v <= :v")
+            .await
+    }
+}
+
+impl DynamoSnapshots {
+    /// Puts `snapshot` if `condition` holds of the stored one (`#s` its key, `#v` its
+    /// version, `:v` the new version); whether it was written.
+    async fn put(&self, snapshot: &Snapshot, condition: &str) -> Result<bool, StoreError> {
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(to_item(snapshot)?))
-            .condition_expression("attribute_not_exists(#s) OR #v < :v")
+            .condition_expression(condition)
             .expression_attribute_names("#s", snapshots::STREAM_ID)
             .expression_attribute_names("#v", snapshots::VERSION)
             .expression_attribute_values(":v", AttributeValue::N(snapshot.version.to_string()))

@@ -103,7 +103,9 @@ impl KmsSubjectKeys {
             .await
             .map_err(|e| super::error::from_sdk("GenerateDataKey", &self.key_id, e))?;
         let (Some(plain), Some(wrapped)) = (made.plaintext, made.ciphertext_blob) else {
-            return Err(StoreError::corrupt("KMS made a data key without both halves"));
+            return Err(StoreError::corrupt(
+                "KMS made a data key without both halves",
+            ));
         };
         let item = HashMap::from([
             (SUBJECT.to_owned(), AttributeValue::S(subject.to_owned())),

@@ -168,6 +168,7 @@ impl CommandService {
         // An attempt is a read and a write: backoff is measured in attempts.
         let mut read_took = loading.elapsed();
         let events_folded = loaded.iter().map(|l| l.events_folded).sum();
+        let snapshots_refused = loaded.iter().filter(|l| l.snapshot_refused).count();
         let mut attempt = 1;
         let mut stepped = false;
         let mut keyring = None;
@@ -194,6 +195,7 @@ impl CommandService {
                             attempts: attempt,
                             append_latency: round_trip,
                             events_folded,
+                            snapshots_refused,
                         },
                     });
                 }

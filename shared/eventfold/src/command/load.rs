@@ -16,13 +16,18 @@ use crate::envelope::{RecordedEvent, StreamHead};
 use crate::error::StoreError;
 use crate::ids::StreamId;
 use crate::kept::Kept;
-use crate::store::{AsOf, RawRead, ReadRange};
+use crate::store::{AsOf, RawRead, ReadRange, Snapshot, snapshot_mac_input};
 
 /// How far behind a kept state may be and still be caught up from (else the snapshot is read).
 const KEPT_CATCH_UP: usize = 1000;
 
 /// The longest tail a cold load reads beside the snapshot.
 const MAX_COLD_TAIL: u64 = 1000;
+
+/// What a load logs (as a warning) when it refuses a snapshot that does not verify against its
+/// MAC: a deployment counts these lines (a metric filter on the function's log group) and
+/// alarms on any.
+pub const SNAPSHOT_REFUSED: &str = "snapshot refused: it does not verify against its MAC";
 
 /// What [`CommandService::load_as_of_within`] calls the events it would fold past its bound.
 pub const HISTORY_TO_FOLD: &str = "history to fold";
@@ -60,6 +65,8 @@ pub struct Loaded<A> {
     /// Whether the state was read from the store for this command (else it was kept, or
     /// stepped over one refused write, and the next write is what proves it current).
     pub current: bool,
+    /// Whether a snapshot was found that did not verify against its MAC, and so was not used.
+    pub snapshot_refused: bool,
 }
 
 impl<A: Aggregate> Loaded<A> {
@@ -73,6 +80,7 @@ impl<A: Aggregate> Loaded<A> {
             events_folded: 0,
             occurred_at: None,
             current: true,
+            snapshot_refused: false,
         }
     }
 
@@ -87,6 +95,7 @@ impl<A: Aggregate> Loaded<A> {
             events_folded: 0,
             occurred_at,
             current: false,
+            snapshot_refused: false,
         }
     }
 
@@ -208,11 +217,14 @@ impl CommandService {
         let tail = self.store.upcast_all(tail.events)?;
         let head = tail.last().map_or(0, |e| e.version);
         let mut loaded = Loaded::empty(stream_id.clone());
+        let mut refused = false;
         match snapshot {
-            Some((_, version)) if version > head => {
+            Some((_, snapshot)) if snapshot.version > head => {
+                let version = snapshot.version;
                 tracing::warn!(%stream_id, version, head, "snapshot is ahead of the stream; folding from the start");
             }
-            Some((state, version)) => {
+            Some((state, snapshot)) => {
+                let version = snapshot.version;
                 // The snapshot's own event proves it is not ahead and gives the chain; when the
                 // tail does not reach back to it, one read brings it and the events between.
                 let first = tail.first().map_or(u64::MAX, |e| e.version);
@@ -227,14 +239,19 @@ impl CommandService {
                     tail.iter().find(|e| e.version == version)
                 };
                 if let Some(own) = own.filter(|e| e.version == version) {
-                    loaded = Loaded::at(state, own.head(), Some(own.occurred_at));
-                    loaded.snapshot_version = Some(version);
-                    loaded.fold_in(before.get(1..).unwrap_or_default())?;
+                    if self.proves(&snapshot, &own.chain).await? {
+                        loaded = Loaded::at(state, own.head(), Some(own.occurred_at));
+                        loaded.snapshot_version = Some(version);
+                        loaded.fold_in(before.get(1..).unwrap_or_default())?;
+                    } else {
+                        refused = true;
+                    }
                 }
             }
             None => {}
         }
         self.fold_tail(&mut loaded, tail).await?;
+        loaded.snapshot_refused = refused;
         Ok(loaded)
     }
 
@@ -286,10 +303,28 @@ impl CommandService {
         Ok(())
     }
 
+    /// Whether `snapshot` carries the MAC the snapshot key gives it over `chain`, the chain
+    /// value of the event at its version (always, without a key). A refusal is logged.
+    async fn proves(&self, snapshot: &Snapshot, chain: &str) -> Result<bool, StoreError> {
+        let Some(key) = &self.snapshot_key else {
+            return Ok(true);
+        };
+        let expected = key.mac(&snapshot_mac_input(snapshot, chain)).await?;
+        let proven = snapshot
+            .mac
+            .as_deref()
+            .is_some_and(|mac| constant_time_eq(mac.as_bytes(), expected.as_bytes()));
+        if !proven {
+            tracing::warn!(stream_id = %snapshot.stream_id, version = snapshot.version,
+                "{SNAPSHOT_REFUSED}; folding from the events");
+        }
+        Ok(proven)
+    }
+
     async fn usable_snapshot<A: Aggregate>(
         &self,
         stream_id: &StreamId,
-    ) -> Result<Option<(A, u64)>, StoreError> {
+    ) -> Result<Option<(A, Snapshot)>, StoreError> {
         let Some(snapshots) = &self.snapshots else {
             return Ok(None);
         };
@@ -307,8 +342,8 @@ impl CommandService {
                 "snapshot has another state schema; folding from the start");
             return Ok(None);
         }
-        match serde_json::from_value::<A>(snapshot.state) {
-            Ok(state) if snapshot.version > 0 => Ok(Some((state, snapshot.version))),
+        match serde_json::from_value::<A>(snapshot.state.clone()) {
+            Ok(state) if snapshot.version > 0 => Ok(Some((state, snapshot))),
             Ok(_) => Ok(None),
             Err(reason) => {
                 tracing::warn!(%stream_id, %reason, "snapshot state does not decode; folding from the start");
@@ -340,14 +375,22 @@ impl CommandService {
         as_of: AsOf,
         max_events: usize,
     ) -> Result<Loaded<A>, StoreError> {
-        if let Some((state, version)) = self.usable_snapshot::<A>(stream_id).await?
-            && as_of_version(as_of).is_none_or(|point| version <= point)
+        let mut refused = false;
+        if let Some((state, snapshot)) = self.usable_snapshot::<A>(stream_id).await?
+            && as_of_version(as_of).is_none_or(|point| snapshot.version <= point)
         {
+            let version = snapshot.version;
             // The snapshot's own event first: it proves the snapshot and says when it was.
             let events = self
                 .read_to_point(stream_id, version, as_of, max_events + 1)
                 .await?;
-            if let Some(own) = events.first().filter(|e| e.version == version)
+            let own = events.first().filter(|e| e.version == version);
+            let proven = match own {
+                Some(own) => self.proves(&snapshot, &own.chain).await?,
+                None => false,
+            };
+            refused = own.is_some() && !proven;
+            if let Some(own) = own.filter(|_| proven)
                 && as_of_time(as_of).is_none_or(|at| own.occurred_at <= at)
             {
                 let mut loaded = Loaded::at(state, own.head(), Some(own.occurred_at));
@@ -359,6 +402,7 @@ impl CommandService {
         }
         let events = self.read_to_point(stream_id, 1, as_of, max_events).await?;
         let mut loaded = Loaded::empty(stream_id.clone());
+        loaded.snapshot_refused = refused;
         loaded.fold_in(&events)?;
         Ok(loaded)
     }
@@ -390,4 +434,9 @@ impl CommandService {
         }
         self.store.upcast_all(events)
     }
+}
+
+/// Whether two byte strings are equal, in time that does not depend on where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -46,11 +46,12 @@ use std::sync::Arc;
 
 pub use context::{Claim, CommandContext, Target, request_fingerprint};
 pub use error::{CommandError, Outcome};
-pub use load::{HISTORY_TO_FOLD, Loaded};
+pub use load::{HISTORY_TO_FOLD, Loaded, SNAPSHOT_REFUSED};
 pub use outcome::{Executed, ExecutionStats};
 pub use retry::RetryPolicy;
 
 use crate::kept::KeptStates;
+use crate::keyed::KeyedHash;
 use crate::personal::SubjectKeys;
 use crate::store::{EventStore, SnapshotStore};
 
@@ -76,6 +77,7 @@ pub struct CommandService {
     gates: Option<Arc<gates::StreamGates>>,
     kept: Option<Arc<KeptStates>>,
     subject_keys: Option<Arc<dyn SubjectKeys>>,
+    snapshot_key: Option<Arc<dyn KeyedHash>>,
 }
 
 impl CommandService {
@@ -89,6 +91,7 @@ impl CommandService {
             gates: Some(Arc::default()),
             kept: Some(Arc::new(KeptStates::new(DEFAULT_KEPT_STATES))),
             subject_keys: None,
+            snapshot_key: None,
         }
     }
 
@@ -121,6 +124,21 @@ impl CommandService {
     pub fn with_subject_keys(mut self, keys: Arc<dyn SubjectKeys>) -> Self {
         self.subject_keys = Some(keys);
         self
+    }
+
+    /// Signs the snapshots it takes, and uses only snapshots that verify, with `key`: a MAC
+    /// over the state bound to the chain value at the snapshot's version. A snapshot without
+    /// one, or whose state was changed, is refused: the stream is folded from its events and
+    /// the refusal is counted ([`Loaded::snapshot_refused`]).
+    #[must_use]
+    pub fn with_snapshot_key(mut self, key: Arc<dyn KeyedHash>) -> Self {
+        self.snapshot_key = Some(key);
+        self
+    }
+
+    /// The key snapshots are signed with, if any.
+    pub fn snapshot_key(&self) -> Option<&Arc<dyn KeyedHash>> {
+        self.snapshot_key.as_ref()
     }
 
     /// The keys personal data is sealed with, if any.

@@ -28,6 +28,8 @@ pub struct ExecutionStats {
     /// Events folded on top of the snapshots (or from the start) by the first load: how far
     /// behind the snapshots were.
     pub events_folded: usize,
+    /// Snapshots the first load found and refused: they did not verify against their MAC.
+    pub snapshots_refused: usize,
 }
 
 impl<R> Executed<R> {

@@ -67,9 +67,15 @@ impl Runtime {
                 env::CLAIM_KEY_ID,
                 env::SUBJECT_KEYS_TABLE,
                 env::SUBJECT_KEY_ID,
+                env::SNAPSHOT_KEY_ID,
             ],
-            Self::QueryApi => &[env::SUBJECT_KEYS_TABLE, env::SUBJECT_KEY_ID],
-            Self::Publisher | Self::Snapshot => &[env::SNAPSHOT_EVERY],
+            Self::QueryApi => &[
+                env::SUBJECT_KEYS_TABLE,
+                env::SUBJECT_KEY_ID,
+                env::SNAPSHOT_KEY_ID,
+            ],
+            Self::Snapshot => &[env::SNAPSHOT_EVERY, env::SNAPSHOT_KEY_ID],
+            Self::Publisher => &[env::SNAPSHOT_EVERY],
             Self::Projector => &[],
         }
     }
@@ -90,12 +96,14 @@ impl Runtime {
                 (env::CLAIM_KEY_ID, &[MAC]),
                 (env::SUBJECT_KEYS_TABLE, &[GET, PUT]),
                 (env::SUBJECT_KEY_ID, &[NEW_DATA_KEY, UNWRAP]),
+                (env::SNAPSHOT_KEY_ID, &[MAC]),
             ],
             Self::QueryApi => &[
                 (env::EVENTS_TABLE, &[QUERY]),
                 (env::SNAPSHOTS_TABLE, &[GET]),
                 (env::SUBJECT_KEYS_TABLE, &[GET]),
                 (env::SUBJECT_KEY_ID, &[UNWRAP]),
+                (env::SNAPSHOT_KEY_ID, &[MAC]),
             ],
             // Gap repair reads the events it missed.
             Self::Projector => &[(env::EVENTS_TABLE, &[QUERY])],
@@ -106,6 +114,7 @@ impl Runtime {
             Self::Snapshot => &[
                 (env::EVENTS_TABLE, &[QUERY]),
                 (env::SNAPSHOTS_TABLE, &[GET, PUT]),
+                (env::SNAPSHOT_KEY_ID, &[MAC]),
             ],
         }
     }

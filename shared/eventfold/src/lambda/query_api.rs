@@ -27,8 +27,8 @@ use crate::command::{CommandService, HISTORY_TO_FOLD, Loaded};
 use crate::envelope::{RecordedEvent, format_timestamp};
 use crate::error::StoreError;
 use crate::identity::{Denied, Principal, authenticated};
-use crate::personal::{self, Keyring, SubjectKeys};
 use crate::ids::{EntityId, StreamId};
+use crate::personal::{self, Keyring, SubjectKeys};
 use crate::projection::{Projection, Projector};
 use crate::store::{AsOf, EventStore};
 

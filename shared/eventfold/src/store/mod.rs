@@ -20,7 +20,7 @@ use serde_json::Value;
 pub use memory::MemoryStore;
 pub use read::{AsOf, DocumentPage, RawRead, ReadPage, ReadRange};
 pub use settings::{SnapshotPolicy, StoreSettings};
-pub use snapshots::{MemorySnapshots, Snapshot, SnapshotStore};
+pub use snapshots::{MemorySnapshots, Snapshot, SnapshotStore, snapshot_mac_input};
 
 use crate::chain::{ChainVerifier, Verification};
 use crate::envelope::{NewEvent, RecordedEvent, StreamHead};

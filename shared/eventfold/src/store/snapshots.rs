@@ -28,6 +28,27 @@ pub struct Snapshot {
     /// When it was taken.
     #[serde(with = "crate::envelope::timestamp_format")]
     pub taken_at: DateTime<Utc>,
+    /// A keyed MAC over the stream, the version, the chain value of the event at that version
+    /// and the state (see [`snapshot_mac_input`]): a snapshot whose state was changed in the
+    /// table, or moved to another stream or version, does not verify and is not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+}
+
+/// What a snapshot's MAC covers: its stream, version and state schema, the chain value of the
+/// event at its version (binding it to the history it was folded from), and its state, as
+/// canonical JSON.
+pub fn snapshot_mac_input(snapshot: &Snapshot, chain: &str) -> Vec<u8> {
+    let covered = serde_json::json!({
+        "stream_id": snapshot.stream_id.as_str(),
+        "version": snapshot.version,
+        "state_schema": snapshot.state_schema,
+        "chain": chain,
+        "state": snapshot.state,
+    });
+    let mut text = String::new();
+    crate::chain::write_canonical_json(&covered, &mut text);
+    text.into_bytes()
 }
 
 /// Where snapshots live.
@@ -39,6 +60,10 @@ pub trait SnapshotStore: Send + Sync + fmt::Debug {
     /// Stores a snapshot unless one at the same or a later version exists; returns whether it
     /// was written.
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<bool, StoreError>;
+
+    /// Stores a snapshot unless one at a later version exists (one of the same version is
+    /// replaced: it did not verify); returns whether it was written.
+    async fn replace_snapshot(&self, snapshot: &Snapshot) -> Result<bool, StoreError>;
 }
 
 /// Snapshots in process memory, stored as documents like the DynamoDB table's items.
@@ -82,6 +107,21 @@ impl SnapshotStore for MemorySnapshots {
             .and_then(|existing| existing.get(crate::names::snapshots::VERSION))
             .and_then(Value::as_u64)
             .is_some_and(|stored| stored >= snapshot.version);
+        if newer_exists {
+            return Ok(false);
+        }
+        documents.insert(snapshot.stream_id.to_string(), document);
+        Ok(true)
+    }
+
+    async fn replace_snapshot(&self, snapshot: &Snapshot) -> Result<bool, StoreError> {
+        let document = stored::to_document(snapshot, "a snapshot")?;
+        let mut documents = self.documents();
+        let newer_exists = documents
+            .get(snapshot.stream_id.as_str())
+            .and_then(|existing| existing.get(crate::names::snapshots::VERSION))
+            .and_then(Value::as_u64)
+            .is_some_and(|stored| stored > snapshot.version);
         if newer_exists {
             return Ok(false);
         }

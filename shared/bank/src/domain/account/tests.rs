@@ -1,8 +1,8 @@
 use eventfold::testing::given;
 
 use super::*;
-use eventfold::personal::Personal;
 use crate::domain::money::MAX_AMOUNT;
+use eventfold::personal::Personal;
 
 fn eur() -> Currency {
     Currency::parse("EUR").expect("valid")
