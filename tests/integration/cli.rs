@@ -491,3 +491,94 @@ async fn local_serves_its_demo_and_no_copy_holds_an_unkeyed_email_hash() {
     );
     child.kill().await.expect("stopped");
 }
+
+/// Someone with write access to the events table changes an event, then deletes one: the
+/// publisher (the stream reader that sees every change) logs each and counts it in its
+/// `EventsRewritten` metric, which `EventsRewrittenAlarm` fires on; nothing is published for
+/// them, and verification names the damage.
+#[tokio::test]
+async fn a_modified_or_removed_event_is_counted_for_the_alarm() {
+    let prefix = format!("m{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let (url, mut runner) = eventfold_tests::local(&prefix).await;
+    let env = TestEnv::new().await;
+    let resources =
+        eventfold_cli::local::provision::discover(eventfold_tests::template(), &env.clients, &prefix)
+            .await
+            .expect("the run's resources");
+    let api = eventfold_tests::Api::new(url, eventfold_tests::Caller::Anonymous)
+        .with_tokens(eventfold_tests::Tokens {
+            issuer: eventfold_cli::identity::TokenIssuer::for_resources(
+                eventfold_tests::template(),
+                &resources,
+            )
+            .expect("the pool"),
+            cognito: env.clients.cognito.clone(),
+        })
+        .customer()
+        .await;
+    let id = api.open_account("Rewritten", "EUR").await;
+    api.deposit(&id, 10).await;
+    api.deposit(&id, 20).await;
+    let table = resources.table("EventsTable").to_owned();
+    let key = |version: u64| {
+        std::collections::HashMap::from([
+            (
+                "stream_id".to_owned(),
+                AttributeValue::S(format!("Account-{id}")),
+            ),
+            ("version".to_owned(), AttributeValue::N(version.to_string())),
+        ])
+    };
+    env.clients
+        .dynamodb
+        .update_item()
+        .table_name(&table)
+        .set_key(Some(key(2)))
+        .update_expression("SET payload.amount = :raised")
+        .expression_attribute_values(":raised", AttributeValue::N("1000".into()))
+        .send()
+        .await
+        .expect("modified");
+    env.clients
+        .dynamodb
+        .delete_item()
+        .table_name(&table)
+        .set_key(Some(key(3)))
+        .send()
+        .await
+        .expect("removed");
+    let rewritten = |log: &str| {
+        log.lines()
+            .filter(|line| line.contains("\"EventsRewritten\":"))
+            .map(|line| {
+                let at = line.find("\"EventsRewritten\":").unwrap_or_default() + 18;
+                line[at..]
+                    .split([',', '}'])
+                    .next()
+                    .and_then(|n| n.trim().parse::<f64>().ok())
+                    .unwrap_or_default()
+            })
+            .sum::<f64>()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while rewritten(&eventfold_tests::local_log(&prefix)) < 2.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rewrites were not counted: {}",
+            eventfold_tests::local_log(&prefix)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let log = eventfold_tests::local_log(&prefix);
+    assert_eq!(
+        log.matches(eventfold::lambda::publish::EVENT_REWRITTEN).count(),
+        2,
+        "one line each"
+    );
+    let verified = eventfold()
+        .args(["--prefix", &prefix, "verify", &format!("Account-{id}")])
+        .output()
+        .expect("verify runs");
+    assert_eq!(verified.status.code(), Some(1), "verification names the damage");
+    runner.kill().await.expect("stopped");
+}

@@ -5,48 +5,12 @@
 //! stream verifies before and after, their accounts still fold (the owner's name erased), and
 //! everyone else carries on.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use eventfold_cli::identity::TokenIssuer;
 use eventfold_cli::local::provision::{Resources, discover};
 use eventfold_tests::{Api, Caller, TestEnv, Tokens, scopes, template};
 use serde_json::{Value, json};
-use tokio::io::AsyncBufReadExt;
-
-/// `eventfold local --no-demo` on a prefix of its own: the API's URL, and the process (stopped
-/// when dropped).
-async fn local(prefix: &str) -> (String, tokio::process::Child) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let mut child = tokio::process::Command::from(eventfold_tests::cli())
-        .args([
-            "--prefix",
-            prefix,
-            "local",
-            "--no-demo",
-            "--port",
-            &port.to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("eventfold local starts");
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let served = tokio::time::timeout(Duration::from_secs(120), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains("The API is at") {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert_eq!(served, Ok(true), "eventfold local serves");
-    (format!("http://127.0.0.1:{port}"), child)
-}
 
 /// Everything the run wrote, as text: every item of every table, every message of every queue
 /// (dead-letter queues included), and the function logs.
@@ -95,17 +59,14 @@ async fn every_copy(env: &TestEnv, resources: &Resources, prefix: &str) -> Strin
             }
         }
     }
-    let log = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../.local")
-        .join(format!("runner-{prefix}.log"));
-    copies.push_str(&std::fs::read_to_string(log).expect("the function log"));
+    copies.push_str(&eventfold_tests::local_log(prefix));
     copies
 }
 
 #[tokio::test]
 async fn a_forgotten_user_leaves_no_plaintext_anywhere_and_every_stream_still_verifies() {
     let prefix = format!("p{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let (url, mut runner) = local(&prefix).await;
+    let (url, mut runner) = eventfold_tests::local(&prefix).await;
     let env = TestEnv::new().await;
     let resources = discover(template(), &env.clients, &prefix)
         .await

@@ -803,3 +803,45 @@ pub async fn workload(
         .await;
     ids
 }
+
+/// `eventfold local --no-demo` on a prefix of its own: the API's URL, and the process (stopped
+/// when dropped).
+pub async fn local(prefix: &str) -> (String, tokio::process::Child) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut child = tokio::process::Command::from(cli())
+        .args([
+            "--prefix",
+            prefix,
+            "local",
+            "--no-demo",
+            "--port",
+            &port.to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("eventfold local starts");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().expect("stdout")));
+    let served = tokio::time::timeout(std::time::Duration::from_secs(120), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("The API is at") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(served, Ok(true), "eventfold local serves");
+    (format!("http://127.0.0.1:{port}"), child)
+}
+
+/// The function log of `eventfold local` on `prefix` (what Lambda would send to CloudWatch).
+pub fn local_log(prefix: &str) -> String {
+    let log = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../.local")
+        .join(format!("runner-{prefix}.log"));
+    std::fs::read_to_string(log).expect("the function log")
+}

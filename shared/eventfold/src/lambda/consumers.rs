@@ -32,6 +32,7 @@ pub const PUBLISHER_METRICS: &[&str] = &[
     "SnapshotRequests",
     "PublishLag",
     "BatchItemFailures",
+    "EventsRewritten",
 ];
 /// The metrics of the snapshot function's record per batch.
 pub const SNAPSHOT_METRICS: &[&str] = &[
@@ -149,6 +150,7 @@ impl PublisherFunction {
                     "BatchItemFailures",
                     usize::from(report.first_failure.is_some()),
                 ),
+                Metric::count("EventsRewritten", report.rewritten),
             ],
         );
         report

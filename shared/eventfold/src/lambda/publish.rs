@@ -43,9 +43,15 @@ pub struct PublishReport {
     pub snapshot_requests: usize,
     /// Records that are not inserts.
     pub ignored: usize,
+    /// Records of an event item modified or removed: nothing the application does, so someone
+    /// rewrote history (logged and counted for an alarm; never published).
+    pub rewritten: usize,
     /// Index of the earliest record not accepted.
     pub first_failure: Option<usize>,
 }
+
+/// What the publisher logs (as an error) for a record of an event item modified or removed.
+pub const EVENT_REWRITTEN: &str = "an event item was modified or removed in the events table";
 
 /// The publisher, built once per process.
 #[derive(Clone, Debug)]
@@ -78,7 +84,14 @@ impl Publisher {
         for (index, record) in records.iter().enumerate() {
             match decode_stream_record(record, &self.upcasters) {
                 Ok(StreamRecord::Appended(event)) => events.push((index, *event)),
-                Ok(StreamRecord::Ignored(_)) => report.ignored += 1,
+                Ok(StreamRecord::Ignored(kind)) => {
+                    report.ignored += 1;
+                    if matches!(kind, "MODIFY" | "REMOVE") {
+                        report.rewritten += 1;
+                        tracing::error!(kind, item = ?record.change.keys,
+                            "{EVENT_REWRITTEN}");
+                    }
+                }
                 Err(error) => {
                     tracing::error!(index, error = %error_chain(&error), "record does not decode");
                     report.first_failure = Some(index);
