@@ -501,10 +501,13 @@ async fn a_modified_or_removed_event_is_counted_for_the_alarm() {
     let prefix = format!("m{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let (url, mut runner) = eventfold_tests::local(&prefix).await;
     let env = TestEnv::new().await;
-    let resources =
-        eventfold_cli::local::provision::discover(eventfold_tests::template(), &env.clients, &prefix)
-            .await
-            .expect("the run's resources");
+    let resources = eventfold_cli::local::provision::discover(
+        eventfold_tests::template(),
+        &env.clients,
+        &prefix,
+    )
+    .await
+    .expect("the run's resources");
     let api = eventfold_tests::Api::new(url, eventfold_tests::Caller::Anonymous)
         .with_tokens(eventfold_tests::Tokens {
             issuer: eventfold_cli::identity::TokenIssuer::for_resources(
@@ -571,7 +574,8 @@ async fn a_modified_or_removed_event_is_counted_for_the_alarm() {
     }
     let log = eventfold_tests::local_log(&prefix);
     assert_eq!(
-        log.matches(eventfold::lambda::publish::EVENT_REWRITTEN).count(),
+        log.matches(eventfold::lambda::publish::EVENT_REWRITTEN)
+            .count(),
         2,
         "one line each"
     );
@@ -579,6 +583,10 @@ async fn a_modified_or_removed_event_is_counted_for_the_alarm() {
         .args(["--prefix", &prefix, "verify", &format!("Account-{id}")])
         .output()
         .expect("verify runs");
-    assert_eq!(verified.status.code(), Some(1), "verification names the damage");
+    assert_eq!(
+        verified.status.code(),
+        Some(1),
+        "verification names the damage"
+    );
     runner.kill().await.expect("stopped");
 }

@@ -215,11 +215,26 @@ async fn users_register_once_per_email(api: Api) {
     assert_eq!(first.body["version"], json!(1));
     let id = first.body["id"].as_str().expect("id");
     let events = ada.get(&format!("/streams/User-{id}/events")).await;
-    assert_eq!(
-        events.body["events"][0]["payload"],
-        json!({"email": address.to_lowercase(), "name": "Ada"})
+    let payload = &events.body["events"][0]["payload"];
+    for field in ["email", "name"] {
+        assert_eq!(
+            payload[field]["$personal"],
+            json!(id),
+            "sealed for its subject"
+        );
+        assert!(payload[field]["sealed"].is_string(), "{payload}");
+    }
+    assert!(
+        !payload.to_string().contains("Ada"),
+        "no plain text: {payload}"
     );
     assert_eq!(events.body["events"][0]["metadata"], json!({}), "redacted");
+    let profile = ada.get(&format!("/users/{id}")).await;
+    assert_eq!(
+        (profile.body["email"].clone(), profile.body["name"].clone()),
+        (json!(address.to_lowercase()), json!("Ada")),
+        "opened for its owner: {profile:?}"
+    );
     api.get(&format!("/streams/User-{id}/events"))
         .await
         .assert_problem(404, "not-found");

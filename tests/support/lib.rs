@@ -824,7 +824,9 @@ pub async fn local(prefix: &str) -> (String, tokio::process::Child) {
         .kill_on_drop(true)
         .spawn()
         .expect("eventfold local starts");
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().expect("stdout")));
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
+        child.stdout.take().expect("stdout"),
+    ));
     let served = tokio::time::timeout(std::time::Duration::from_secs(120), async {
         while let Ok(Some(line)) = lines.next_line().await {
             if line.contains("The API is at") {
