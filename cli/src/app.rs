@@ -358,10 +358,10 @@ async fn operate(
         }
         Command::Verify { stream, .. } => {
             let report = ops::verify::verify(target, stream.as_deref()).await?;
-            if !report.broken.is_empty() {
+            if report.tampered() > 0 {
                 return Err(OpsError(format!(
                     "{} tampered streams in {}",
-                    report.broken.len(),
+                    report.tampered(),
                     target.label
                 )));
             }

@@ -25,12 +25,17 @@ pub fn sigv4_headers(
     service: &str,
 ) -> Result<Vec<(String, String)>, String> {
     let identity = credentials.into();
+    let mut settings = SigningSettings::default();
+    if service == "s3" {
+        // S3 wants the payload's hash in a header of its own, and signed.
+        settings.payload_checksum_kind = aws_sigv4::http_request::PayloadChecksumKind::XAmzSha256;
+    }
     let params = aws_sigv4::sign::v4::SigningParams::builder()
         .identity(&identity)
         .region(region)
         .name(service)
         .time(std::time::SystemTime::now())
-        .settings(SigningSettings::default())
+        .settings(settings)
         .build()
         .map_err(|e| format!("signing {} {}: {e}", request.method, request.url))?
         .into();

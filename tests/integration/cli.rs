@@ -590,3 +590,155 @@ async fn a_modified_or_removed_event_is_counted_for_the_alarm() {
     );
     runner.kill().await.expect("stopped");
 }
+
+/// Someone with write access to the events table deletes a stream, cuts another's tail and
+/// rewrites a third's event with its chain recomputed after it: each chain still verifies, but
+/// against the signed anchor the last whole verification left under Object Lock, each is found
+/// and named. A delete marker laid over that anchor does not hide it, its version cannot be
+/// deleted, and a newer anchor not signed by the stack's key is refused as forged.
+#[tokio::test]
+async fn the_signed_anchor_names_a_deleted_stream_a_cut_tail_and_a_rechained_rewrite() {
+    use eventfold::store::EventStore;
+
+    let api = TestEnv::new().await.serve().await;
+    let deleted = account_with_deposits(&api, 2).await;
+    let cut = account_with_deposits(&api, 3).await;
+    let rewritten = account_with_deposits(&api, 3).await;
+    let first = succeeded(&run(&api.env, &["verify", "--all"]));
+    assert!(
+        first.contains("anchored every stream's head: s3://"),
+        "{first}"
+    );
+
+    // The anchor can be hidden by a delete marker, which Object Lock allows, but not removed.
+    let signed = api.env.clients.signed.clone();
+    let bucket = api.env.resources.buckets["AnchorBucket"].clone();
+    let bucket_url = format!("{}/{bucket}", signed.endpoint("s3"));
+    let s3 = |method: &'static str, url: String| {
+        let signed = signed.clone();
+        async move {
+            let answer = signed
+                .send("s3", method, &url, &[], Vec::new())
+                .await
+                .expect("S3 answers");
+            (
+                answer.status().as_u16(),
+                answer.text().await.unwrap_or_default(),
+            )
+        }
+    };
+    let (_, listing) = s3("GET", format!("{bucket_url}?versions&prefix=anchors/")).await;
+    let field = |xml: &str, name: &str| {
+        xml.split_once(&format!("<{name}>"))
+            .and_then(|(_, rest)| rest.split_once(&format!("</{name}>")))
+            .map(|(text, _)| text.to_owned())
+            .expect("listed")
+    };
+    let (key, version) = (field(&listing, "Key"), field(&listing, "VersionId"));
+    let (status, said) = s3("DELETE", format!("{bucket_url}/{key}?versionId={version}")).await;
+    assert_eq!(status, 403, "the anchor is locked: {said}");
+    let (status, _) = s3("DELETE", format!("{bucket_url}/{key}")).await;
+    assert_eq!(status, 204, "a delete marker");
+
+    // The tampering: every item of one stream deleted, the last two of another, and a deposit
+    // raised in a third with the chain recomputed from there so that it verifies.
+    let table = api.env.events_table().to_owned();
+    let dynamodb = &api.env.clients.dynamodb;
+    let remove = |stream: String, version: u64| {
+        dynamodb
+            .delete_item()
+            .table_name(&table)
+            .key("stream_id", AttributeValue::S(stream))
+            .key("version", AttributeValue::N(version.to_string()))
+            .send()
+    };
+    for version in 1..=3 {
+        remove(format!("Account-{deleted}"), version)
+            .await
+            .expect("deleted");
+    }
+    for version in 3..=4 {
+        remove(format!("Account-{cut}"), version)
+            .await
+            .expect("cut");
+    }
+    let store = api.env.store(Default::default());
+    let stream = eventfold::StreamId::parse(&format!("Account-{rewritten}")).expect("id");
+    let mut events = store
+        .read_stream(&stream, 1, 10)
+        .await
+        .expect("read")
+        .events;
+    assert_eq!(events.len(), 4);
+    events[1].payload["amount"] = json!(9000);
+    for at in 1..events.len() {
+        let previous = events[at - 1].chain.clone();
+        events[at].chain = eventfold::chain::chain_hash(&previous, &events[at]);
+        let document = eventfold::stored::encode(&events[at]).expect("encodes");
+        dynamodb
+            .put_item()
+            .table_name(&table)
+            .set_item(Some(
+                eventfold::aws::item::from_document(&document).expect("an item"),
+            ))
+            .send()
+            .await
+            .expect("rewritten");
+    }
+
+    let caught = run(&api.env, &["verify", "--all"]);
+    let said = text(&caught.stdout);
+    assert_eq!(caught.status.code(), Some(1), "{said}");
+    assert!(said.contains("0 broken"), "every chain holds: {said}");
+    for finding in [
+        format!("DELETED Account-{deleted}: anchored at version 3, now gone"),
+        format!("CUT Account-{cut}: anchored at version 4, now ends at 2"),
+        format!("REWRITTEN Account-{rewritten}: the event at version 4 is not the one anchored"),
+    ] {
+        assert!(said.contains(&finding), "{finding}\n{said}");
+    }
+    assert!(
+        !said.contains("anchored every"),
+        "nothing tampered is anchored: {said}"
+    );
+    assert!(text(&caught.stderr).contains("3 tampered streams"));
+
+    // A newer anchor over today's heads, not signed by the stack's key.
+    let heads: Vec<eventfold_cli::ops::anchor::Head> = Vec::new();
+    let forged = json!({
+        "anchored_at": "2099-01-01T00:00:00.000000Z",
+        "heads": heads,
+        "root": hex::encode(eventfold_cli::ops::anchor::merkle_root(&heads)),
+        "key_id": "a key of the forger's",
+        "signature": "MEUCIQDforged",
+    })
+    .to_string();
+    let checksum = {
+        use base64::Engine;
+        use sha2::Digest;
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(forged.as_bytes()))
+    };
+    let put = signed
+        .send(
+            "s3",
+            "PUT",
+            &format!("{bucket_url}/anchors/0000000000000-forged.json"),
+            &[
+                ("content-type", "application/json"),
+                ("x-amz-sdk-checksum-algorithm", "SHA256"),
+                ("x-amz-checksum-sha256", &checksum),
+            ],
+            forged.into_bytes(),
+        )
+        .await
+        .expect("S3 answers");
+    assert!(put.status().is_success());
+    let refused = run(&api.env, &["verify", "--all"]);
+    assert_ne!(refused.status.code(), Some(0));
+    assert!(
+        text(&refused.stderr).contains("is not signed by its key: it was forged"),
+        "{}",
+        text(&refused.stderr)
+    );
+    api.stop().await;
+}

@@ -77,6 +77,8 @@ pub struct Resources {
     pub user_pool_clients: BTreeMap<String, String>,
     /// KMS keys, by logical id.
     pub kms_keys: BTreeMap<String, KmsKey>,
+    /// S3 bucket names, by logical id.
+    pub buckets: BTreeMap<String, String>,
     pub parameters: BTreeMap<String, String>,
 }
 
@@ -118,6 +120,7 @@ impl Resources {
                 .or_else(|| self.user_pools.get(id).map(|p| p.id.clone()))
                 .or_else(|| self.user_pool_clients.get(id).cloned())
                 .or_else(|| self.kms_keys.get(id).map(|k| k.id.clone()))
+                .or_else(|| self.buckets.get(id).cloned())
                 .or_else(|| self.parameters.get(id).cloned())
                 .or_else(|| self.pseudo_parameter(id))
                 .ok_or_else(missing),
@@ -276,6 +279,15 @@ pub async fn provision(
         pending = waiting;
     }
     provision_identity(template, clients, &mut resources).await?;
+    for bucket in &template.buckets {
+        let name = bucket_name(prefix, &bucket.logical_id);
+        let retention = match &bucket.retention {
+            Some((mode, days)) => Some((mode.clone(), resources.resolve(days)?)),
+            None => None,
+        };
+        create_bucket(&clients.signed, &name, bucket.object_lock, retention).await?;
+        resources.buckets.insert(bucket.logical_id.clone(), name);
+    }
     for key in &template.kms_keys {
         let created = create_key(
             &clients.signed,
@@ -329,6 +341,68 @@ async fn provision_identity(
         resources
             .user_pool_clients
             .insert(spec.logical_id.clone(), id);
+    }
+    Ok(())
+}
+
+/// A bucket's name under a prefix: S3 wants lower case.
+pub fn bucket_name(prefix: &str, logical_id: &str) -> String {
+    format!("{prefix}-{logical_id}").to_lowercase()
+}
+
+/// Creates a bucket (one that exists already is fine), with Object Lock and its default
+/// retention (mode, days) when the template asks for them.
+async fn create_bucket(
+    s3: &SignedClient,
+    name: &str,
+    object_lock: bool,
+    retention: Option<(String, String)>,
+) -> Result<(), ProvisionError> {
+    let url = format!("{}/{name}", s3.endpoint("s3"));
+    let lock = if object_lock { "true" } else { "false" };
+    let created = s3
+        .send(
+            "s3",
+            "PUT",
+            &url,
+            &[("x-amz-bucket-object-lock-enabled", lock)],
+            Vec::new(),
+        )
+        .await
+        .map_err(|e| fail(name, e))?;
+    let status = created.status();
+    let said = created.text().await.unwrap_or_default();
+    if !status.is_success() && !said.contains("BucketAlreadyOwnedByYou") {
+        return Err(fail(
+            name,
+            format!("CreateBucket answered {status}: {said}"),
+        ));
+    }
+    if let Some((mode, days)) = retention {
+        let body = format!(
+            "<ObjectLockConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+             <ObjectLockEnabled>Enabled</ObjectLockEnabled><Rule><DefaultRetention>\
+             <Mode>{mode}</Mode><Days>{days}</Days></DefaultRetention></Rule>\
+             </ObjectLockConfiguration>"
+        );
+        let configured = s3
+            .send(
+                "s3",
+                "PUT",
+                &format!("{url}?object-lock"),
+                &[],
+                body.into_bytes(),
+            )
+            .await
+            .map_err(|e| fail(name, e))?;
+        if !configured.status().is_success() {
+            let status = configured.status();
+            let said = configured.text().await.unwrap_or_default();
+            return Err(fail(
+                name,
+                format!("PutObjectLockConfiguration answered {status}: {said}"),
+            ));
+        }
     }
     Ok(())
 }
@@ -470,6 +544,12 @@ pub async fn discover(
         if let Ok(Some(found)) = find_key(&clients.signed, &name).await {
             resources.kms_keys.insert(key.logical_id.clone(), found);
         }
+    }
+    for bucket in &template.buckets {
+        resources.buckets.insert(
+            bucket.logical_id.clone(),
+            bucket_name(prefix, &bucket.logical_id),
+        );
     }
     Ok(resources)
 }

@@ -202,6 +202,17 @@ pub struct UserPoolClientSpec {
     pub auth_flows: Vec<String>,
 }
 
+/// An S3 bucket, with its default Object Lock retention if it has one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BucketSpec {
+    pub logical_id: String,
+    /// `ObjectLockEnabled`.
+    pub object_lock: bool,
+    /// The default retention: mode (`GOVERNANCE`, `COMPLIANCE`) and days (a reference: a
+    /// parameter, say).
+    pub retention: Option<(String, Reference)>,
+}
+
 /// A KMS key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KmsKeySpec {
@@ -226,6 +237,8 @@ pub struct Template {
     pub user_pool_clients: Vec<UserPoolClientSpec>,
     /// KMS keys.
     pub kms_keys: Vec<KmsKeySpec>,
+    /// S3 buckets.
+    pub buckets: Vec<BucketSpec>,
     /// Parameter values: the defaults, or what the template was loaded with.
     pub parameters: BTreeMap<String, String>,
     /// Every resource's type, by logical id.
@@ -395,6 +408,26 @@ impl Template {
                     let name = text(&properties, "GroupName")
                         .ok_or_else(|| err(format!("{id}: no GroupName")))?;
                     groups.push((pool_of(&id, &properties)?, name));
+                }
+                "AWS::S3::Bucket" => {
+                    let retention = get(&properties, "ObjectLockConfiguration")
+                        .and_then(|c| get(c, "Rule"))
+                        .and_then(|r| get(r, "DefaultRetention"));
+                    let retention = match retention {
+                        Some(r) => Some((
+                            text(r, "Mode").ok_or_else(|| err(format!("{id}: no Mode")))?,
+                            get(r, "Days")
+                                .map(Reference::parse)
+                                .transpose()?
+                                .ok_or_else(|| err(format!("{id}: no Days")))?,
+                        )),
+                        None => None,
+                    };
+                    template.buckets.push(BucketSpec {
+                        logical_id: id.clone(),
+                        object_lock: flag(&properties, "ObjectLockEnabled"),
+                        retention,
+                    });
                 }
                 "AWS::KMS::Key" => template.kms_keys.push(KmsKeySpec {
                     logical_id: id.clone(),
@@ -928,12 +961,27 @@ mod tests {
             ["bank/read", "bank/write", "bank/operator"]
         );
         assert_eq!(jwt.user_pool_clients[0].pool, "UserPool");
+        let keys: BTreeMap<&str, (&str, &str)> = jwt
+            .kms_keys
+            .iter()
+            .map(|k| {
+                (
+                    k.logical_id.as_str(),
+                    (k.key_spec.as_str(), k.key_usage.as_str()),
+                )
+            })
+            .collect();
+        assert_eq!(keys["ClaimKey"], ("HMAC_256", "GENERATE_VERIFY_MAC"));
+        assert_eq!(keys["AnchorKey"], ("ECC_NIST_P256", "SIGN_VERIFY"));
+        assert_eq!(keys["SubjectKey"], ("SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT"));
+        let anchors = &jwt.buckets[0];
+        assert!(anchors.object_lock);
         assert_eq!(
-            (
-                jwt.kms_keys[0].key_spec.as_str(),
-                jwt.kms_keys[0].key_usage.as_str()
-            ),
-            ("HMAC_256", "GENERATE_VERIFY_MAC")
+            anchors.retention,
+            Some((
+                "COMPLIANCE".into(),
+                Reference::Ref("AnchorRetentionDays".into())
+            ))
         );
 
         let parameters = BTreeMap::from([("AuthMode".to_owned(), "IAM".to_owned())]);

@@ -5,6 +5,7 @@
 //! (projecting, snapshotting, publishing) is done by invoking the service's own functions
 //! with records from the events table; the CLI holds no domain code.
 
+pub mod anchor;
 pub mod dlq;
 pub mod invoke;
 pub mod progress;
@@ -153,6 +154,9 @@ pub struct Target {
     pub invoker: Arc<Invoker>,
     /// Where its users' tokens come from, if its API takes JWTs of its own user pool.
     pub identity: Option<TokenIssuer>,
+    /// Where its history is anchored, if its template has an Object Lock bucket and a signing
+    /// key.
+    pub anchor: Option<anchor::AnchorStore>,
 }
 
 impl Target {
@@ -237,6 +241,11 @@ impl Target {
             invoker,
         )?;
         target.identity = identity;
+        let buckets = of_type("AWS::S3::Bucket");
+        let keys = of_type("AWS::KMS::Key");
+        target.anchor = anchor_of(&target.template, &target.clients, |logical| {
+            buckets.get(logical).or_else(|| keys.get(logical)).cloned()
+        });
         Ok(target)
     }
 
@@ -271,6 +280,13 @@ impl Target {
             invoker,
         )?;
         target.identity = identity;
+        target.anchor = anchor_of(&target.template, &target.clients, |logical| {
+            resources
+                .buckets
+                .get(logical)
+                .cloned()
+                .or_else(|| resources.kms_keys.get(logical).map(|k| k.id.clone()))
+        });
         Ok(target)
     }
 
@@ -301,6 +317,7 @@ impl Target {
             queues,
             invoker: Arc::new(invoker),
             identity: None,
+            anchor: None,
         })
     }
 
@@ -319,6 +336,25 @@ impl Target {
             .map(String::as_str)
             .ok_or_else(|| OpsError(format!("{} has no {logical_id}", self.label)))
     }
+}
+
+/// Where `template`'s history is anchored: its one Object Lock bucket and its one signing key,
+/// named by `physical` (logical id to bucket name or key id).
+fn anchor_of(
+    template: &Template,
+    clients: &Clients,
+    physical: impl Fn(&str) -> Option<String>,
+) -> Option<anchor::AnchorStore> {
+    let bucket = template.buckets.iter().find(|b| b.object_lock)?;
+    let key = template
+        .kms_keys
+        .iter()
+        .find(|k| k.key_usage == "SIGN_VERIFY")?;
+    Some(anchor::AnchorStore::new(
+        clients.signed.clone(),
+        physical(&bucket.logical_id)?,
+        physical(&key.logical_id)?,
+    ))
 }
 
 /// Asks before a destructive step, unless `--yes` said so; refuses when nobody can answer.

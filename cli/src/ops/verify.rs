@@ -1,10 +1,15 @@
-//! `verify`: the integrity chain of one stream, or of every stream, with progress.
+//! `verify`: the integrity chain of one stream, or of every stream, with progress; a whole
+//! verification also compares every stream's head with the latest signed anchor (see
+//! [`super::anchor`]) and, finding nothing, anchors the heads anew.
+
+use std::collections::BTreeMap;
 
 use eventfold::StreamId;
 use eventfold::chain::Verification;
 use eventfold::store::EventStore;
 use futures::StreamExt;
 
+use super::anchor::{Finding, Head, compare};
 use super::progress::Progress;
 use super::{OpsError, Target, say};
 
@@ -18,6 +23,18 @@ pub struct VerifyReport {
     pub intact: usize,
     /// Streams and the first version that does not match.
     pub broken: Vec<(StreamId, u64)>,
+    /// What the latest signed anchor says of the history (every stream's): streams deleted,
+    /// tails cut, events rewritten and rechained since.
+    pub against_anchor: Vec<Finding>,
+    /// Where the new anchor was stored (a whole verification that found nothing anchors).
+    pub anchored: Option<String>,
+}
+
+impl VerifyReport {
+    /// Whether anything was found.
+    pub fn tampered(&self) -> usize {
+        self.broken.len() + self.against_anchor.len()
+    }
 }
 
 /// Verifies `streams` (every stream when empty), printing each broken one.
@@ -28,6 +45,7 @@ pub async fn verify(target: &Target, stream: Option<&str>) -> Result<VerifyRepor
     };
     let mut progress = Progress::new("verify", "streams", Some(streams.len() as u64));
     let mut report = VerifyReport::default();
+    let mut heads = BTreeMap::new();
     let store = target.store.clone();
     let mut checks = futures::stream::iter(streams)
         .map(|stream_id| {
@@ -47,18 +65,59 @@ pub async fn verify(target: &Target, stream: Option<&str>) -> Result<VerifyRepor
                     target.label
                 )));
             }
-            Verification::Intact { .. } => report.intact += 1,
+            Verification::Intact { head, events, .. } => {
+                report.intact += 1;
+                heads.insert(
+                    stream_id.to_string(),
+                    Head {
+                        stream: stream_id.to_string(),
+                        version: events,
+                        chain: head,
+                    },
+                );
+            }
             Verification::Broken {
                 first_bad_version, ..
             } => {
                 say(&format!(
                     "TAMPERED {stream_id}: the chain breaks at version {first_bad_version}"
                 ));
+                if let Some(head) = target.store.read_head(&stream_id).await? {
+                    heads.insert(
+                        stream_id.to_string(),
+                        Head {
+                            stream: stream_id.to_string(),
+                            version: head.version(),
+                            chain: head.chain().to_owned(),
+                        },
+                    );
+                }
                 report.broken.push((stream_id, first_bad_version));
             }
         }
     }
     progress.finish();
+    if stream.is_none()
+        && let Some(anchors) = &target.anchor
+    {
+        if let Some(anchor) = anchors.latest().await? {
+            report.against_anchor = compare(target, &anchor, &heads).await?;
+            for finding in &report.against_anchor {
+                say(&finding.to_string());
+            }
+            say(&format!(
+                "against the anchor of {} ({} streams): {} found",
+                anchor.anchored_at,
+                anchor.heads.len(),
+                report.against_anchor.len()
+            ));
+        }
+        if report.tampered() == 0 {
+            let (_, location) = anchors.anchor(heads.into_values().collect()).await?;
+            say(&format!("anchored every stream's head: {location}"));
+            report.anchored = Some(location);
+        }
+    }
     say(&format!(
         "{} streams intact, {} broken",
         report.intact,
