@@ -139,6 +139,19 @@ enum Command {
     Dlq(DlqCommand),
     /// Streams, events, the largest streams, projection lag and queue depths.
     Stats,
+    /// Forget a person: their key is deleted, so every field sealed with it reads as erased
+    /// everywhere, for good (asks first).
+    ///
+    /// Goes through the service's own forget route (its one DELETE route with a path
+    /// parameter on the function holding subjects' keys; the bank's DELETE /users/{id}),
+    /// invoked as an operator: the caller's AWS identity on a stack.
+    Forget {
+        /// The subject: the user's id (their token's subject).
+        subject: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Print an access token of the service's user pool for a user holding some scopes.
     ///
     /// Creates the user if it is new, makes it a member of exactly the groups named by
@@ -394,6 +407,9 @@ async fn operate(
         }
         Command::Stats => {
             ops::stats::stats(target).await?;
+        }
+        Command::Forget { subject, yes } => {
+            ops::forget::forget(target, &subject, yes).await?;
         }
         Command::Token { user, scope } => {
             let issuer = target.identity.as_ref().ok_or_else(|| {

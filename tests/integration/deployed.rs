@@ -203,4 +203,18 @@ async fn rebuild_and_backfill_invoke_the_stacks_own_functions() {
     );
     let state = api.get(&format!("/accounts/{id}/state")).await;
     assert_eq!(state.body["balance"], json!(41), "{state:?}");
+    // Forgetting, invoked as the caller's AWS identity.
+    let person = api.new_user(eventfold_tests::scopes::CUSTOMER).await;
+    let registered = person
+        .post(
+            "/users",
+            &json!({"email": format!("{}@example.com", uuid::Uuid::new_v4().simple()), "name": "Gone"}),
+            &[],
+        )
+        .await;
+    let subject = registered.body["id"].as_str().expect("id").to_owned();
+    let forgot = run(&["forget", &subject, "--yes"]);
+    assert!(forgot.contains(&format!("forgot {subject}")), "{forgot}");
+    let profile = api.operator().await.get(&format!("/users/{subject}")).await;
+    assert_eq!(profile.body["status"], json!("forgotten"), "{profile:?}");
 }

@@ -221,5 +221,53 @@ async fn a_forgotten_user_leaves_no_plaintext_anywhere_and_every_stream_still_ve
             "{secret} is left somewhere"
         );
     }
+
+    // An operator forgets someone from the command line, through the same route.
+    let ada = api.new_user(scopes::CUSTOMER).await;
+    let registered = ada
+        .post(
+            "/users",
+            &json!({"email": format!("ada.{tag}@example.com"), "name": "Ada"}),
+            &[],
+        )
+        .await;
+    let ada_id = registered.body["id"].as_str().expect("id").to_owned();
+    let forget = |extra: &[&str]| {
+        eventfold_tests::cli()
+            .args(["--prefix", &prefix, "forget", &ada_id])
+            .args(extra)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("forget runs")
+    };
+    let unasked = forget(&[]);
+    assert!(
+        !unasked.status.success() && String::from_utf8_lossy(&unasked.stderr).contains("--yes"),
+        "a destructive step is confirmed: {unasked:?}"
+    );
+    assert_eq!(
+        operator.get(&format!("/users/{ada_id}")).await.body["status"],
+        json!("registered"),
+        "nothing forgotten unasked"
+    );
+    let forgot = forget(&["--yes"]);
+    assert!(
+        forgot.status.success()
+            && String::from_utf8_lossy(&forgot.stdout).contains(&format!(
+                "forgot {ada_id} (DELETE /users/{{id}} as arn:aws:iam::"
+            )),
+        "{forgot:?}"
+    );
+    let profile = operator.get(&format!("/users/{ada_id}")).await;
+    assert_eq!(
+        (profile.body["status"].clone(), profile.body["name"].clone()),
+        (json!("forgotten"), Value::Null),
+        "{profile:?}"
+    );
+    let twice = forget(&["--yes"]);
+    assert!(
+        !twice.status.success() && String::from_utf8_lossy(&twice.stderr).contains("answered 404"),
+        "{twice:?}"
+    );
     runner.kill().await.expect("stopped");
 }
