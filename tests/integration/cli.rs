@@ -408,6 +408,10 @@ async fn local_serves_its_demo_and_no_copy_holds_an_unkeyed_email_hash() {
         .filter_map(|rest| rest.split('"').next().map(str::to_owned))
         .collect();
     assert_eq!(emails.len(), 2, "the demo registers two customers: {said}");
+    assert!(
+        said.contains("\"status\":\"forgotten\""),
+        "and forgets one: {said}"
+    );
 
     let token = succeeded(
         &eventfold()
