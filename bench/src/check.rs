@@ -1,8 +1,9 @@
 //! `make bench-check`: what does not depend on a noisy machine, held against a baseline. The
 //! DynamoDB requests, round trips, items read, response bytes and capacity units of an append,
 //! of a command on streams of 10, 1,000 and 10,000 events (without a snapshot, with one, and
-//! with the state kept by the process, with and without a client's key), and of a transfer,
-//! counted on the wire against the emulator. A regression past the margins fails; an
+//! with the state kept by the process, with and without a client's key), of a transfer, and
+//! of the two commands that seal personal data (KMS requests counted with DynamoDB's), on the
+//! wire against the emulator. A regression past the margins fails; an
 //! improvement asks for the baseline to be updated (`make bench-baseline`), so it cannot
 //! silently slip back. Two floors hold whatever the baseline says: a command on a kept state
 //! is one request, and a cold load with a snapshot is one round trip before the write.
@@ -11,11 +12,15 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use bank::api::TransferMoney;
+use std::sync::Arc;
+
+use bank::api::{OpenAccount, RegisterUser, TransferMoney};
 use bank::domain::account::{Account, AccountCommand};
 use bank::domain::money::Amount;
 use bank::service::BankingService;
+use eventfold::aws::{KmsSubjectKeys, aws_sdk_dynamodb, aws_sdk_kms};
 use eventfold::command::{CommandContext, CommandService};
+use eventfold::identity::Principal;
 use eventfold::store::{AppendRequest, EventStore, ExpectedVersion};
 use eventfold::{CommandId, EntityId, NewEvent, StreamId};
 use serde::{Deserialize, Serialize};
@@ -183,7 +188,72 @@ pub(crate) async fn measure(bench: &Bench) -> Result<BTreeMap<String, Cost>, Str
     let (outcome, cost) = bench.cost(bank.transfer(&owner, &transfer, None)).await;
     outcome.map_err(|e| e.to_string())?;
     costs.insert("transfer between two 10-event accounts".to_owned(), cost);
+    personal_data(bench, &cold, &mut costs).await?;
     Ok(costs)
+}
+
+/// What sealing personal data costs a command, with subjects' keys as deployed (the keys
+/// table and KMS, both counted): registering makes the subject's key (a read that finds none,
+/// `GenerateDataKey`, a conditional write), opening an account reads and unwraps it (a read,
+/// `Decrypt`) to seal the owner's name. Deposits, withdrawals and transfers seal nothing, as
+/// their figures above show.
+async fn personal_data(
+    bench: &Bench,
+    cold: &CommandService,
+    costs: &mut BTreeMap<String, Cost>,
+) -> Result<(), String> {
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&bench.sdk)
+            .interceptor(bench.counter.clone())
+            .build(),
+    );
+    let kms = aws_sdk_kms::Client::from_conf(
+        aws_sdk_kms::config::Builder::from(&bench.sdk)
+            .interceptor(bench.counter.clone())
+            .build(),
+    );
+    let subject_key = bench
+        .resources
+        .kms_keys
+        .get("SubjectKey")
+        .ok_or("the template has no SubjectKey")?;
+    let keys = Arc::new(KmsSubjectKeys::new(
+        dynamodb,
+        bench.resources.table("SubjectKeysTable"),
+        kms,
+        &subject_key.id,
+    ));
+    let bank = BankingService::new(
+        cold.clone().with_subject_keys(keys),
+        bank::testing::claim_key(),
+    );
+    let person = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let context = CommandContext::default().with_principal(Principal::jwt(
+        "https://bench.example",
+        &person,
+        ["bank/write"],
+    ));
+    let register: RegisterUser = serde_json::from_value(serde_json::json!({
+        "email": format!("{person}@example.com"),
+        "name": "Ada Lovelace",
+    }))
+    .map_err(|e| e.to_string())?;
+    let (outcome, cost) = bench.cost(bank.register_user(&context, &register)).await;
+    outcome.map_err(|e| e.to_string())?;
+    costs.insert(
+        "register a user: a new subject key, email and name sealed".to_owned(),
+        cost,
+    );
+    let open: OpenAccount =
+        serde_json::from_value(serde_json::json!({"owner": "Ada Lovelace", "currency": "EUR"}))
+            .map_err(|e| e.to_string())?;
+    let (outcome, cost) = bench.cost(bank.open_account(&context, &open)).await;
+    outcome.map_err(|e| e.to_string())?;
+    costs.insert(
+        "open an account: the owner sealed with their key".to_owned(),
+        cost,
+    );
+    Ok(())
 }
 
 /// What each figure may do against the baseline: its name, its value, and the growth allowed

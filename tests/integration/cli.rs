@@ -438,49 +438,12 @@ async fn local_serves_its_demo_and_no_copy_holds_an_unkeyed_email_hash() {
     )
     .await
     .expect("the run's resources");
-    let mut copies = String::new();
-    let scanned = env
-        .clients
-        .dynamodb
-        .scan()
-        .table_name(resources.table("EventsTable"))
-        .send()
-        .await
-        .expect("scan");
-    for item in scanned.items() {
-        copies.push_str(&format!("{item:?}\n"));
-    }
-    let queue = resources.queue_url("EventsQueue");
-    loop {
-        let received = env
-            .clients
-            .sqs
-            .receive_message()
-            .queue_url(queue)
-            .max_number_of_messages(10)
-            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .expect("receive");
-        if received.messages().is_empty() {
-            break;
-        }
-        for message in received.messages() {
-            copies.push_str(&format!("{message:?}\n"));
-        }
-    }
-    let log = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../.local")
-            .join(format!("runner-{prefix}.log")),
-    )
-    .expect("the runner's function log");
+    let copies = eventfold_tests::every_copy(&env, &resources, &prefix).await;
+    let log = eventfold_tests::local_log(&prefix);
     assert!(
         log.contains("command executed"),
         "the log is the functions'"
     );
-    copies.push_str(&log);
     for email in &emails {
         let unkeyed = hex::encode(Sha256::digest(email.as_bytes()));
         assert!(

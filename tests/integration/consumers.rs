@@ -217,7 +217,8 @@ async fn a_poison_event_goes_to_the_dead_letter_queue_and_redrive_completes_it()
         others.push(api.open_account(&format!("Other {n}"), "EUR").await);
     }
     let store = api.env.store(eventfold::store::StoreSettings::default());
-    let commands = eventfold::command::CommandService::new(store);
+    let commands =
+        eventfold::command::CommandService::new(store).with_subject_keys(api.env.subject_keys());
     let context = eventfold::command::CommandContext::default();
     let victim_stream =
         bank::service::account_stream(&eventfold::EntityId::parse(victim).expect("id"));

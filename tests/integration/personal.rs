@@ -8,60 +8,9 @@
 use std::time::Duration;
 
 use eventfold_cli::identity::TokenIssuer;
-use eventfold_cli::local::provision::{Resources, discover};
+use eventfold_cli::local::provision::discover;
 use eventfold_tests::{Api, Caller, TestEnv, Tokens, scopes, template};
 use serde_json::{Value, json};
-
-/// Everything the run wrote, as text: every item of every table, every message of every queue
-/// (dead-letter queues included), and the function logs.
-async fn every_copy(env: &TestEnv, resources: &Resources, prefix: &str) -> String {
-    let mut copies = String::new();
-    for table in resources.tables.values() {
-        let mut start = None;
-        loop {
-            let page = env
-                .clients
-                .dynamodb
-                .scan()
-                .table_name(table)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .expect("scan");
-            for item in page.items() {
-                copies.push_str(&format!("{table}: {item:?}\n"));
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
-    }
-    for queue in resources.queues.values() {
-        loop {
-            let received = env
-                .clients
-                .sqs
-                .receive_message()
-                .queue_url(&queue.url)
-                .max_number_of_messages(10)
-                .visibility_timeout(60)
-                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
-                .message_attribute_names("All")
-                .send()
-                .await
-                .expect("receive");
-            if received.messages().is_empty() {
-                break;
-            }
-            for message in received.messages() {
-                copies.push_str(&format!("{}: {message:?}\n", queue.name));
-            }
-        }
-    }
-    copies.push_str(&eventfold_tests::local_log(prefix));
-    copies
-}
 
 #[tokio::test]
 async fn a_forgotten_user_leaves_no_plaintext_anywhere_and_every_stream_still_verifies() {
@@ -133,7 +82,7 @@ async fn a_forgotten_user_leaves_no_plaintext_anywhere_and_every_stream_still_ve
     assert!(backfilled.written >= 3, "{backfilled:?}");
 
     // Stored as ciphertext from the start: nothing to find even before forgetting.
-    let before = every_copy(&env, &resources, &prefix).await;
+    let before = eventfold_tests::every_copy(&env, &resources, &prefix).await;
     assert!(
         before.contains("$personal"),
         "the personal values are there, sealed"
@@ -214,7 +163,7 @@ async fn a_forgotten_user_leaves_no_plaintext_anywhere_and_every_stream_still_ve
         "{said}"
     );
 
-    let after = every_copy(&env, &resources, &prefix).await;
+    let after = eventfold_tests::every_copy(&env, &resources, &prefix).await;
     for secret in [&email, &name] {
         assert!(
             !after.contains(secret.as_str()),

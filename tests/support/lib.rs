@@ -207,6 +207,16 @@ impl TestEnv {
         }
     }
 
+    /// Subjects' keys as this environment's functions keep them (its keys table and KMS key).
+    pub fn subject_keys(&self) -> Arc<eventfold::aws::KmsSubjectKeys> {
+        Arc::new(eventfold::aws::KmsSubjectKeys::new(
+            self.clients.dynamodb.clone(),
+            self.resources.table("SubjectKeysTable"),
+            eventfold::aws::aws_sdk_kms::Client::new(&self.sdk),
+            &self.resources.kms_keys["SubjectKey"].id,
+        ))
+    }
+
     /// The snapshot store over this environment's table.
     pub fn snapshots(&self) -> Arc<DynamoSnapshots> {
         Arc::new(DynamoSnapshots::new(
@@ -846,4 +856,55 @@ pub fn local_log(prefix: &str) -> String {
         .join("../.local")
         .join(format!("runner-{prefix}.log"));
     std::fs::read_to_string(log).expect("the function log")
+}
+
+/// Everything the run wrote, as text: every item of every table, every message of every queue
+/// (dead-letter queues included), and the function logs.
+pub async fn every_copy(env: &TestEnv, resources: &Resources, prefix: &str) -> String {
+    let mut copies = String::new();
+    for table in resources.tables.values() {
+        let mut start = None;
+        loop {
+            let page = env
+                .clients
+                .dynamodb
+                .scan()
+                .table_name(table)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .expect("scan");
+            for item in page.items() {
+                copies.push_str(&format!("{table}: {item:?}\n"));
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+    }
+    for queue in resources.queues.values() {
+        loop {
+            let received = env
+                .clients
+                .sqs
+                .receive_message()
+                .queue_url(&queue.url)
+                .max_number_of_messages(10)
+                .visibility_timeout(60)
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+                .message_attribute_names("All")
+                .send()
+                .await
+                .expect("receive");
+            if received.messages().is_empty() {
+                break;
+            }
+            for message in received.messages() {
+                copies.push_str(&format!("{}: {message:?}\n", queue.name));
+            }
+        }
+    }
+    copies.push_str(&local_log(prefix));
+    copies
 }

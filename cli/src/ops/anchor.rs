@@ -228,9 +228,17 @@ impl AnchorStore {
     pub async fn latest(&self) -> Result<Option<Anchor>, OpsError> {
         let mut marker: Option<(String, String)> = None;
         let (key, version) = loop {
-            let mut url = format!("{}?versions&prefix={PREFIX}&max-keys=100", self.url(""));
+            let mut url = format!(
+                "{}?versions&prefix={}&max-keys=100",
+                self.url(""),
+                query_value(PREFIX)
+            );
             if let Some((key, version)) = &marker {
-                url.push_str(&format!("&key-marker={key}&version-id-marker={version}"));
+                url.push_str(&format!(
+                    "&key-marker={}&version-id-marker={}",
+                    query_value(key),
+                    query_value(version)
+                ));
             }
             let listed = self
                 .client
@@ -321,8 +329,22 @@ fn anchor_key(at: &chrono::DateTime<chrono::Utc>) -> String {
     )
 }
 
+/// `text` as a query string value (RFC 3986: unreserved characters as they are, the rest
+/// percent-encoded), as SigV4's canonical request encodes it.
+fn query_value(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
 /// The text of the first `<name>` element in `xml`.
-fn element(xml: &str, name: &str) -> Option<String> {
+pub(crate) fn element(xml: &str, name: &str) -> Option<String> {
     let (_, rest) = xml.split_once(&format!("<{name}>"))?;
     let (text, _) = rest.split_once(&format!("</{name}>"))?;
     Some(text.to_owned())
@@ -399,6 +421,7 @@ mod tests {
             element("<a><Key>k</Key><Key>l</Key></a>", "Key").as_deref(),
             Some("k")
         );
+        assert_eq!(query_value("anchors/0-2026.json"), "anchors%2F0-2026.json");
     }
 
     #[test]

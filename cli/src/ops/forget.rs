@@ -142,10 +142,8 @@ async fn operator_arn(invoker: &Invoker) -> Result<String, OpsError> {
         .text()
         .await
         .map_err(|e| OpsError::new(e.to_string()))?;
-    xml.split_once("<Arn>")
-        .and_then(|(_, rest)| rest.split_once("</Arn>"))
+    super::anchor::element(&xml, "Arn")
         .filter(|_| status.is_success())
-        .map(|(arn, _)| arn.to_owned())
         .ok_or_else(|| OpsError::new(format!("GetCallerIdentity answered {status}: {xml}")))
 }
 

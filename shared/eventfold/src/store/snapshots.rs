@@ -84,6 +84,26 @@ impl MemorySnapshots {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Stores `snapshot` unless the stored one's version says to keep it; whether it stored.
+    fn store_unless(
+        &self,
+        snapshot: &Snapshot,
+        keep: impl Fn(u64) -> bool,
+    ) -> Result<bool, StoreError> {
+        let document = stored::to_document(snapshot, "a snapshot")?;
+        let mut documents = self.documents();
+        let kept = documents
+            .get(snapshot.stream_id.as_str())
+            .and_then(|existing| existing.get(crate::names::snapshots::VERSION))
+            .and_then(Value::as_u64)
+            .is_some_and(keep);
+        if kept {
+            return Ok(false);
+        }
+        documents.insert(snapshot.stream_id.to_string(), document);
+        Ok(true)
+    }
+
     /// Replaces a stored snapshot wholesale (tests of corrupt and foreign snapshots).
     pub fn put_raw(&self, stream_id: &StreamId, document: Document) {
         self.documents().insert(stream_id.to_string(), document);
@@ -100,32 +120,10 @@ impl SnapshotStore for MemorySnapshots {
     }
 
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<bool, StoreError> {
-        let document = stored::to_document(snapshot, "a snapshot")?;
-        let mut documents = self.documents();
-        let newer_exists = documents
-            .get(snapshot.stream_id.as_str())
-            .and_then(|existing| existing.get(crate::names::snapshots::VERSION))
-            .and_then(Value::as_u64)
-            .is_some_and(|stored| stored >= snapshot.version);
-        if newer_exists {
-            return Ok(false);
-        }
-        documents.insert(snapshot.stream_id.to_string(), document);
-        Ok(true)
+        self.store_unless(snapshot, |stored| stored >= snapshot.version)
     }
 
     async fn replace_snapshot(&self, snapshot: &Snapshot) -> Result<bool, StoreError> {
-        let document = stored::to_document(snapshot, "a snapshot")?;
-        let mut documents = self.documents();
-        let newer_exists = documents
-            .get(snapshot.stream_id.as_str())
-            .and_then(|existing| existing.get(crate::names::snapshots::VERSION))
-            .and_then(Value::as_u64)
-            .is_some_and(|stored| stored > snapshot.version);
-        if newer_exists {
-            return Ok(false);
-        }
-        documents.insert(snapshot.stream_id.to_string(), document);
-        Ok(true)
+        self.store_unless(snapshot, |stored| stored > snapshot.version)
     }
 }
