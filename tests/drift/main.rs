@@ -317,7 +317,11 @@ fn refused_snapshots_are_counted_from_the_line_the_library_logs() {
         .collect();
     assert_eq!(
         counted,
-        BTreeSet::from(["CommandApiLogs".to_owned(), "QueryApiLogs".to_owned()])
+        BTreeSet::from([
+            "CommandApiLogs".to_owned(),
+            "QueryApiLogs".to_owned(),
+            "SnapshotStreamsLogs".to_owned()
+        ])
     );
     for function in template().functions {
         let logs = format!("{}Logs", function.logical_id.trim_end_matches("Function"));
@@ -330,4 +334,136 @@ fn refused_snapshots_are_counted_from_the_line_the_library_logs() {
     let alarm = &resources["SnapshotRefusedAlarm"]["Properties"];
     assert_eq!(alarm["MetricName"].as_str(), Some("SnapshotsRefused"));
     assert_eq!(alarm["Threshold"].as_i64(), Some(0));
+}
+
+/// The text of a scalar, or of a tagged one (`!Sub "…"`, `!Ref X`).
+fn scalar(value: &serde_norway::Value) -> String {
+    match value {
+        serde_norway::Value::Tagged(tagged) => scalar(&tagged.value),
+        serde_norway::Value::String(text) => text.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// A statement's actions, or a condition's values, as a set of texts.
+fn texts(value: &serde_norway::Value) -> BTreeSet<String> {
+    match value {
+        serde_norway::Value::Sequence(items) => items.iter().map(scalar).collect(),
+        serde_norway::Value::Null => BTreeSet::new(),
+        other => BTreeSet::from([scalar(other)]),
+    }
+}
+
+/// Immutability and keys in the template itself: the events table's resource policy denies
+/// every rewriting action to all but the break-glass role; every table, internal queue, log
+/// group and the anchor bucket is encrypted with the stack's data key, whose policy lets it be
+/// used only through the stack's services by the functions' roles (by the path every function
+/// role has), the operator role and the break-glass role.
+#[test]
+fn events_cannot_be_rewritten_and_the_data_key_admits_only_the_stacks_roles() {
+    let text = std::fs::read_to_string(eventfold_tests::template_path()).unwrap();
+    let root: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    let resources = root["Resources"].as_mapping().unwrap();
+
+    let policy = &resources["EventsTable"]["Properties"]["ResourcePolicy"]["PolicyDocument"];
+    let statements = policy["Statement"].as_sequence().unwrap();
+    assert_eq!(statements.len(), 1);
+    let deny = &statements[0];
+    assert_eq!(deny["Effect"].as_str(), Some("Deny"));
+    assert_eq!(scalar(&deny["Principal"]), "*");
+    let denied = texts(&deny["Action"]);
+    for action in [
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:PartiQLUpdate",
+        "dynamodb:PartiQLDelete",
+        "dynamodb:DeleteTable",
+        "dynamodb:UpdateTimeToLive",
+    ] {
+        assert!(denied.contains(action), "{action} is not denied");
+    }
+    assert_eq!(
+        texts(&deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]),
+        BTreeSet::from([
+            "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/${BreakGlassRoleName}".to_owned()
+        ])
+    );
+
+    let role_path = scalar(&root["Globals"]["Function"]["RolePath"]);
+    assert_eq!(role_path, "/${AWS::StackName}/");
+    let key = &resources["DataKey"]["Properties"];
+    assert_eq!(key["EnableKeyRotation"].as_bool(), Some(true));
+    let role = |name: &str| format!("arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{name}");
+    let mut users = BTreeSet::new();
+    for statement in key["KeyPolicy"]["Statement"].as_sequence().unwrap() {
+        let principal = &statement["Principal"];
+        if !principal["Service"].is_null() {
+            assert!(
+                scalar(&principal["Service"]).starts_with("logs."),
+                "{statement:?}"
+            );
+            continue;
+        }
+        let actions = texts(&statement["Action"]);
+        if scalar(&principal["AWS"]) != "*" {
+            // The account administers it; it does not use it.
+            for using in [
+                "kms:Decrypt",
+                "kms:Encrypt",
+                "kms:GenerateDataKey*",
+                "kms:*",
+            ] {
+                assert!(!actions.contains(using), "{using} for the account");
+            }
+            continue;
+        }
+        let condition = &statement["Condition"];
+        assert_eq!(
+            scalar(&condition["StringEquals"]["kms:CallerAccount"]),
+            "AWS::AccountId"
+        );
+        assert!(
+            texts(&condition["StringEquals"]["kms:ViaService"])
+                .iter()
+                .all(|service| ["dynamodb.", "sqs.", "s3."]
+                    .iter()
+                    .any(|s| service.starts_with(s))),
+            "{statement:?}"
+        );
+        for arn in texts(&condition["ArnLike"]["aws:PrincipalArn"])
+            .into_iter()
+            .chain(texts(&condition["ArnEquals"]["aws:PrincipalArn"]))
+        {
+            users.insert(arn);
+        }
+    }
+    assert_eq!(
+        users,
+        BTreeSet::from([
+            role("${AWS::StackName}/*"),
+            role("${OperatorRoleName}"),
+            role("${BreakGlassRoleName}"),
+        ])
+    );
+
+    for (id, resource) in resources {
+        let id = id.as_str().unwrap();
+        let properties = &resource["Properties"];
+        let key = match resource["Type"].as_str() {
+            Some("AWS::DynamoDB::Table") => &properties["SSESpecification"]["KMSMasterKeyId"],
+            Some("AWS::Logs::LogGroup") => &properties["KmsKeyId"],
+            // The subscribers' queue and its dead-letter queue keep SQS-managed encryption.
+            Some("AWS::SQS::Queue") if !id.starts_with("Events") => &properties["KmsMasterKeyId"],
+            Some("AWS::S3::Bucket") => {
+                &properties["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+                    ["KMSMasterKeyID"]
+            }
+            _ => continue,
+        };
+        assert!(
+            scalar(key).starts_with("DataKey"),
+            "{id} is not under the data key: {key:?}"
+        );
+    }
 }

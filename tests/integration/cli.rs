@@ -562,7 +562,8 @@ async fn a_modified_or_removed_event_is_counted_for_the_alarm() {
 /// rewrites a third's event with its chain recomputed after it: each chain still verifies, but
 /// against the signed anchor the last whole verification left under Object Lock, each is found
 /// and named. A delete marker laid over that anchor does not hide it, its version cannot be
-/// deleted, and a newer anchor not signed by the stack's key is refused as forged.
+/// deleted, the genuine anchor stored again under a newer name is refused as replayed, and a
+/// newer anchor not signed by the stack's key is refused as forged.
 #[tokio::test]
 async fn the_signed_anchor_names_a_deleted_stream_a_cut_tail_and_a_rechained_rewrite() {
     use eventfold::store::EventStore;
@@ -670,6 +671,42 @@ async fn the_signed_anchor_names_a_deleted_stream_a_cut_tail_and_a_rechained_rew
     );
     assert!(text(&caught.stderr).contains("3 tampered streams"));
 
+    // The genuine anchor stored again under a newer name: its signed time gives it away.
+    let (_, genuine) = s3("GET", format!("{bucket_url}/{key}?versionId={version}")).await;
+    let put = |name: &'static str, body: String| {
+        let signed = signed.clone();
+        let url = format!("{bucket_url}/anchors/{name}");
+        async move {
+            use base64::Engine;
+            use sha2::Digest;
+            let checksum = base64::engine::general_purpose::STANDARD
+                .encode(sha2::Sha256::digest(body.as_bytes()));
+            let answer = signed
+                .send(
+                    "s3",
+                    "PUT",
+                    &url,
+                    &[
+                        ("content-type", "application/json"),
+                        ("x-amz-sdk-checksum-algorithm", "SHA256"),
+                        ("x-amz-checksum-sha256", &checksum),
+                    ],
+                    body.into_bytes(),
+                )
+                .await
+                .expect("S3 answers");
+            assert!(answer.status().is_success(), "{}", answer.status());
+        }
+    };
+    put("0000000000001-replayed.json", genuine).await;
+    let replayed = run(&api.env, &["verify", "--all"]);
+    assert_ne!(replayed.status.code(), Some(0));
+    assert!(
+        text(&replayed.stderr).contains("an older anchor replayed as the latest"),
+        "{}",
+        text(&replayed.stderr)
+    );
+
     // A newer anchor over today's heads, not signed by the stack's key.
     let heads: Vec<eventfold_cli::ops::anchor::Head> = Vec::new();
     let forged = json!({
@@ -680,26 +717,7 @@ async fn the_signed_anchor_names_a_deleted_stream_a_cut_tail_and_a_rechained_rew
         "signature": "MEUCIQDforged",
     })
     .to_string();
-    let checksum = {
-        use base64::Engine;
-        use sha2::Digest;
-        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(forged.as_bytes()))
-    };
-    let put = signed
-        .send(
-            "s3",
-            "PUT",
-            &format!("{bucket_url}/anchors/0000000000000-forged.json"),
-            &[
-                ("content-type", "application/json"),
-                ("x-amz-sdk-checksum-algorithm", "SHA256"),
-                ("x-amz-checksum-sha256", &checksum),
-            ],
-            forged.into_bytes(),
-        )
-        .await
-        .expect("S3 answers");
-    assert!(put.status().is_success());
+    put("0000000000000-forged.json", forged).await;
     let refused = run(&api.env, &["verify", "--all"]);
     assert_ne!(refused.status.code(), Some(0));
     assert!(

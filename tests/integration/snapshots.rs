@@ -390,4 +390,35 @@ async fn a_snapshot_changed_in_its_table_is_refused_counted_and_replaced() {
         .respond(money("/accounts/{id}/withdrawals", 200))
         .await;
     assert_eq!(withdrawn.status_code, 200);
+
+    // One moved ahead of its stream is refused and replaced too (kept, it would switch
+    // snapshots off for the stream: no later one is ever newer).
+    env.clients
+        .dynamodb
+        .update_item()
+        .table_name(env.resources.table("SnapshotsTable"))
+        .key("stream_id", AttributeValue::S(stream.clone()))
+        .update_expression("SET #version = :ahead")
+        .expression_attribute_names("#version", "version")
+        .expression_attribute_values(":ahead", AttributeValue::N("999".into()))
+        .send()
+        .await
+        .expect("the snapshot moved ahead");
+    let ahead = Arc::new(Recorded::default());
+    let withdrawn = function(&ahead)
+        .respond(money("/accounts/{id}/withdrawals", 50))
+        .await;
+    assert_eq!(withdrawn.status_code, 200, "{withdrawn:?}");
+    assert_eq!(
+        backfilled(&target, &stream).await,
+        (1, 1),
+        "the snapshot ahead is replaced"
+    );
+    let stored = env
+        .snapshots()
+        .load_snapshot(&StreamId::parse(&stream).expect("id"))
+        .await
+        .expect("read")
+        .expect("a snapshot");
+    assert_eq!(stored.version, 6, "at the stream's head");
 }

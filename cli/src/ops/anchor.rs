@@ -43,7 +43,7 @@ pub struct Anchor {
     pub root: String,
     /// The KMS key that signed it.
     pub key_id: String,
-    /// ECDSA P-256 (SHA-256) signature of the root, base64.
+    /// ECDSA P-256 signature of [`signed_digest`] (the time and the root), base64.
     pub signature: String,
 }
 
@@ -166,6 +166,8 @@ impl AnchorStore {
     pub async fn anchor(&self, mut heads: Vec<Head>) -> Result<(Anchor, String), OpsError> {
         heads.sort_by(|a, b| a.stream.cmp(&b.stream));
         let root = merkle_root(&heads);
+        let now = eventfold::envelope::now();
+        let anchored_at = eventfold::envelope::format_timestamp(&now);
         let signed = self
             .client
             .call_json(
@@ -173,15 +175,13 @@ impl AnchorStore {
                 "TrentService.Sign",
                 &json!({
                     "KeyId": self.key_id,
-                    "Message": STANDARD.encode(root),
+                    "Message": STANDARD.encode(signed_digest(&anchored_at, &root)),
                     "MessageType": "DIGEST",
                     "SigningAlgorithm": "ECDSA_SHA_256",
                 }),
             )
             .await
             .map_err(|e| OpsError::new(e.to_string()))?;
-        let now = eventfold::envelope::now();
-        let anchored_at = eventfold::envelope::format_timestamp(&now);
         let anchor = Anchor {
             anchored_at: anchored_at.clone(),
             heads,
@@ -224,7 +224,10 @@ impl AnchorStore {
     /// is an error (the anchors themselves were tampered with).
     ///
     /// Keys sort newest first, and the listing is of versions: a delete marker laid over the
-    /// latest anchor (which Object Lock allows) does not hide it.
+    /// latest anchor (which Object Lock allows) does not hide it. The signature covers the
+    /// anchor's time, and the time must be the one its key is named after, so an older genuine
+    /// anchor stored again under a newer name, or as a new version of the latest, is refused
+    /// rather than trusted.
     pub async fn latest(&self) -> Result<Option<Anchor>, OpsError> {
         let mut marker: Option<(String, String)> = None;
         let (key, version) = loop {
@@ -256,10 +259,21 @@ impl AnchorStore {
                     self.bucket
                 )));
             }
-            if let Some(found) = xml.split("<Version>").skip(1).find_map(|version| {
-                Some((element(version, "Key")?, element(version, "VersionId")?))
-            }) {
-                break found;
+            let versions: Vec<(String, String)> = xml
+                .split("<Version>")
+                .skip(1)
+                .filter_map(|version| {
+                    Some((element(version, "Key")?, element(version, "VersionId")?))
+                })
+                .collect();
+            if let Some((key, version)) = versions.first() {
+                if versions.iter().filter(|(other, _)| other == key).count() > 1 {
+                    return Err(OpsError::new(format!(
+                        "the anchor {key} was stored more than once: anchors are written once, \
+                         so one of its versions is not genuine"
+                    )));
+                }
+                break (key.clone(), version.clone());
             }
             match (
                 element(&xml, "NextKeyMarker"),
@@ -284,6 +298,12 @@ impl AnchorStore {
             )
             .await
             .map_err(OpsError::new)?;
+        if !object.status().is_success() {
+            return Err(OpsError::new(format!(
+                "reading the anchor {key}: {}",
+                object.status()
+            )));
+        }
         let anchor: Anchor = object
             .json()
             .await
@@ -303,20 +323,39 @@ impl AnchorStore {
                     // The stack's key, never the one the anchor names: a forger signs with a
                     // key of their own.
                     "KeyId": self.key_id,
-                    "Message": STANDARD.encode(root),
+                    "Message": STANDARD.encode(signed_digest(&anchor.anchored_at, &root)),
                     "MessageType": "DIGEST",
                     "Signature": anchor.signature,
                     "SigningAlgorithm": "ECDSA_SHA_256",
                 }),
             )
             .await;
-        match verified {
-            Ok(answer) if answer["SignatureValid"] == json!(true) => Ok(Some(anchor)),
-            _ => Err(OpsError::new(format!(
+        if !matches!(verified, Ok(answer) if answer["SignatureValid"] == json!(true)) {
+            return Err(OpsError::new(format!(
                 "the anchor {key} is not signed by its key: it was forged"
-            ))),
+            )));
         }
+        let named =
+            eventfold::envelope::parse_timestamp(&anchor.anchored_at).map(|at| anchor_key(&at));
+        if named.as_deref() != Some(key.as_str()) {
+            return Err(OpsError::new(format!(
+                "the anchor {key} was made at {} and stored under another name: an older \
+                 anchor replayed as the latest",
+                anchor.anchored_at
+            )));
+        }
+        Ok(Some(anchor))
     }
+}
+
+/// What an anchor's signature covers: its time and its root.
+fn signed_digest(anchored_at: &str, root: &[u8; 32]) -> [u8; 32] {
+    let mut digest = Sha256::new();
+    digest.update(b"eventfold anchor\0");
+    digest.update(anchored_at.as_bytes());
+    digest.update([0]);
+    digest.update(root);
+    digest.finalize().into()
 }
 
 /// An anchor's key: a count down from the far future, so that the newest sorts first, then the

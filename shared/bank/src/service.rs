@@ -214,8 +214,13 @@ impl BankingService {
         }
         let id = EntityId::generate();
         let owner_id = context.principal.as_ref().map(|p| p.subject().to_owned());
-        // The name is its owner's personal data; an account nobody owns is its own subject.
-        let subject = owner_id.clone().unwrap_or_else(|| id.to_string());
+        // The name is its owner's personal data when a user opens it (forgetting the user
+        // forgets it); an account opened by an IAM caller (a service, an operator) or by
+        // nobody is its own subject, so that forgetting that caller erases nobody's name.
+        let subject = match &context.principal {
+            Some(Principal::Jwt { subject, .. }) => subject.clone(),
+            _ => id.to_string(),
+        };
         let command = AccountCommand::Open {
             owner: Personal::new(subject, request.owner.clone()),
             currency: request.currency,

@@ -128,8 +128,15 @@ impl Snapshotter {
             snapshot.mac = Some(mac);
         }
         // A stored snapshot of this very version that differs (its state changed in the table,
-        // so it no longer verifies) is replaced; the same one is left alone.
+        // so it no longer verifies) is replaced, and so is one ahead of the stream (no genuine
+        // snapshot is: events are never deleted); the same one is left alone.
         let tampered = match self.snapshots.load_snapshot(stream_id).await {
+            Ok(Some(stored)) if stored.version > snapshot.version => {
+                // Ahead of the head this load saw; a snapshot taken meanwhile at a newer head
+                // is genuine, so the head is read again (a rare path).
+                let head = self.commands.store().read_head(stream_id).await?;
+                head.is_none_or(|head| head.version() < stored.version)
+            }
             Ok(Some(stored)) => {
                 stored.version == snapshot.version
                     && (stored.state != snapshot.state || stored.mac != snapshot.mac)

@@ -530,4 +530,33 @@ async fn a_snapshot_changed_in_its_table_is_refused_and_replaced() {
             .unwrap()
             .snapshot_refused
     );
+    // One ahead of the stream (which would switch snapshots off for it for good) is refused,
+    // counted and replaced too.
+    let ahead = Snapshot {
+        version: 60,
+        ..signed.clone()
+    };
+    snapshots.put_raw(&stream, to_document(&ahead, "a snapshot").unwrap());
+    let loaded = commands.load::<Counter>(&stream).await.unwrap();
+    assert_eq!(
+        (
+            loaded.snapshot_version,
+            loaded.snapshot_refused,
+            loaded.version
+        ),
+        (None, true, 6)
+    );
+    assert_eq!(
+        snapshotter.snapshot(&stream).await.unwrap(),
+        SnapshotOutcome::Written(6),
+        "the snapshotter replaces it"
+    );
+    assert_eq!(
+        snapshots
+            .load_snapshot(&stream)
+            .await
+            .unwrap()
+            .map(|s| s.version),
+        Some(6)
+    );
 }

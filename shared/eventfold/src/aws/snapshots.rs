@@ -51,31 +51,31 @@ impl SnapshotStore for DynamoSnapshots {
     }
 
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<bool, StoreError> {
-        self.put(snapshot, "attribute_not_exists(#s) OR #v < :v")
-            .await
+        self.put(snapshot, true).await
     }
 
     async fn replace_snapshot(&self, snapshot: &Snapshot) -> Result<bool, StoreError> {
-        self.put(snapshot, "attribute_not_exists(#s) OR #v <= :v")
-            .await
+        self.put(snapshot, false).await
     }
 }
 
 impl DynamoSnapshots {
-    /// Puts `snapshot` if `condition` holds of the stored one (`#s` its key, `#v` its
-    /// version, `:v` the new version); whether it was written.
-    async fn put(&self, snapshot: &Snapshot, condition: &str) -> Result<bool, StoreError> {
-        let result = self
+    /// Puts `snapshot`: if `only_newer`, unless one at the same or a later version is stored;
+    /// whether it was written.
+    async fn put(&self, snapshot: &Snapshot, only_newer: bool) -> Result<bool, StoreError> {
+        let mut put = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(to_item(snapshot)?))
-            .condition_expression(condition)
-            .expression_attribute_names("#s", snapshots::STREAM_ID)
-            .expression_attribute_names("#v", snapshots::VERSION)
-            .expression_attribute_values(":v", AttributeValue::N(snapshot.version.to_string()))
-            .send()
-            .await;
+            .set_item(Some(to_item(snapshot)?));
+        if only_newer {
+            put = put
+                .condition_expression("attribute_not_exists(#s) OR #v < :v")
+                .expression_attribute_names("#s", snapshots::STREAM_ID)
+                .expression_attribute_names("#v", snapshots::VERSION)
+                .expression_attribute_values(":v", AttributeValue::N(snapshot.version.to_string()));
+        }
+        let result = put.send().await;
         match result {
             Ok(_) => Ok(true),
             Err(err) => match err.as_service_error() {

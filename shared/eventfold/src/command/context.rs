@@ -127,11 +127,16 @@ pub struct Claim {
 }
 
 impl Claim {
-    /// A claim on `stream_id`, recorded by `event`.
+    /// A claim on `stream_id`, recorded by `event`. A claim's event is never sealed, so one
+    /// holding a personal value is refused: claim by a keyed hash of the value instead.
     pub fn new<E: DomainEvent>(stream_id: StreamId, event: &E) -> Result<Self, StoreError> {
-        Ok(Self {
-            stream_id,
-            event: to_new_event(event)?,
-        })
+        let event = to_new_event(event)?;
+        if crate::personal::holds_open_values(&event.payload) {
+            return Err(StoreError::misuse(format!(
+                "the claim on {stream_id} holds personal data, which a claim cannot seal: \
+                 name the claim after a keyed hash of the value instead"
+            )));
+        }
+        Ok(Self { stream_id, event })
     }
 }

@@ -24,10 +24,11 @@ const KEPT_CATCH_UP: usize = 1000;
 /// The longest tail a cold load reads beside the snapshot.
 const MAX_COLD_TAIL: u64 = 1000;
 
-/// What a load logs (as a warning) when it refuses a snapshot that does not verify against its
-/// MAC: a deployment counts these lines (a metric filter on the function's log group) and
-/// alarms on any.
-pub const SNAPSHOT_REFUSED: &str = "snapshot refused: it does not verify against its MAC";
+/// What a load's warning begins with when it refuses a snapshot: one that does not verify
+/// against its MAC, or one ahead of its stream (events are never deleted, so no genuine
+/// snapshot is). A deployment counts these lines (a metric filter on the function's log
+/// group) and alarms on any.
+pub const SNAPSHOT_REFUSED: &str = "snapshot refused";
 
 /// What [`CommandService::load_as_of_within`] calls the events it would fold past its bound.
 pub const HISTORY_TO_FOLD: &str = "history to fold";
@@ -221,7 +222,9 @@ impl CommandService {
         match snapshot {
             Some((_, snapshot)) if snapshot.version > head => {
                 let version = snapshot.version;
-                tracing::warn!(%stream_id, version, head, "snapshot is ahead of the stream; folding from the start");
+                refused = true;
+                tracing::warn!(%stream_id, version, head,
+                    "{SNAPSHOT_REFUSED}: it is ahead of the stream; folding from the start");
             }
             Some((state, snapshot)) => {
                 let version = snapshot.version;
@@ -316,7 +319,7 @@ impl CommandService {
             .is_some_and(|mac| constant_time_eq(mac.as_bytes(), expected.as_bytes()));
         if !proven {
             tracing::warn!(stream_id = %snapshot.stream_id, version = snapshot.version,
-                "{SNAPSHOT_REFUSED}; folding from the events");
+                "{SNAPSHOT_REFUSED}: it does not verify against its MAC; folding from the events");
         }
         Ok(proven)
     }
