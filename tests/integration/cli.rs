@@ -431,13 +431,7 @@ async fn local_serves_its_demo_and_no_copy_holds_an_unkeyed_email_hash() {
 
     // Every copy the run made.
     let env = TestEnv::new().await;
-    let resources = eventfold_cli::local::provision::discover(
-        eventfold_tests::template(),
-        &env.clients,
-        &prefix,
-    )
-    .await
-    .expect("the run's resources");
+    let resources = env.discover(&prefix).await;
     let copies = eventfold_tests::every_copy(&env, &resources, &prefix).await;
     let log = eventfold_tests::local_log(&prefix);
     assert!(
@@ -468,13 +462,7 @@ async fn a_modified_or_removed_event_is_counted_for_the_alarm() {
     let prefix = format!("m{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let (url, mut runner) = eventfold_tests::local(&prefix).await;
     let env = TestEnv::new().await;
-    let resources = eventfold_cli::local::provision::discover(
-        eventfold_tests::template(),
-        &env.clients,
-        &prefix,
-    )
-    .await
-    .expect("the run's resources");
+    let resources = env.discover(&prefix).await;
     let api = eventfold_tests::Api::new(url, eventfold_tests::Caller::Anonymous)
         .with_tokens(eventfold_tests::Tokens {
             issuer: eventfold_cli::identity::TokenIssuer::for_resources(

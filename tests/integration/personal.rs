@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use eventfold_cli::identity::TokenIssuer;
-use eventfold_cli::local::provision::discover;
 use eventfold_tests::{Api, Caller, TestEnv, Tokens, scopes, template};
 use serde_json::{Value, json};
 
@@ -17,9 +16,7 @@ async fn a_forgotten_user_leaves_no_plaintext_anywhere_and_every_stream_still_ve
     let prefix = format!("p{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let (url, mut runner) = eventfold_tests::local(&prefix).await;
     let env = TestEnv::new().await;
-    let resources = discover(template(), &env.clients, &prefix)
-        .await
-        .expect("the run's resources");
+    let resources = env.discover(&prefix).await;
     let api = Api::new(url, Caller::Anonymous).with_tokens(Tokens {
         issuer: TokenIssuer::for_resources(template(), &resources).expect("the pool"),
         cognito: env.clients.cognito.clone(),

@@ -373,12 +373,31 @@ async fn a_snapshot_changed_in_its_table_is_refused_counted_and_replaced() {
         .expect("the snapshot tampered with");
 
     let refusals = Arc::new(Recorded::default());
-    let overdraft = function(&refusals)
+    let overdraft = function(&Arc::new(Recorded::default()))
         .respond(money("/accounts/{id}/withdrawals", 500))
         .await;
     assert_eq!(overdraft.status_code, 422, "{overdraft:?}");
     let said = format!("{:?}", overdraft.body);
     assert!(said.contains("balance 300"), "the events' balance: {said}");
+    // What a written command's metrics record counted (the log line, which the template's
+    // filter counts, is written for every refusal, a refused command's too).
+    let counted = |recorded: &Recorded| {
+        recorded
+            .lines()
+            .iter()
+            .filter_map(|line| eventfold::lambda::metrics::parse_emf(line).ok())
+            .filter_map(|values| {
+                values
+                    .get("SnapshotsRefused")
+                    .and_then(serde_json::Value::as_f64)
+            })
+            .sum::<f64>()
+    };
+    let withdrawn = function(&refusals)
+        .respond(money("/accounts/{id}/withdrawals", 100))
+        .await;
+    assert_eq!(withdrawn.status_code, 200, "{withdrawn:?}");
+    assert_eq!(counted(&refusals), 1.0, "counted: {:?}", refusals.lines());
 
     assert_eq!(
         backfilled(&target, &stream).await,
@@ -387,9 +406,10 @@ async fn a_snapshot_changed_in_its_table_is_refused_counted_and_replaced() {
     );
     let honest = Arc::new(Recorded::default());
     let withdrawn = function(&honest)
-        .respond(money("/accounts/{id}/withdrawals", 200))
+        .respond(money("/accounts/{id}/withdrawals", 100))
         .await;
     assert_eq!(withdrawn.status_code, 200);
+    assert_eq!(counted(&honest), 0.0, "{:?}", honest.lines());
 
     // One moved ahead of its stream is refused and replaced too (kept, it would switch
     // snapshots off for the stream: no later one is ever newer).
@@ -409,6 +429,7 @@ async fn a_snapshot_changed_in_its_table_is_refused_counted_and_replaced() {
         .respond(money("/accounts/{id}/withdrawals", 50))
         .await;
     assert_eq!(withdrawn.status_code, 200, "{withdrawn:?}");
+    assert_eq!(counted(&ahead), 1.0, "counted: {:?}", ahead.lines());
     assert_eq!(
         backfilled(&target, &stream).await,
         (1, 1),
@@ -420,5 +441,5 @@ async fn a_snapshot_changed_in_its_table_is_refused_counted_and_replaced() {
         .await
         .expect("read")
         .expect("a snapshot");
-    assert_eq!(stored.version, 6, "at the stream's head");
+    assert_eq!(stored.version, 7, "at the stream's head");
 }

@@ -207,6 +207,13 @@ impl TestEnv {
         }
     }
 
+    /// The resources another process (`eventfold local`) made under `prefix`.
+    pub async fn discover(&self, prefix: &str) -> Resources {
+        eventfold_cli::local::provision::discover(template(), &self.clients, prefix)
+            .await
+            .expect("the run's resources")
+    }
+
     /// Subjects' keys as this environment's functions keep them (its keys table and KMS key).
     pub fn subject_keys(&self) -> Arc<eventfold::aws::KmsSubjectKeys> {
         Arc::new(eventfold::aws::KmsSubjectKeys::new(

@@ -69,6 +69,7 @@ pub const METRICS: &[&str] = &[
     "ConflictsRetried",
     "AppendLatency",
     "EventsFoldedPastSnapshot",
+    "SnapshotsRefused",
 ];
 
 /// A request to one route, parsed: its body, path parameters, `If-Match`, and the context its
@@ -335,6 +336,7 @@ impl<S: Clone + Send + Sync + 'static> CommandApi<S> {
                 "EventsFoldedPastSnapshot",
                 stats.events_folded,
             ));
+            metrics.push(Metric::count("SnapshotsRefused", stats.snapshots_refused));
         }
         self.metrics
             .emit(&[("Outcome", outcome.as_str())], &metrics);
