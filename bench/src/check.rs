@@ -2,8 +2,8 @@
 //! DynamoDB requests, round trips, items read, response bytes and capacity units of an append,
 //! of a command on streams of 10, 1,000 and 10,000 events (without a snapshot, with one, and
 //! with the state kept by the process, with and without a client's key), of a transfer, and
-//! of the two commands that seal personal data (KMS requests counted with DynamoDB's), on the
-//! wire against the emulator. A regression past the margins fails; an
+//! of the two commands that seal personal data (KMS requests counted with DynamoDB's), and of
+//! indexing a batch into the global feed, on the wire against the emulator. A regression past the margins fails; an
 //! improvement asks for the baseline to be updated (`make bench-baseline`), so it cannot
 //! silently slip back. Two floors hold whatever the baseline says: a command on a kept state
 //! is one request, and a cold load with a snapshot is one round trip before the write.
@@ -189,7 +189,69 @@ pub(crate) async fn measure(bench: &Bench) -> Result<BTreeMap<String, Cost>, Str
     outcome.map_err(|e| e.to_string())?;
     costs.insert("transfer between two 10-event accounts".to_owned(), cost);
     personal_data(bench, &cold, &mut costs).await?;
+    feed_indexing(bench, &mut costs).await?;
     Ok(costs)
+}
+
+/// What indexing a batch of the events stream into the global feed costs the publisher (the
+/// feed table counted; the events come from a memory store, so a gap's read would not count,
+/// and there is none): requests per batch and partition, not per event.
+async fn feed_indexing(bench: &Bench, costs: &mut BTreeMap<String, Cost>) -> Result<(), String> {
+    use eventfold::feed::{DEFAULT_PARTITIONS, Indexer};
+    use eventfold::store::{MemoryStore, ReadRange};
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&bench.sdk)
+            .interceptor(bench.counter.clone())
+            .build(),
+    );
+    let feed = Arc::new(eventfold::aws::DynamoFeed::new(
+        dynamodb,
+        bench.resources.table("FeedTable"),
+        DEFAULT_PARTITIONS,
+    ));
+    let events = Arc::new(MemoryStore::new());
+    let mut appended = Vec::new();
+    let one = StreamId::new("Account", "busy").map_err(|e| e.to_string())?;
+    for n in 0..300u64 {
+        let (stream, version) = if n < 200 {
+            let id = StreamId::new("Account", &format!("feed-{n}")).map_err(|e| e.to_string())?;
+            (id, 0)
+        } else {
+            (one.clone(), n - 200)
+        };
+        let deposit = NewEvent::new("MoneyDeposited", serde_json::json!({"amount": 1}));
+        events
+            .append(AppendRequest::single(
+                stream.clone(),
+                ExpectedVersion::Exact(version),
+                vec![deposit],
+            ))
+            .await
+            .map_err(|e| e.to_string())?;
+        let read = events
+            .read_raw(&stream, ReadRange::from(version + 1))
+            .await
+            .map_err(|e| e.to_string())?;
+        appended.extend(read.events);
+    }
+    let indexer = Indexer::new(feed, events);
+    let batches = [
+        ("index 100 events of 100 streams, a new indexer", 0..100),
+        (
+            "index 100 events of 100 streams, partitions' ends known",
+            100..200,
+        ),
+        ("index 100 events of one stream", 200..300),
+    ];
+    for (name, range) in batches {
+        let (outcome, cost) = bench.cost(indexer.index(&appended[range])).await;
+        let report = outcome.map_err(|e| e.to_string())?;
+        if report.indexed != 100 {
+            return Err(format!("{name}: indexed {} events", report.indexed));
+        }
+        costs.insert(name.to_owned(), cost);
+    }
+    Ok(())
 }
 
 /// What sealing personal data costs a command, with subjects' keys as deployed (the keys

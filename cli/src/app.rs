@@ -128,6 +128,9 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Read the global feed from a cursor, follow it, or check it against the events table.
+    #[command(subcommand)]
+    Feed(FeedCommand),
     /// Rebuild read models from the events table.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
@@ -197,6 +200,43 @@ enum StreamsCommand {
         /// Stop after this many events.
         #[arg(long, value_name = "N")]
         max: Option<usize>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FeedCommand {
+    /// Print entries after a cursor (from the start without one), then the cursor to go on
+    /// from (on stderr).
+    Read {
+        /// The cursor a read printed: one position per partition, joined by '.'.
+        #[arg(long)]
+        after: Option<String>,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON document per entry.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow the feed from a cursor (from the start without one), printing each entry
+    /// (Ctrl-C stops).
+    Tail {
+        /// The cursor to start after.
+        #[arg(long)]
+        after: Option<String>,
+        /// One JSON document per entry.
+        #[arg(long)]
+        json: bool,
+        /// Stop after this many entries.
+        #[arg(long, value_name = "N")]
+        max: Option<usize>,
+    },
+    /// Check that the feed holds every event of the events table once, in order, without
+    /// gaps (exit 1 if not); --repair indexes what it lacks.
+    Verify {
+        /// Index the events the feed lacks, then check again.
+        #[arg(long)]
+        repair: bool,
     },
 }
 
@@ -376,6 +416,27 @@ async fn operate(
                     "{} tampered streams in {}",
                     report.tampered(),
                     target.label
+                )));
+            }
+        }
+        Command::Feed(FeedCommand::Read { after, limit, json }) => {
+            ops::feed::read(target, after.as_deref(), limit, format(json)).await?;
+        }
+        Command::Feed(FeedCommand::Tail { after, json, max }) => {
+            let tail = ops::feed::tail(target, after.as_deref(), format(json), max);
+            tokio::select! {
+                shown = tail => { shown?; }
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Command::Feed(FeedCommand::Verify { repair }) => {
+            let check = ops::feed::verify(target, repair).await?;
+            if !check.is_sound() {
+                return Err(OpsError(format!(
+                    "the feed of {} is not whole: {} streams missing events, {} broken",
+                    target.label,
+                    check.missing.len(),
+                    check.broken.len()
                 )));
             }
         }

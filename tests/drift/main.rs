@@ -78,7 +78,22 @@ fn tables_have_the_keys_the_code_uses() {
         ),
         (eventfold::names::subject_keys::SUBJECT, "S")
     );
-    assert_eq!(t.tables.len(), 5, "every table is used by the code");
+    let feed_table = table("FeedTable");
+    assert_eq!(
+        (
+            feed_table.hash_key.as_str(),
+            feed_table.range_key.as_deref(),
+            feed_table.attributes[eventfold::names::feed::PK].as_str(),
+            feed_table.attributes[eventfold::names::feed::SK].as_str(),
+        ),
+        (
+            eventfold::names::feed::PK,
+            Some(eventfold::names::feed::SK),
+            "S",
+            "N"
+        )
+    );
+    assert_eq!(t.tables.len(), 6, "every table is used by the code");
 }
 
 #[test]
@@ -185,6 +200,7 @@ fn functions() -> Vec<drift::Function> {
         memory_commands(),
         std::sync::Arc::new(eventfold::projection::MemoryReadModel::new("account_id")),
         bank::testing::subject_keys(),
+        std::sync::Arc::new(eventfold::feed::MemoryFeed::new(4)),
     );
     vec![
         drift::Function::new("command-api", command_api::CONTRACT).routes(commands.route_keys()),

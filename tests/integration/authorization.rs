@@ -57,7 +57,12 @@ impl Bank {
         };
         Self {
             commands: command_api::api(BankingService::new(service(), bank::testing::claim_key())),
-            queries: query_api::api(service(), read_model.clone(), keys.clone()),
+            queries: query_api::api(
+                service(),
+                read_model.clone(),
+                keys.clone(),
+                Arc::new(eventfold::feed::MemoryFeed::new(4)),
+            ),
             store,
             read_model,
         }

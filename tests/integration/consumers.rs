@@ -10,6 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
 use aws_lambda_events::streams::DynamoDbEventResponse;
+use eventfold::StreamId;
+use eventfold::feed::check_feed;
 use eventfold_cli::local::functions::StreamHandler;
 use eventfold_cli::ops;
 use eventfold_tests::{
@@ -57,6 +59,82 @@ async fn workload_projects_exactly_and_publishes_every_event_once_in_order() {
         let versions: Vec<u64> = events.iter().map(|e| e.version).collect();
         assert_eq!(received.get(stream), Some(&versions), "{stream} in order");
     }
+
+    // The feed: every event once, each stream in version order, no partition with a gap.
+    let heads: BTreeMap<StreamId, u64> = streams
+        .iter()
+        .map(|(stream, events)| (StreamId::parse(stream).expect("id"), events.len() as u64))
+        .collect();
+    let feed = api.env.feed();
+    let check = check_feed(&feed, &heads).await.expect("checked");
+    assert!(check.is_sound(), "{check:?}");
+    assert_eq!(check.events, event_count as u64);
+
+    // Every record delivered again, each batch newest first (a retried batch, and another
+    // shard's reordering): the publisher's indexer changes nothing.
+    let spec = eventfold_tests::template()
+        .function_by_binary("publish-events")
+        .expect("function");
+    let publisher = publish_events::from_config(
+        &api.env.resources.config(spec).expect("config"),
+        api.env.clients.sqs.clone(),
+        api.env.clients.dynamodb.clone(),
+    );
+    let all: Vec<&eventfold::RecordedEvent> = streams.values().flatten().collect();
+    let mut again = 0;
+    for (n, batch) in all.chunks(100).enumerate() {
+        let records: Vec<_> = batch
+            .iter()
+            .rev()
+            .map(|event| {
+                eventfold::lambda::stream::insert_record(event, (n * 100) as u64).expect("record")
+            })
+            .collect();
+        let report = publisher.process(&records).await;
+        assert_eq!(report.first_failure, None);
+        assert_eq!((report.index.indexed, report.index.repaired), (0, 0));
+        again += report.index.duplicates;
+    }
+    assert_eq!(again, event_count, "every record a duplicate");
+    let check = check_feed(&feed, &heads).await.expect("checked");
+    assert!(
+        check.is_sound() && check.events == event_count as u64,
+        "{check:?}"
+    );
+
+    // The feed over HTTP, as an operator, 250 at a time from the start: every event once.
+    let operator = api.operator().await;
+    let mut after = String::new();
+    let mut read: Vec<(String, u64)> = Vec::new();
+    loop {
+        let query = if after.is_empty() {
+            "/feed?limit=250".to_owned()
+        } else {
+            format!("/feed?limit=250&after={after}")
+        };
+        let reply = operator.get(&query).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let entries = reply.body["entries"].as_array().expect("entries").clone();
+        if entries.is_empty() {
+            break;
+        }
+        read.extend(entries.iter().map(|e| {
+            (
+                e["stream_id"].as_str().expect("stream").to_owned(),
+                e["version"].as_u64().expect("version"),
+            )
+        }));
+        after = reply.body["next"].as_str().expect("next").to_owned();
+    }
+    assert_eq!(read.len(), event_count);
+    read.sort();
+    read.dedup();
+    assert_eq!(read.len(), event_count, "no event twice");
+    let customer = api.get("/feed").await;
+    assert_eq!(
+        customer.status, 403,
+        "the feed is an operator's: {customer:?}"
+    );
     api.stop().await;
 }
 
@@ -113,7 +191,7 @@ async fn large_events_are_published_within_the_sqs_batch_byte_limit() {
     let filler = "x".repeat(200 * 1024);
     let mut request = eventfold::store::AppendRequest::default();
     for n in 0..10 {
-        let stream = eventfold::StreamId::new("Bulky", &format!("b-{n}")).expect("id");
+        let stream = StreamId::new("Bulky", &format!("b-{n}")).expect("id");
         let event = eventfold::NewEvent::new("Filled", json!({ "n": n, "filler": filler }));
         request = request.with_write(eventfold::store::StreamWrite::new(
             stream,

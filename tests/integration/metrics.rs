@@ -92,13 +92,20 @@ async fn every_function_writes_embedded_metric_format() {
     );
 
     let published = Arc::new(Recorded::default());
-    let publisher = publish_events::from_config(&config("publish-events"), env.clients.sqs.clone())
-        .with_metrics(Metrics::to("publish-events", published.clone()));
+    let publisher = publish_events::from_config(
+        &config("publish-events"),
+        env.clients.sqs.clone(),
+        dynamodb.clone(),
+    )
+    .with_metrics(Metrics::to("publish-events", published.clone()));
     publisher
         .process(std::slice::from_ref(&stream_record))
         .await;
     let values = holds(&published, eventfold::lambda::consumers::PUBLISHER_METRICS);
     assert_eq!(values["EventsPublished"], json!(1.0));
+    // Indexed into the feed first: the account's first event, in one write of its partition.
+    assert_eq!(values["EventsIndexed"], json!(1.0));
+    assert_eq!(values["FeedWrites"], json!(1.0));
 
     let snapshots = Arc::new(Recorded::default());
     let snapshotter = snapshot_streams::from_config(&config("snapshot-streams"), &env.sdk)

@@ -1,5 +1,5 @@
-//! The conformance suites on DynamoDB (the emulator): the event store and the read-model
-//! store, as the library defines them; plus concurrency on the DynamoDB event store.
+//! The conformance suites on DynamoDB (the emulator): the event store, the read-model store
+//! and the feed, as the library defines them; plus concurrency on the DynamoDB event store.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -28,6 +28,13 @@ mod dynamo_store {
 mod dynamo_read_model {
     eventfold::read_model_conformance!(std::sync::Arc::new(
         eventfold_tests::TestEnv::new().await.accounts()
+    ));
+}
+
+/// Each case on a fresh feed table of its own, partitioned as the template's default.
+mod dynamo_feed {
+    eventfold::feed_conformance!(std::sync::Arc::new(
+        eventfold_tests::TestEnv::new().await.feed()
     ));
 }
 

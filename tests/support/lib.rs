@@ -224,6 +224,15 @@ impl TestEnv {
         ))
     }
 
+    /// The global feed over this environment's table, as the template partitions it.
+    pub fn feed(&self) -> eventfold::aws::DynamoFeed {
+        eventfold::aws::DynamoFeed::new(
+            self.clients.dynamodb.clone(),
+            self.resources.table("FeedTable"),
+            eventfold::feed::DEFAULT_PARTITIONS,
+        )
+    }
+
     /// The snapshot store over this environment's table.
     pub fn snapshots(&self) -> Arc<DynamoSnapshots> {
         Arc::new(DynamoSnapshots::new(

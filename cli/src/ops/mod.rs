@@ -7,6 +7,7 @@
 
 pub mod anchor;
 pub mod dlq;
+pub mod feed;
 pub mod forget;
 pub mod invoke;
 pub mod progress;

@@ -138,15 +138,22 @@ impl Service {
                     && table_ref(template, f, env::SNAPSHOTS_TABLE).is_some()
             })
             .map(|f| f.logical_id.clone());
-        let system: Vec<&str> = [env::EVENTS_TABLE, env::COMMANDS_TABLE, env::SNAPSHOTS_TABLE]
-            .into_iter()
-            .filter_map(|v| {
-                template
-                    .functions
-                    .iter()
-                    .find_map(|f| table_ref(template, f, v))
-            })
-            .collect();
+        // The library's own tables: a stream reader naming only these (the publisher and its
+        // feed) keeps no read model.
+        let system: Vec<&str> = [
+            env::EVENTS_TABLE,
+            env::COMMANDS_TABLE,
+            env::SNAPSHOTS_TABLE,
+            env::FEED_TABLE,
+        ]
+        .into_iter()
+        .filter_map(|v| {
+            template
+                .functions
+                .iter()
+                .find_map(|f| table_ref(template, f, v))
+        })
+        .collect();
         let mut projectors = BTreeMap::new();
         for function in &template.functions {
             let Some(source) = function

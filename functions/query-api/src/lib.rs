@@ -1,6 +1,6 @@
 //! GET routes of the bank's HTTP API: the account row with read-your-writes, the account state
 //! folded from its events (with time travel), raw events page by page, integrity verification,
-//! and the OpenAPI document, on the library's query runtime.
+//! the global feed (operators), and the OpenAPI document, on the library's query runtime.
 
 use std::sync::Arc;
 
@@ -15,6 +15,7 @@ use eventfold::aws::aws_config::SdkConfig;
 use eventfold::aws::aws_sdk_dynamodb::Client;
 use eventfold::aws::{Config, DynamoReadModel, DynamoSnapshots};
 use eventfold::command::{CommandService, Loaded};
+use eventfold::feed::FeedStore;
 use eventfold::lambda::contract::{Contract, Runtime};
 use eventfold::lambda::query_api::{QueryApi, StreamAccess};
 use eventfold::names::env;
@@ -32,13 +33,16 @@ pub const CONTRACT: Contract = Contract::new(Runtime::QueryApi)
         env::SUBJECT_KEYS_TABLE,
         env::SUBJECT_KEY_ID,
         env::SNAPSHOT_KEY_ID,
+        env::FEED_TABLE,
     ]);
 
-/// The bank's query routes over its stores, opening personal data with `keys`.
+/// The bank's query routes over its stores, opening personal data with `keys`; the feed is
+/// for operators.
 pub fn api(
     commands: CommandService,
     read_model: Arc<dyn ReadModelStore>,
     keys: Arc<dyn SubjectKeys>,
+    feed: Arc<dyn FeedStore>,
 ) -> QueryApi {
     let store: Arc<dyn EventStore> = commands.store().clone();
     let projector = Arc::new(bank::accounts_projector(read_model, store.clone()));
@@ -68,6 +72,9 @@ pub fn api(
             user_view,
         )
         .streams(store, streams)
+        .scope(access::OPERATOR)
+        .feed(feed)
+        .scope(access::READ)
         .document("GET /openapi.json", OPENAPI_JSON)
 }
 
@@ -82,7 +89,14 @@ pub fn from_config(config: &Config, sdk: &SdkConfig) -> QueryApi {
         &config.snapshots_table,
     ));
     let table = config.var(bank_env::ACCOUNTS_TABLE).unwrap_or_default();
-    let read_model = Arc::new(DynamoReadModel::new(client, table, accounts::ACCOUNT_ID));
+    let read_model = Arc::new(DynamoReadModel::new(
+        client.clone(),
+        table,
+        accounts::ACCOUNT_ID,
+    ));
+    let feed = config
+        .feed(client)
+        .expect("the contract requires the feed table, checked before this runs");
     let keys = config
         .subject_keys(sdk)
         .expect("the contract requires the subject keys, checked before this runs");
@@ -95,6 +109,7 @@ pub fn from_config(config: &Config, sdk: &SdkConfig) -> QueryApi {
             .with_snapshot_key(Arc::new(snapshot_key)),
         read_model,
         Arc::new(keys),
+        Arc::new(feed),
     )
 }
 

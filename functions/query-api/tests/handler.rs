@@ -14,6 +14,7 @@ use bank::domain::money::{Amount, Currency};
 use eventfold::StreamId;
 use eventfold::command::CommandService;
 use eventfold::encoding::to_new_event;
+use eventfold::feed::{Indexer, MemoryFeed};
 use eventfold::lambda::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use eventfold::lambda::aws_lambda_events::encodings::Body;
 use eventfold::lambda::http::ApiRequest;
@@ -94,9 +95,15 @@ async fn setup() -> Setup {
         .unwrap();
     let commands =
         CommandService::new(store.clone()).with_snapshots(Arc::new(MemorySnapshots::new()));
+    // The feed holds the account's three events, as the publisher indexes them.
+    let feed = Arc::new(MemoryFeed::new(4));
+    Indexer::new(feed.clone(), store.clone())
+        .index(&store.read_all(&stream, 1).await.unwrap())
+        .await
+        .unwrap();
     let metrics = Arc::new(Recorded::default());
     Setup {
-        app: query_api::api(commands, read_model, bank::testing::subject_keys())
+        app: query_api::api(commands, read_model, bank::testing::subject_keys(), feed)
             .with_metrics(Metrics::to("query-api", metrics.clone())),
         store,
         metrics,
@@ -317,6 +324,35 @@ async fn verify_reports_tampering() {
     )
     .await;
     assert_eq!(broken, json!({"ok": false, "first_bad_version": 2}));
+}
+
+#[tokio::test]
+async fn the_feed_reads_on_from_its_cursor() {
+    let s = setup().await;
+    let (status, body, _) = get(&s.app, "GET /feed", "/feed", &[], "limit=2").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["partitions"], 4);
+    let versions: Vec<u64> = body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(body["entries"][0]["event_type"], "AccountOpened");
+    let next = body["next"].as_str().unwrap().to_owned();
+    let query = format!("after={next}");
+    let (_, body, _) = get(&s.app, "GET /feed", "/feed", &[], &query).await;
+    assert_eq!(body["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(body["entries"][0]["version"], 3);
+    let end = body["next"].as_str().unwrap().to_owned();
+    let (_, body, _) = get(&s.app, "GET /feed", "/feed", &[], &format!("after={end}")).await;
+    assert_eq!(body["entries"], json!([]));
+    assert_eq!(body["next"], json!(end), "nothing new: the same cursor");
+    for bad in ["after=1.2", "after=x.0.0.0", "limit=0", "limit=1001"] {
+        let (status, body, _) = get(&s.app, "GET /feed", "/feed", &[], bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
 }
 
 #[tokio::test]

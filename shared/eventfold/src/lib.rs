@@ -38,6 +38,7 @@ pub mod command;
 pub mod encoding;
 pub mod envelope;
 pub mod error;
+pub mod feed;
 pub mod identity;
 pub mod ids;
 mod kept;

@@ -70,6 +70,27 @@ pub mod subject_keys {
     pub const FORGOTTEN_AT: &str = "forgotten_at";
 }
 
+/// Feed table: the index of every append (pages of each partition, and each stream's mark).
+pub mod feed {
+    /// Partition key (S): `P#<partition>` for a partition's pages, `M#<stream>` for a
+    /// stream's mark.
+    pub const PK: &str = "pk";
+    /// Sort key (N): a page's first position; 0 for a mark.
+    pub const SK: &str = "sk";
+    /// A page's end: the position after its last event (N).
+    pub const END: &str = "end";
+    /// A page's spans: stream, first version and types (L).
+    pub const SPANS: &str = "spans";
+    /// When a page was written (S).
+    pub const INDEXED_AT: &str = "indexed_at";
+    /// A mark's version: the stream's last event indexed (N).
+    pub const VERSION: &str = "version";
+    /// The key prefix of a partition's pages.
+    pub const PAGE_PREFIX: &str = "P#";
+    /// The key prefix of a stream's mark.
+    pub const MARK_PREFIX: &str = "M#";
+}
+
 /// Read-model tables: one item per row, keyed by the table's own key attribute.
 pub mod read_model {
     /// A row's version: the last applied version of the stream it follows, or a shared row's
@@ -108,4 +129,8 @@ pub mod env {
     pub const SUBJECT_KEY_ID: &str = "SUBJECT_KEY_ID";
     /// The KMS HMAC key that signs snapshots, where a service signs them.
     pub const SNAPSHOT_KEY_ID: &str = "SNAPSHOT_KEY_ID";
+    /// The feed table, where a service keeps the global feed.
+    pub const FEED_TABLE: &str = "FEED_TABLE";
+    /// The feed's partition count (fixed for the feed's life: streams are placed by it).
+    pub const FEED_PARTITIONS: &str = "FEED_PARTITIONS";
 }

@@ -10,3 +10,8 @@ mod read_model {
         eventfold::projection::MemoryReadModel::new("id")
     ));
 }
+
+/// Three partitions: streams share them unevenly, as they do in a deployed feed.
+mod feed {
+    eventfold::feed_conformance!(std::sync::Arc::new(eventfold::feed::MemoryFeed::new(3)));
+}

@@ -30,6 +30,8 @@ pub struct Config {
     pub snapshot_queue_url: String,
     /// Limits, snapshot interval and command retention.
     pub store: StoreSettings,
+    /// `FEED_PARTITIONS` (1 to 64; default 4).
+    pub feed_partitions: u32,
     /// Every variable read, the application's included.
     vars: BTreeMap<String, String>,
 }
@@ -74,6 +76,15 @@ impl Config {
         if let Some(days) = parsed::<i64>(&vars, env::COMMAND_TTL_DAYS)? {
             store.command_ttl = chrono::Duration::days(days);
         }
+        let feed_partitions =
+            parsed::<u32>(&vars, env::FEED_PARTITIONS)?.unwrap_or(crate::feed::DEFAULT_PARTITIONS);
+        if !(1..=crate::feed::MAX_PARTITIONS).contains(&feed_partitions) {
+            return Err(ConfigError(format!(
+                "{}={feed_partitions} is not from 1 to {}",
+                env::FEED_PARTITIONS,
+                crate::feed::MAX_PARTITIONS
+            )));
+        }
         let text = |name: &str| vars.get(name).cloned().unwrap_or_default();
         Ok(Self {
             events_table: text(env::EVENTS_TABLE),
@@ -82,6 +93,7 @@ impl Config {
             events_queue_url: text(env::EVENTS_QUEUE_URL),
             snapshot_queue_url: text(env::SNAPSHOT_QUEUE_URL),
             store,
+            feed_partitions,
             vars,
         })
     }
@@ -144,6 +156,13 @@ impl Config {
             .map(|key| super::KmsMac::new(aws_sdk_kms::Client::new(sdk), key))
     }
 
+    /// The feed in the table `FEED_TABLE` names, of `FEED_PARTITIONS` partitions (`None` if
+    /// the table is unset).
+    pub fn feed(&self, client: aws_sdk_dynamodb::Client) -> Option<super::DynamoFeed> {
+        self.var(env::FEED_TABLE)
+            .map(|table| super::DynamoFeed::new(client, table, self.feed_partitions))
+    }
+
     /// The keyed hash of claims, by the KMS key `CLAIM_KEY_ID` names (`None` if unset).
     pub fn claim_key(&self, sdk: &aws_config::SdkConfig) -> Option<super::KmsMac> {
         self.var(env::CLAIM_KEY_ID)
@@ -183,5 +202,12 @@ mod tests {
     fn malformed_numbers_are_named() {
         let error = Config::from_vars(vars(&[(env::SNAPSHOT_EVERY, "ten")])).expect_err("bad");
         assert!(error.to_string().contains("SNAPSHOT_EVERY"));
+        for partitions in ["0", "65", "four"] {
+            let error = Config::from_vars(vars(&[(env::FEED_PARTITIONS, partitions)]))
+                .expect_err(partitions);
+            assert!(error.to_string().contains("FEED_PARTITIONS"), "{error}");
+        }
+        let config = Config::from_vars(vars(&[(env::FEED_PARTITIONS, "8")])).expect("valid");
+        assert_eq!(config.feed_partitions, 8);
     }
 }

@@ -7,6 +7,7 @@
 
 mod config;
 pub mod error;
+mod feed;
 pub mod item;
 mod kms;
 mod read_model;
@@ -24,6 +25,7 @@ pub use aws_sdk_dynamodb;
 pub use aws_sdk_kms;
 pub use aws_sdk_sqs;
 pub use config::{Config, ConfigError};
+pub use feed::DynamoFeed;
 pub use kms::KmsMac;
 pub use read_model::DynamoReadModel;
 #[cfg(feature = "testing")]

@@ -33,6 +33,9 @@ pub const PUBLISHER_METRICS: &[&str] = &[
     "PublishLag",
     "BatchItemFailures",
     "EventsRewritten",
+    "EventsIndexed",
+    "FeedGapsRepaired",
+    "FeedWrites",
 ];
 /// The metrics of the snapshot function's record per batch.
 pub const SNAPSHOT_METRICS: &[&str] = &[
@@ -151,6 +154,9 @@ impl PublisherFunction {
                     usize::from(report.first_failure.is_some()),
                 ),
                 Metric::count("EventsRewritten", report.rewritten),
+                Metric::count("EventsIndexed", report.index.indexed),
+                Metric::count("FeedGapsRepaired", report.index.repaired),
+                Metric::count("FeedWrites", report.index.writes),
             ],
         );
         report

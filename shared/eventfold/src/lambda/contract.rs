@@ -28,6 +28,7 @@ mod actions {
     pub const GET: &str = "dynamodb:GetItem";
     pub const PUT: &str = "dynamodb:PutItem";
     pub const UPDATE: &str = "dynamodb:UpdateItem";
+    pub const BATCH_GET: &str = "dynamodb:BatchGetItem";
     pub const SEND: &str = "sqs:SendMessage";
     pub const MAC: &str = "kms:GenerateMac";
     pub const NEW_DATA_KEY: &str = "kms:GenerateDataKey";
@@ -73,9 +74,16 @@ impl Runtime {
                 env::SUBJECT_KEYS_TABLE,
                 env::SUBJECT_KEY_ID,
                 env::SNAPSHOT_KEY_ID,
+                env::FEED_TABLE,
+                env::FEED_PARTITIONS,
             ],
             Self::Snapshot => &[env::SNAPSHOT_EVERY, env::SNAPSHOT_KEY_ID],
-            Self::Publisher => &[env::SNAPSHOT_EVERY],
+            Self::Publisher => &[
+                env::SNAPSHOT_EVERY,
+                env::FEED_TABLE,
+                env::FEED_PARTITIONS,
+                env::EVENTS_TABLE,
+            ],
             Self::Projector => &[],
         }
     }
@@ -85,7 +93,7 @@ impl Runtime {
     /// `Query`, an exact append without a known head reads one item, a replay `GetItem`s its
     /// command record, a keyed claim asks its key for a MAC.
     pub const fn grants(self) -> &'static [(&'static str, &'static [&'static str])] {
-        use actions::{GET, MAC, NEW_DATA_KEY, PUT, QUERY, SEND, UNWRAP};
+        use actions::{BATCH_GET, GET, MAC, NEW_DATA_KEY, PUT, QUERY, SEND, UNWRAP};
         match self {
             // Personal data is sealed with subjects' keys: read (and unwrapped), or made
             // (wrapped and stored), or tombstoned when forgotten (a put).
@@ -104,12 +112,17 @@ impl Runtime {
                 (env::SUBJECT_KEYS_TABLE, &[GET]),
                 (env::SUBJECT_KEY_ID, &[UNWRAP]),
                 (env::SNAPSHOT_KEY_ID, &[MAC]),
+                (env::FEED_TABLE, &[QUERY]),
             ],
             // Gap repair reads the events it missed.
             Self::Projector => &[(env::EVENTS_TABLE, &[QUERY])],
+            // Indexing reads the marks, finds a partition's end, writes pages and marks
+            // (`TransactWriteItems` of puts), and reads back events a batch lacked.
             Self::Publisher => &[
                 (env::EVENTS_QUEUE_URL, &[SEND]),
                 (env::SNAPSHOT_QUEUE_URL, &[SEND]),
+                (env::FEED_TABLE, &[BATCH_GET, QUERY, PUT]),
+                (env::EVENTS_TABLE, &[QUERY]),
             ],
             Self::Snapshot => &[
                 (env::EVENTS_TABLE, &[QUERY]),

@@ -1,5 +1,6 @@
-//! The publisher: every appended event to subscribers over an SQS FIFO queue, and every
-//! snapshot-due event to the snapshot queue. What the events stream's second reader runs.
+//! The publisher: every appended event into the global feed (where there is one), to
+//! subscribers over an SQS FIFO queue, and every snapshot-due event to the snapshot queue.
+//! What the events stream's second reader runs.
 //!
 //! Every event goes to an SQS FIFO queue (group = stream id, so subscribers see each stream in
 //! order; deduplication id = event id, so a redelivered record is not published twice), up to
@@ -15,6 +16,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
 
 use aws_lambda_events::event::dynamodb::EventRecord;
 use aws_sdk_sqs::Client;
@@ -24,6 +26,7 @@ use super::stream::{StreamRecord, decode_stream_record};
 use crate::aws::error::{QueueError, queue_error};
 use crate::envelope::RecordedEvent;
 use crate::error::error_chain;
+use crate::feed::{IndexReport, Indexer};
 use crate::snapshot::SnapshotRequest;
 use crate::upcast::Upcasters;
 
@@ -48,6 +51,8 @@ pub struct PublishReport {
     pub rewritten: usize,
     /// Index of the earliest record not accepted.
     pub first_failure: Option<usize>,
+    /// What indexing the batch into the feed did (where there is a feed).
+    pub index: IndexReport,
 }
 
 /// What the publisher logs (as an error) for a record of an event item modified or removed.
@@ -60,6 +65,7 @@ pub struct Publisher {
     events_queue_url: String,
     snapshot_queue_url: String,
     upcasters: Upcasters,
+    indexer: Option<Arc<Indexer>>,
 }
 
 impl Publisher {
@@ -74,7 +80,21 @@ impl Publisher {
             events_queue_url: events_queue_url.into(),
             snapshot_queue_url: snapshot_queue_url.into(),
             upcasters: Upcasters::new(),
+            indexer: None,
         }
+    }
+
+    /// The same publisher, indexing every batch into the global feed before it publishes (the
+    /// stream keeps its two readers).
+    #[must_use]
+    pub fn with_indexer(mut self, indexer: Arc<Indexer>) -> Self {
+        self.indexer = Some(indexer);
+        self
+    }
+
+    /// The indexer, where there is a feed.
+    pub fn indexer(&self) -> Option<&Arc<Indexer>> {
+        self.indexer.as_ref()
     }
 
     /// Publishes one batch of stream records.
@@ -100,9 +120,23 @@ impl Publisher {
                 }
             }
         }
+        if let Some(indexer) = &self.indexer {
+            let appended: Vec<RecordedEvent> = events.iter().map(|(_, e)| e.clone()).collect();
+            match indexer.index(&appended).await {
+                Ok(index) => report.index = index,
+                Err(error) => {
+                    // Nothing is published past an event the feed does not hold yet: the
+                    // retry indexes and publishes it (both are idempotent).
+                    tracing::error!(error = %error_chain(&error), "feed indexing failed");
+                    report.first_failure = events.first().map(|(i, _)| *i).or(report.first_failure);
+                    return report;
+                }
+            }
+        }
         self.publish_indexed(&events, &mut report).await;
         tracing::info!(
             records = records.len(),
+            indexed = report.index.indexed,
             published = report.published,
             snapshot_requests = report.snapshot_requests,
             ignored = report.ignored,

@@ -26,6 +26,7 @@ use crate::chain::Verification;
 use crate::command::{CommandService, HISTORY_TO_FOLD, Loaded};
 use crate::envelope::{RecordedEvent, format_timestamp};
 use crate::error::StoreError;
+use crate::feed::{Cursor, FeedStore, read_feed};
 use crate::identity::{Denied, Principal, authenticated};
 use crate::ids::{EntityId, StreamId};
 use crate::personal::{self, Keyring, SubjectKeys};
@@ -174,6 +175,18 @@ impl QueryApi {
         .route("GET /streams/{stream_id}/verify", move |request| {
             let (store, access) = (verifying.clone(), verify_access.clone());
             Box::pin(async move { verify(store.as_ref(), &access, request).await })
+        })
+    }
+
+    /// `GET /feed?after=<cursor>&limit=`: up to `limit` (default [`DEFAULT_PAGE`], at most
+    /// [`MAX_PAGE`]) references to appended events in feed order, after the cursor (from the
+    /// start without one), and the cursor to read on from (`next`, the same cursor when nothing
+    /// was new). An operator's resource: add it behind the operator scope.
+    #[must_use]
+    pub fn feed(self, feed: Arc<dyn FeedStore>) -> Self {
+        self.route("GET /feed", move |request| {
+            let feed = feed.clone();
+            Box::pin(async move { feed_page(feed.as_ref(), request).await })
         })
     }
 
@@ -465,6 +478,35 @@ async fn shown(keys: Option<&Arc<dyn SubjectKeys>>, mut body: Value) -> Result<V
 }
 
 /// A stream's events, a page at a time.
+async fn feed_page(feed: &dyn FeedStore, request: &ApiRequest) -> Result<Answer, Problem> {
+    let partitions = feed.partitions();
+    let after = match request.query("after") {
+        None => Cursor::start(partitions),
+        Some(text) => Cursor::parse(text, partitions).map_err(|e| invalid(e.to_string()))?,
+    };
+    let limit = parse_limit(request)?;
+    let read = read_feed(feed, &after, limit)
+        .await
+        .map_err(|e| e.to_problem())?;
+    let body = json!({
+        "partitions": partitions,
+        "entries": read.entries,
+        "next": read.next.to_string(),
+    });
+    Ok(Answer::json(&body, "feed"))
+}
+
+fn parse_limit(request: &ApiRequest) -> Result<usize, Problem> {
+    match request.query("limit") {
+        None => Ok(DEFAULT_PAGE),
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|v| (1..=MAX_PAGE).contains(v))
+            .ok_or_else(|| invalid(format!("limit must be an integer from 1 to {MAX_PAGE}"))),
+    }
+}
+
 async fn events_page(
     store: &dyn EventStore,
     access: &StreamAccess,
@@ -479,14 +521,7 @@ async fn events_page(
         None => 1,
         Some(text) => parse_version(text, "from")?,
     };
-    let limit = match request.query("limit") {
-        None => DEFAULT_PAGE,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|v| (1..=MAX_PAGE).contains(v))
-            .ok_or_else(|| invalid(format!("limit must be an integer from 1 to {MAX_PAGE}")))?,
-    };
+    let limit = parse_limit(request)?;
     // A rule looks at the first event: read with the page when the page does not hold it.
     let (page, first) =
         futures::future::try_join(store.read_stream(&stream_id, from, limit), async {

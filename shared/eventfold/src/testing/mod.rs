@@ -11,6 +11,7 @@
 #[cfg(feature = "aws")]
 mod dynamo;
 mod faults;
+pub mod feed_suite;
 mod given;
 pub mod read_model_suite;
 #[cfg(feature = "lambda")]
@@ -126,6 +127,24 @@ macro_rules! read_model_conformance {
     };
 }
 
+/// Makes every case of the feed conformance suite a test over a fresh feed from `$feed` (an
+/// `Arc<dyn FeedStore>`).
+#[macro_export]
+macro_rules! feed_conformance {
+    ($feed:expr) => {
+        $crate::__feed_suite_cases!([$crate::feed_conformance] (@cases $feed;));
+    };
+    (@cases $feed:expr; $($case:ident)*) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let feed: std::sync::Arc<dyn $crate::feed::FeedStore> = $feed;
+                $crate::testing::feed_suite::$case(feed).await;
+            }
+        )*
+    };
+}
+
 #[cfg(test)]
 mod tests {
     /// The names a cases macro lists.
@@ -168,5 +187,7 @@ mod tests {
             include_str!("read_model_suite/shared.rs"),
         ];
         assert_eq!(sorted(listed), cases_in(&read_model_suite));
+        let listed: &[&str] = crate::__feed_suite_cases!([names]());
+        assert_eq!(sorted(listed), cases_in(&[include_str!("feed_suite.rs")]));
     }
 }

@@ -1,0 +1,204 @@
+//! `feed read|tail|verify`: the global feed from a cursor, followed live, and checked against
+//! the events table (and caught up where it lacks events).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use eventfold::StreamId;
+use eventfold::aws::DynamoFeed;
+use eventfold::feed::{
+    Cursor, DEFAULT_PARTITIONS, FeedCheck, FeedEntry, FeedStore, Indexer, check_feed, read_feed,
+};
+use eventfold::names::env;
+use eventfold::store::EventStore;
+use futures::StreamExt;
+
+use super::progress::Progress;
+use super::streams::Format;
+use super::{OpsError, Target, say};
+use crate::local::template::Reference;
+
+/// Entries a tail reads at once.
+const TAIL_PAGE: usize = 500;
+/// How long a tail waits when the feed has nothing new.
+const TAIL_IDLE: Duration = Duration::from_secs(1);
+/// Streams whose heads are read at once.
+const CONCURRENCY: usize = 8;
+
+/// The service's feed: the table a function names in `FEED_TABLE`, partitioned as its
+/// `FEED_PARTITIONS` says (a template parameter, at the value the template was read with).
+pub fn feed_of(target: &Target) -> Result<DynamoFeed, OpsError> {
+    let template = &target.template;
+    let function = template
+        .functions
+        .iter()
+        .find(|f| f.environment.contains_key(env::FEED_TABLE))
+        .ok_or_else(|| {
+            OpsError::new(format!(
+                "this service keeps no feed: no function of its template names one in {}",
+                env::FEED_TABLE
+            ))
+        })?;
+    let table = match &function.environment[env::FEED_TABLE] {
+        Reference::Ref(logical) => target.tables.get(logical).cloned(),
+        _ => None,
+    }
+    .ok_or_else(|| OpsError::new(format!("{}'s feed table was not found", target.label)))?;
+    let partitions = match function.environment.get(env::FEED_PARTITIONS) {
+        Some(Reference::Ref(parameter)) => template.parameters.get(parameter).cloned(),
+        Some(Reference::Literal(text)) => Some(text.clone()),
+        _ => None,
+    }
+    .map(|text| {
+        text.parse::<u32>()
+            .map_err(|_| OpsError::new(format!("{} is {text:?}", env::FEED_PARTITIONS)))
+    })
+    .transpose()?
+    .unwrap_or(DEFAULT_PARTITIONS);
+    Ok(DynamoFeed::new(
+        target.clients.dynamodb.clone(),
+        table,
+        partitions,
+    ))
+}
+
+fn cursor(feed: &DynamoFeed, after: Option<&str>) -> Result<Cursor, OpsError> {
+    match after {
+        Some(text) => Cursor::parse(text, feed.partitions()).map_err(|e| OpsError(e.to_string())),
+        None => Ok(Cursor::start(feed.partitions())),
+    }
+}
+
+fn show(entry: &FeedEntry, format: Format) {
+    match format {
+        Format::Json => say(&serde_json::to_string(entry).unwrap_or_default()),
+        Format::Pretty => say(&format!(
+            "{:>3}:{:<9} {:<40} v{:<6} {:<24} {}",
+            entry.partition,
+            entry.position,
+            entry.stream_id.as_str(),
+            entry.version,
+            entry.event_type,
+            eventfold::envelope::format_timestamp(&entry.indexed_at)
+        )),
+    }
+}
+
+/// Prints up to `limit` entries after `after` (from the start without one), then the cursor
+/// to go on from.
+pub async fn read(
+    target: &Target,
+    after: Option<&str>,
+    limit: usize,
+    format: Format,
+) -> Result<Cursor, OpsError> {
+    let feed = feed_of(target)?;
+    let read = read_feed(&feed, &cursor(&feed, after)?, limit.max(1)).await?;
+    for entry in &read.entries {
+        show(entry, format);
+    }
+    eprintln!(
+        "{} entries; next: --after {} ({} events before it)",
+        read.entries.len(),
+        read.next,
+        read.next.passed()
+    );
+    Ok(read.next)
+}
+
+/// Follows the feed from `after` (from the start without one), printing each entry, until
+/// `max` entries (or Ctrl-C).
+pub async fn tail(
+    target: &Target,
+    after: Option<&str>,
+    format: Format,
+    max: Option<usize>,
+) -> Result<(), OpsError> {
+    let feed = feed_of(target)?;
+    let mut at = cursor(&feed, after)?;
+    let mut shown = 0;
+    loop {
+        let read = read_feed(&feed, &at, TAIL_PAGE).await?;
+        for entry in &read.entries {
+            show(entry, format);
+            shown += 1;
+            if max.is_some_and(|max| shown >= max) {
+                return Ok(());
+            }
+        }
+        if read.entries.is_empty() {
+            tokio::time::sleep(TAIL_IDLE).await;
+        }
+        at = read.next;
+    }
+}
+
+/// Every stream's newest version in the events table.
+async fn heads(target: &Target) -> Result<BTreeMap<StreamId, u64>, OpsError> {
+    let streams = target.store.stream_ids(None).await?;
+    let mut progress = Progress::new("heads", "streams", Some(streams.len() as u64));
+    let store = target.store.clone();
+    let mut reads = futures::stream::iter(streams)
+        .map(|stream_id| {
+            let store = store.clone();
+            async move {
+                let head = store.read_head(&stream_id).await;
+                (stream_id, head)
+            }
+        })
+        .buffer_unordered(CONCURRENCY);
+    let mut heads = BTreeMap::new();
+    while let Some((stream_id, head)) = reads.next().await {
+        progress.advance(1);
+        if let Some(head) = head? {
+            heads.insert(stream_id, head.version());
+        }
+    }
+    progress.finish();
+    Ok(heads)
+}
+
+/// Checks the feed against the events table and prints what is wrong; with `repair`, indexes
+/// what it lacks (reading the events table, as the indexer repairs a gap) and checks again.
+pub async fn verify(target: &Target, repair: bool) -> Result<FeedCheck, OpsError> {
+    let feed = Arc::new(feed_of(target)?);
+    let heads = heads(target).await?;
+    let mut check = check_feed(feed.as_ref(), &heads).await?;
+    report(target, &check);
+    if repair && !check.missing.is_empty() {
+        let lacking: BTreeMap<StreamId, u64> = check
+            .missing
+            .iter()
+            .map(|(stream, _, head)| (stream.clone(), *head))
+            .collect();
+        let events: Arc<dyn EventStore> = target.store.clone();
+        let indexed = Indexer::new(feed.clone(), events)
+            .catch_up(&lacking)
+            .await?;
+        say(&format!(
+            "repaired: {} events indexed in {} writes",
+            indexed.indexed, indexed.writes
+        ));
+        check = check_feed(feed.as_ref(), &heads).await?;
+        report(target, &check);
+    }
+    Ok(check)
+}
+
+fn report(target: &Target, check: &FeedCheck) {
+    for (stream, from, head) in &check.missing {
+        say(&format!("MISSING  {stream} versions {from} to {head}"));
+    }
+    for finding in &check.broken {
+        say(&format!("BROKEN   {finding}"));
+    }
+    say(&format!(
+        "{}: {} events of {} streams in the feed; {} streams missing events, {} broken",
+        target.label,
+        check.events,
+        check.streams,
+        check.missing.len(),
+        check.broken.len()
+    ));
+}

@@ -1,0 +1,367 @@
+//! The feed in a DynamoDB table: a partition's pages under `P#<partition>` sorted by their first
+//! position, each stream's mark under `M#<stream>`.
+//!
+//! A page is put only where no page starts (`attribute_not_exists`), a mark only where it was
+//! (`version = :from`, or absent for a new stream), all in one transaction: two writers can
+//! never take the same positions or index an event twice.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::error::{from_sdk, from_sdk_write};
+use super::item::{Item, from_item, to_item};
+use crate::error::StoreError;
+use crate::feed::{FeedStore, MAX_PARTITIONS, PAGE_EVENTS, Page, PageWrite, Span, Written};
+use crate::ids::StreamId;
+use crate::names::feed::{END, MARK_PREFIX, PAGE_PREFIX, PK, SK, VERSION};
+
+/// Keys one `BatchGetItem` reads at most.
+const BATCH_GET: usize = 100;
+/// Times unprocessed keys are asked for again before the read fails.
+const BATCH_GET_TRIES: usize = 10;
+
+/// A page as its item holds it.
+#[derive(Serialize, Deserialize)]
+struct PageItem {
+    pk: String,
+    sk: u64,
+    end: u64,
+    spans: Vec<Span>,
+    #[serde(with = "crate::envelope::timestamp_format")]
+    indexed_at: DateTime<Utc>,
+}
+
+/// The feed in a DynamoDB table.
+#[derive(Clone, Debug)]
+pub struct DynamoFeed {
+    client: Client,
+    table: String,
+    partitions: u32,
+}
+
+fn page_key(partition: u32) -> String {
+    format!("{PAGE_PREFIX}{partition}")
+}
+
+fn mark_key(stream_id: &StreamId) -> String {
+    format!("{MARK_PREFIX}{stream_id}")
+}
+
+fn number(item: &Item, name: &str) -> Option<u64> {
+    match item.get(name) {
+        Some(AttributeValue::N(text)) => text.parse().ok(),
+        _ => None,
+    }
+}
+
+impl DynamoFeed {
+    /// The feed in `table`, of `partitions` partitions (1 to [`MAX_PARTITIONS`]).
+    pub fn new(client: Client, table: impl Into<String>, partitions: u32) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            partitions: partitions.clamp(1, MAX_PARTITIONS),
+        }
+    }
+
+    /// The table it is kept in.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn page_put(&self, page: &Page) -> Result<TransactWriteItem, StoreError> {
+        let item = to_item(&PageItem {
+            pk: page_key(page.partition),
+            sk: page.first,
+            end: page.end(),
+            spans: page.spans.clone(),
+            indexed_at: page.indexed_at,
+        })?;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .build()
+            .map_err(|e| StoreError::misuse(format!("a page put: {e}")))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    fn mark_put(
+        &self,
+        stream_id: &StreamId,
+        from: u64,
+        to: u64,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut put = Put::builder()
+            .table_name(&self.table)
+            .item(PK, AttributeValue::S(mark_key(stream_id)))
+            .item(SK, AttributeValue::N("0".into()))
+            .item(VERSION, AttributeValue::N(to.to_string()));
+        put = if from == 0 {
+            put.condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", PK)
+        } else {
+            put.condition_expression("#v = :from")
+                .expression_attribute_names("#v", VERSION)
+                .expression_attribute_values(":from", AttributeValue::N(from.to_string()))
+        };
+        let put = put
+            .build()
+            .map_err(|e| StoreError::misuse(format!("a mark put: {e}")))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    fn decode_page(&self, item: Item) -> Result<Page, StoreError> {
+        let stored: PageItem = from_item(item, "feed page")?;
+        let partition = stored
+            .pk
+            .strip_prefix(PAGE_PREFIX)
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| StoreError::corrupt(format!("feed page key {:?}", stored.pk)))?;
+        let page = Page {
+            partition,
+            first: stored.sk,
+            spans: stored.spans,
+            indexed_at: stored.indexed_at,
+        };
+        if page.end() != stored.end || page.is_empty() || page.len() > PAGE_EVENTS {
+            return Err(StoreError::corrupt(format!(
+                "feed page {} at {} holds {} events but says it ends at {}",
+                page.partition,
+                page.first,
+                page.len(),
+                stored.end
+            )));
+        }
+        Ok(page)
+    }
+}
+
+#[async_trait]
+impl FeedStore for DynamoFeed {
+    fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
+    async fn marks(&self, streams: &[StreamId]) -> Result<HashMap<StreamId, u64>, StoreError> {
+        let mut marks = HashMap::new();
+        let by_key: HashMap<String, &StreamId> = streams.iter().map(|s| (mark_key(s), s)).collect();
+        for chunk in streams.chunks(BATCH_GET) {
+            let keys: Vec<Item> = chunk
+                .iter()
+                .map(|stream| {
+                    Item::from([
+                        (PK.to_owned(), AttributeValue::S(mark_key(stream))),
+                        (SK.to_owned(), AttributeValue::N("0".into())),
+                    ])
+                })
+                .collect();
+            let mut request = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError::misuse(format!("a mark read: {e}")))?;
+            for _ in 0..BATCH_GET_TRIES {
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request.clone())
+                    .send()
+                    .await
+                    .map_err(|e| from_sdk("BatchGetItem", &self.table, e))?;
+                let items = output
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default();
+                for item in items {
+                    let stream = match item.get(PK) {
+                        Some(AttributeValue::S(key)) => by_key.get(key).copied(),
+                        _ => None,
+                    };
+                    if let (Some(stream), Some(version)) = (stream, number(&item, VERSION)) {
+                        marks.insert(stream.clone(), version);
+                    }
+                }
+                match output
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                {
+                    Some(left) if !left.keys.is_empty() => request = left,
+                    _ => break,
+                }
+            }
+        }
+        Ok(marks)
+    }
+
+    async fn all_marks(&self) -> Result<BTreeMap<StreamId, u64>, StoreError> {
+        let mut marks = BTreeMap::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let output = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .filter_expression("begins_with(#pk, :mark)")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_values(":mark", AttributeValue::S(MARK_PREFIX.into()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| from_sdk("Scan", &self.table, e))?;
+            for item in output.items.unwrap_or_default() {
+                let stream = match item.get(PK) {
+                    Some(AttributeValue::S(key)) => key.strip_prefix(MARK_PREFIX),
+                    _ => None,
+                };
+                let stream = stream
+                    .and_then(|s| StreamId::parse(s).ok())
+                    .ok_or_else(|| StoreError::corrupt("a feed mark's key is not a stream"))?;
+                let version = number(&item, VERSION)
+                    .ok_or_else(|| StoreError::corrupt(format!("{stream}'s feed mark")))?;
+                marks.insert(stream, version);
+            }
+            start = output.last_evaluated_key;
+            if start.is_none() {
+                return Ok(marks);
+            }
+        }
+    }
+
+    async fn end(&self, partition: u32) -> Result<u64, StoreError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":pk", AttributeValue::S(page_key(partition)))
+            .scan_index_forward(false)
+            .limit(1)
+            .projection_expression("#end")
+            .expression_attribute_names("#end", END)
+            .send()
+            .await
+            .map_err(|e| from_sdk("Query", &self.table, e))?;
+        Ok(output
+            .items
+            .unwrap_or_default()
+            .first()
+            .and_then(|item| number(item, END))
+            .unwrap_or(0))
+    }
+
+    async fn write(&self, write: &PageWrite) -> Result<Written, StoreError> {
+        crate::feed::check_write(write, self.partitions)?;
+        let mut actions = Vec::with_capacity(write.pages.len() + write.marks.len());
+        for page in &write.pages {
+            actions.push(self.page_put(page)?);
+        }
+        for mark in &write.marks {
+            actions.push(self.mark_put(&mark.stream_id, mark.from, mark.to)?);
+        }
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await;
+        let Err(err) = result else {
+            return Ok(Written::Written);
+        };
+        if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+            err.as_service_error()
+        {
+            let refused = cancelled
+                .cancellation_reasons()
+                .iter()
+                .any(|r| r.code() == Some("ConditionalCheckFailed"));
+            if refused {
+                return Ok(Written::Stale);
+            }
+        }
+        Err(from_sdk_write("TransactWriteItems", &self.table, err))
+    }
+
+    async fn read_pages(
+        &self,
+        partition: u32,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<Page>, StoreError> {
+        // The page holding `from` starts at most a page's length before it.
+        let earliest = from.saturating_sub(PAGE_EVENTS - 1);
+        let mut pages = Vec::new();
+        let mut held = 0;
+        let mut start: Option<Item> = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .key_condition_expression("#pk = :pk AND #sk >= :earliest")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":pk", AttributeValue::S(page_key(partition)))
+                .expression_attribute_values(":earliest", AttributeValue::N(earliest.to_string()))
+                .limit(i32::try_from(limit.clamp(1, 1_000) + 1).unwrap_or(1_000))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| from_sdk("Query", &self.table, e))?;
+            for item in output.items.unwrap_or_default() {
+                let page = self.decode_page(item)?;
+                if page.end() <= from {
+                    continue;
+                }
+                held += page.end() - page.first.max(from);
+                pages.push(page);
+                if held >= limit as u64 {
+                    return Ok(pages);
+                }
+            }
+            start = output.last_evaluated_key;
+            if start.is_none() {
+                return Ok(pages);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::feed::{INDEXED_AT, SPANS};
+
+    #[test]
+    fn a_page_item_has_the_attributes_the_names_say() {
+        let item = to_item(&PageItem {
+            pk: page_key(3),
+            sk: 200,
+            end: 201,
+            spans: vec![Span {
+                stream_id: StreamId::parse("Account-1").expect("id"),
+                first_version: 1,
+                types: vec!["Opened".into()],
+            }],
+            indexed_at: Utc::now(),
+        })
+        .expect("encodes");
+        let mut names: Vec<&str> = item.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        let mut expected = vec![PK, SK, END, SPANS, INDEXED_AT];
+        expected.sort_unstable();
+        assert_eq!(names, expected);
+        assert_eq!(item[PK], AttributeValue::S("P#3".into()));
+    }
+}

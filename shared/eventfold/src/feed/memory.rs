@@ -1,0 +1,154 @@
+//! A feed kept in process, for tests and local tools: the same rules as the table.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::{FeedStore, MAX_PARTITIONS, Page, PageWrite, Written};
+use crate::error::StoreError;
+use crate::ids::StreamId;
+
+#[derive(Debug, Default)]
+struct State {
+    /// Each partition's pages by first position.
+    pages: HashMap<u32, BTreeMap<u64, Page>>,
+    marks: BTreeMap<StreamId, u64>,
+}
+
+/// A feed in memory.
+#[derive(Debug)]
+pub struct MemoryFeed {
+    partitions: u32,
+    state: Mutex<State>,
+}
+
+impl MemoryFeed {
+    /// An empty feed of `partitions` partitions (1 to [`MAX_PARTITIONS`]).
+    pub fn new(partitions: u32) -> Self {
+        Self {
+            partitions: partitions.clamp(1, MAX_PARTITIONS),
+            state: Mutex::default(),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("feed state")
+    }
+}
+
+/// Checks what every store checks before a write: one partition, pages contiguous and not
+/// empty, marks moving forward.
+pub(crate) fn check_write(write: &PageWrite, partitions: u32) -> Result<(), StoreError> {
+    if write.partition >= partitions {
+        return Err(StoreError::misuse(format!(
+            "partition {} of a feed of {partitions}",
+            write.partition
+        )));
+    }
+    let mut expected = None;
+    for page in &write.pages {
+        if page.partition != write.partition || page.is_empty() {
+            return Err(StoreError::misuse(
+                "a page write holds non-empty pages of its own partition",
+            ));
+        }
+        if expected.is_some_and(|end| end != page.first) {
+            return Err(StoreError::misuse("a page write's pages are contiguous"));
+        }
+        expected = Some(page.end());
+    }
+    if write.marks.iter().any(|mark| mark.to <= mark.from) {
+        return Err(StoreError::misuse("a mark only moves forward"));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl FeedStore for MemoryFeed {
+    fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
+    async fn marks(&self, streams: &[StreamId]) -> Result<HashMap<StreamId, u64>, StoreError> {
+        // Reads yield, as a table's do: writers in one process interleave between a read and
+        // the write it informs, and race as they do on DynamoDB.
+        tokio::task::yield_now().await;
+        let state = self.state();
+        Ok(streams
+            .iter()
+            .filter_map(|stream| Some((stream.clone(), *state.marks.get(stream)?)))
+            .collect())
+    }
+
+    async fn all_marks(&self) -> Result<BTreeMap<StreamId, u64>, StoreError> {
+        Ok(self.state().marks.clone())
+    }
+
+    async fn end(&self, partition: u32) -> Result<u64, StoreError> {
+        tokio::task::yield_now().await;
+        Ok(self
+            .state()
+            .pages
+            .get(&partition)
+            .and_then(|pages| pages.values().next_back())
+            .map_or(0, Page::end))
+    }
+
+    async fn write(&self, write: &PageWrite) -> Result<Written, StoreError> {
+        check_write(write, self.partitions)?;
+        let mut state = self.state();
+        let pages = state.pages.entry(write.partition).or_default();
+        // A page is written only where none starts (the table's condition): contiguity is
+        // the writers' to keep, by starting at the end they read.
+        if write
+            .pages
+            .iter()
+            .any(|page| pages.contains_key(&page.first))
+        {
+            return Ok(Written::Stale);
+        }
+        let marks_moved = write
+            .marks
+            .iter()
+            .all(|mark| state.marks.get(&mark.stream_id).copied().unwrap_or(0) == mark.from);
+        if !marks_moved {
+            return Ok(Written::Stale);
+        }
+        let pages = state.pages.entry(write.partition).or_default();
+        for page in &write.pages {
+            pages.insert(page.first, page.clone());
+        }
+        for mark in &write.marks {
+            state.marks.insert(mark.stream_id.clone(), mark.to);
+        }
+        Ok(Written::Written)
+    }
+
+    async fn read_pages(
+        &self,
+        partition: u32,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<Page>, StoreError> {
+        let state = self.state();
+        let Some(pages) = state.pages.get(&partition) else {
+            return Ok(Vec::new());
+        };
+        // The page holding `from` starts at most a page's length before it.
+        let earliest = from.saturating_sub(super::PAGE_EVENTS - 1);
+        let mut read = Vec::new();
+        let mut held = 0;
+        for page in pages.range(earliest..).map(|(_, page)| page) {
+            if page.end() <= from {
+                continue;
+            }
+            held += page.end() - page.first.max(from);
+            read.push(page.clone());
+            if held >= limit as u64 {
+                break;
+            }
+        }
+        Ok(read)
+    }
+}
