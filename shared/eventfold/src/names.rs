@@ -70,7 +70,8 @@ pub mod subject_keys {
     pub const FORGOTTEN_AT: &str = "forgotten_at";
 }
 
-/// Feed table: the index of every append (pages of each partition, and each stream's mark).
+/// Feed table: the index of every append (pages of each partition, and each stream's mark),
+/// and its consumers' checkpoints.
 pub mod feed {
     /// Partition key (S): `P#<partition>` for a partition's pages, `M#<stream>` for a
     /// stream's mark.
@@ -89,6 +90,14 @@ pub mod feed {
     pub const PAGE_PREFIX: &str = "P#";
     /// The key prefix of a stream's mark.
     pub const MARK_PREFIX: &str = "M#";
+    /// The key prefix of a feed consumer's checkpoints (sort key: the partition).
+    pub const CHECKPOINT_PREFIX: &str = "C#";
+    /// A checkpoint's next position to read (N).
+    pub const POSITION: &str = "position";
+    /// The instance holding a checkpoint's lease (S).
+    pub const OWNER: &str = "owner";
+    /// When that lease ends, epoch milliseconds (N).
+    pub const LEASE_UNTIL: &str = "lease_until";
 }
 
 /// Read-model tables: one item per row, keyed by the table's own key attribute.

@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::ReturnValue;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -17,9 +19,13 @@ use serde::{Deserialize, Serialize};
 use super::error::{from_sdk, from_sdk_write};
 use super::item::{Item, from_item, to_item};
 use crate::error::StoreError;
-use crate::feed::{FeedStore, MAX_PARTITIONS, PAGE_EVENTS, Page, PageWrite, Span, Written};
+use crate::feed::{
+    Checkpoint, FeedStore, MAX_PARTITIONS, PAGE_EVENTS, Page, PageWrite, Span, Written,
+};
 use crate::ids::StreamId;
-use crate::names::feed::{END, MARK_PREFIX, PAGE_PREFIX, PK, SK, VERSION};
+use crate::names::feed::{
+    CHECKPOINT_PREFIX, END, LEASE_UNTIL, MARK_PREFIX, OWNER, PAGE_PREFIX, PK, POSITION, SK, VERSION,
+};
 
 /// Keys one `BatchGetItem` reads at most.
 const BATCH_GET: usize = 100;
@@ -51,6 +57,16 @@ fn page_key(partition: u32) -> String {
 
 fn mark_key(stream_id: &StreamId) -> String {
     format!("{MARK_PREFIX}{stream_id}")
+}
+
+fn checkpoint_key(consumer: &str, partition: u32) -> Item {
+    Item::from([
+        (
+            PK.to_owned(),
+            AttributeValue::S(format!("{CHECKPOINT_PREFIX}{consumer}")),
+        ),
+        (SK.to_owned(), AttributeValue::N(partition.to_string())),
+    ])
 }
 
 fn number(item: &Item, name: &str) -> Option<u64> {
@@ -333,6 +349,125 @@ impl FeedStore for DynamoFeed {
             start = output.last_evaluated_key;
             if start.is_none() {
                 return Ok(pages);
+            }
+        }
+    }
+
+    async fn acquire(
+        &self,
+        consumer: &str,
+        partition: u32,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<Option<u64>, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(checkpoint_key(consumer, partition)))
+            .update_expression(
+                "SET #owner = :owner, #until = :until, #position = if_not_exists(#position, :zero)",
+            )
+            .condition_expression("attribute_not_exists(#pk) OR #owner = :owner OR #until < :now")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#owner", OWNER)
+            .expression_attribute_names("#until", LEASE_UNTIL)
+            .expression_attribute_names("#position", POSITION)
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
+            .expression_attribute_values(":until", AttributeValue::N(until.to_string()))
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => Ok(Some(
+                output
+                    .attributes
+                    .as_ref()
+                    .and_then(|item| number(item, POSITION))
+                    .unwrap_or(0),
+            )),
+            Err(err) => match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(None),
+                _ => Err(from_sdk_write("UpdateItem", &self.table, err)),
+            },
+        }
+    }
+
+    async fn advance(
+        &self,
+        consumer: &str,
+        partition: u32,
+        owner: &str,
+        from: u64,
+        to: u64,
+        until: i64,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(checkpoint_key(consumer, partition)))
+            .update_expression("SET #position = :to, #until = :until")
+            .condition_expression("#owner = :owner AND #position = :from")
+            .expression_attribute_names("#owner", OWNER)
+            .expression_attribute_names("#until", LEASE_UNTIL)
+            .expression_attribute_names("#position", POSITION)
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
+            .expression_attribute_values(":until", AttributeValue::N(until.to_string()))
+            .expression_attribute_values(":from", AttributeValue::N(from.to_string()))
+            .expression_attribute_values(":to", AttributeValue::N(to.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) => match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(false),
+                _ => Err(from_sdk_write("UpdateItem", &self.table, err)),
+            },
+        }
+    }
+
+    async fn checkpoints(&self, consumer: &str) -> Result<Vec<Checkpoint>, StoreError> {
+        let mut checkpoints = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_values(
+                    ":pk",
+                    AttributeValue::S(format!("{CHECKPOINT_PREFIX}{consumer}")),
+                )
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| from_sdk("Query", &self.table, e))?;
+            for item in output.items.unwrap_or_default() {
+                let owner = match item.get(OWNER) {
+                    Some(AttributeValue::S(owner)) => owner.clone(),
+                    _ => String::new(),
+                };
+                checkpoints.push(Checkpoint {
+                    partition: number(&item, SK)
+                        .and_then(|p| u32::try_from(p).ok())
+                        .unwrap_or(0),
+                    position: number(&item, POSITION).unwrap_or(0),
+                    owner,
+                    lease_until: number(&item, LEASE_UNTIL)
+                        .and_then(|t| i64::try_from(t).ok())
+                        .unwrap_or(0),
+                });
+            }
+            start = output.last_evaluated_key;
+            if start.is_none() {
+                return Ok(checkpoints);
             }
         }
     }

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{FeedStore, MAX_PARTITIONS, Page, PageWrite, Written};
+use super::{Checkpoint, FeedStore, MAX_PARTITIONS, Page, PageWrite, Written};
 use crate::error::StoreError;
 use crate::ids::StreamId;
 
@@ -14,6 +14,7 @@ struct State {
     /// Each partition's pages by first position.
     pages: HashMap<u32, BTreeMap<u64, Page>>,
     marks: BTreeMap<StreamId, u64>,
+    checkpoints: BTreeMap<(String, u32), Checkpoint>,
 }
 
 /// A feed in memory.
@@ -150,5 +151,64 @@ impl FeedStore for MemoryFeed {
             }
         }
         Ok(read)
+    }
+
+    async fn acquire(
+        &self,
+        consumer: &str,
+        partition: u32,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<Option<u64>, StoreError> {
+        tokio::task::yield_now().await;
+        let mut state = self.state();
+        let key = (consumer.to_owned(), partition);
+        let held = state
+            .checkpoints
+            .get(&key)
+            .is_some_and(|c| c.owner != owner && c.lease_until >= now);
+        if held {
+            return Ok(None);
+        }
+        let checkpoint = state.checkpoints.entry(key).or_insert(Checkpoint {
+            partition,
+            position: 0,
+            owner: owner.to_owned(),
+            lease_until: until,
+        });
+        checkpoint.owner = owner.to_owned();
+        checkpoint.lease_until = until;
+        Ok(Some(checkpoint.position))
+    }
+
+    async fn advance(
+        &self,
+        consumer: &str,
+        partition: u32,
+        owner: &str,
+        from: u64,
+        to: u64,
+        until: i64,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        match state.checkpoints.get_mut(&(consumer.to_owned(), partition)) {
+            Some(checkpoint) if checkpoint.owner == owner && checkpoint.position == from => {
+                checkpoint.position = to;
+                checkpoint.lease_until = until;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn checkpoints(&self, consumer: &str) -> Result<Vec<Checkpoint>, StoreError> {
+        Ok(self
+            .state()
+            .checkpoints
+            .iter()
+            .filter(|((name, _), _)| name == consumer)
+            .map(|(_, checkpoint)| checkpoint.clone())
+            .collect())
     }
 }

@@ -22,6 +22,7 @@
 //! [`MemoryFeed`] keeps a feed in process; with the `aws` feature, `DynamoFeed` keeps it in a
 //! table. Both pass one conformance suite (`testing::feed_suite`).
 
+mod consumer;
 mod index;
 mod memory;
 mod verify;
@@ -33,6 +34,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use consumer::{ConsumerReport, FeedConsumer, FeedHandler, Lag, Projecting, lag};
 pub use index::{IndexReport, Indexer};
 pub use memory::MemoryFeed;
 pub(crate) use memory::check_write;
@@ -211,6 +213,47 @@ pub trait FeedStore: Send + Sync + fmt::Debug {
         from: u64,
         limit: usize,
     ) -> Result<Vec<Page>, StoreError>;
+
+    /// Takes `consumer`'s lease on `partition` for `owner` until `until` (epoch milliseconds) if
+    /// nobody holds it, its holder's lease ended before `now`, or `owner` holds it already;
+    /// the position the consumer reads from next (0 for a new consumer), or `None` if another
+    /// owner holds a live lease.
+    async fn acquire(
+        &self,
+        consumer: &str,
+        partition: u32,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<Option<u64>, StoreError>;
+
+    /// Moves `consumer`'s checkpoint on `partition` from `from` to `to` and renews the lease
+    /// until `until`, if `owner` still holds it and the checkpoint is at `from`; whether it did.
+    async fn advance(
+        &self,
+        consumer: &str,
+        partition: u32,
+        owner: &str,
+        from: u64,
+        to: u64,
+        until: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// `consumer`'s checkpoints, one per partition it has read.
+    async fn checkpoints(&self, consumer: &str) -> Result<Vec<Checkpoint>, StoreError>;
+}
+
+/// Where a feed consumer is in one partition, and who holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The partition.
+    pub partition: u32,
+    /// The next position the consumer reads.
+    pub position: u64,
+    /// The instance holding the lease.
+    pub owner: String,
+    /// When the lease ends (epoch milliseconds).
+    pub lease_until: i64,
 }
 
 /// A cursor that does not parse, or does not fit the feed.

@@ -28,7 +28,7 @@ macro_rules! __feed_suite_cases {
             a_page_is_written_once_with_its_marks misuse_is_refused_before_writing
             duplicates_reordering_and_gaps_index_every_event_once racing_indexers_share_partitions
             a_reader_resumes_from_its_cursor long_streams_span_pages_and_writes
-            a_feed_missing_events_is_found_and_caught_up }
+            a_feed_missing_events_is_found_and_caught_up leases_are_exclusive_until_they_end }
     };
 }
 
@@ -381,4 +381,76 @@ pub async fn a_feed_missing_events_is_found_and_caught_up(feed: Arc<dyn FeedStor
     let report = indexer.catch_up(&heads(&events)).await.expect("caught up");
     assert_eq!(report.indexed, events.len() - 10);
     assert_holds(feed.as_ref(), &events).await;
+}
+
+/// A consumer's partition is one instance's until its lease ends; the checkpoint moves only
+/// for the holder, and only from where it is.
+pub async fn leases_are_exclusive_until_they_end(feed: Arc<dyn FeedStore>) {
+    let (now, until) = (1_000_000, 1_030_000);
+    assert_eq!(
+        feed.acquire("reader", 1, "a", now, until).await.expect("a"),
+        Some(0),
+        "a new consumer starts at 0"
+    );
+    assert_eq!(
+        feed.acquire("reader", 1, "b", now + 10, now + 30_010)
+            .await
+            .expect("b"),
+        None,
+        "a's lease holds"
+    );
+    assert_eq!(
+        feed.acquire("other", 1, "b", now, until)
+            .await
+            .expect("other"),
+        Some(0),
+        "another consumer's checkpoints are its own"
+    );
+    assert!(
+        feed.advance("reader", 1, "a", 0, 5, until)
+            .await
+            .expect("a moves")
+    );
+    assert!(
+        !feed
+            .advance("reader", 1, "b", 5, 9, until)
+            .await
+            .expect("b may not")
+    );
+    assert!(
+        !feed
+            .advance("reader", 1, "a", 0, 7, until)
+            .await
+            .expect("not from 0 again")
+    );
+    assert_eq!(
+        feed.acquire("reader", 1, "a", now + 20, until + 20)
+            .await
+            .expect("renewed"),
+        Some(5)
+    );
+    let later = until + 21;
+    assert_eq!(
+        feed.acquire("reader", 1, "b", later, later + 30_000)
+            .await
+            .expect("expired"),
+        Some(5),
+        "b takes the partition where a left it"
+    );
+    assert!(
+        !feed
+            .advance("reader", 1, "a", 5, 8, later)
+            .await
+            .expect("a lost it")
+    );
+    let checkpoints = feed.checkpoints("reader").await.expect("checkpoints");
+    assert_eq!(checkpoints.len(), 1);
+    assert_eq!(
+        (
+            checkpoints[0].partition,
+            checkpoints[0].position,
+            checkpoints[0].owner.as_str()
+        ),
+        (1, 5, "b")
+    );
 }

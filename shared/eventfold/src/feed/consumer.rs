@@ -1,0 +1,324 @@
+//! Feed consumers: read a partition from a checkpoint, apply a batch, move the checkpoint;
+//! partitions shared between a consumer's instances by leases.
+//!
+//! A consumer (by its name) keeps one checkpoint per partition in the feed's table: the next
+//! position to read, the instance holding the partition, and until when. An instance takes a
+//! partition that nobody holds or whose holder's lease ran out, applies the next batch, and
+//! moves the checkpoint only if it still holds the lease and the checkpoint is where it read
+//! from: an instance that stalled past its lease cannot move what another has moved since.
+//! Each poll takes at most one partition it did not hold, so instances started together end up
+//! sharing the partitions, and one that stops polling hands its partitions to the others when
+//! its leases run out.
+//!
+//! A batch that fails, or whose instance dies before moving the checkpoint, comes again: the
+//! handler's effect must be idempotent (a projection's rows carry the version they are at, so
+//! an event applied again changes nothing).
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+
+use super::{FeedEntry, FeedStore, Page};
+use crate::envelope::RecordedEvent;
+use crate::error::StoreError;
+use crate::projection::{StreamProjector, project_in_order};
+use crate::store::{EventStore, ReadRange};
+
+/// Events one batch applies at most, unless told otherwise.
+pub const DEFAULT_BATCH: usize = 100;
+/// How long a lease lasts after each batch, unless told otherwise.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// What a feed consumer does with events.
+#[async_trait]
+pub trait FeedHandler: Send + Sync + fmt::Debug {
+    /// Applies one partition's next events, in feed order (each stream's in version order).
+    /// An error leaves the checkpoint where it was, and the batch comes again.
+    async fn apply(&self, events: Vec<RecordedEvent>) -> Result<(), StoreError>;
+}
+
+/// A projection fed from the feed: its rows catch up on every stream, in feed order, with the
+/// projector's exactly-once effect (duplicates of what the stream readers applied change
+/// nothing).
+#[derive(Debug)]
+pub struct Projecting(pub Arc<dyn StreamProjector>);
+
+#[async_trait]
+impl FeedHandler for Projecting {
+    async fn apply(&self, events: Vec<RecordedEvent>) -> Result<(), StoreError> {
+        project_in_order(self.0.as_ref(), events).await.map(drop)
+    }
+}
+
+/// What one poll (or a catch-up) did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConsumerReport {
+    /// Events applied.
+    pub applied: usize,
+    /// Batches applied.
+    pub batches: usize,
+    /// Checkpoints that could not move because another instance had taken the partition.
+    pub lost: usize,
+}
+
+/// How far behind the feed's end a consumer is.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Lag {
+    /// Events not yet applied, all partitions together.
+    pub positions: u64,
+    /// How long ago the oldest of them was indexed (0 when none).
+    pub seconds: f64,
+}
+
+/// One instance of a named feed consumer.
+#[derive(Debug)]
+pub struct FeedConsumer {
+    name: String,
+    owner: String,
+    feed: Arc<dyn FeedStore>,
+    events: Arc<dyn EventStore>,
+    handler: Arc<dyn FeedHandler>,
+    batch: usize,
+    lease: Duration,
+    held: Mutex<HashSet<u32>>,
+}
+
+fn millis_now() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+impl FeedConsumer {
+    /// An instance of the consumer `name` (its checkpoints' name: `[A-Za-z0-9_-]{1,64}`),
+    /// reading `feed`, fetching the events from `events`, applying them with `handler`.
+    pub fn new(
+        name: &str,
+        feed: Arc<dyn FeedStore>,
+        events: Arc<dyn EventStore>,
+        handler: Arc<dyn FeedHandler>,
+    ) -> Result<Self, StoreError> {
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid {
+            return Err(StoreError::misuse(format!(
+                "a feed consumer's name is 1-64 characters of [A-Za-z0-9_-], got {name:?}"
+            )));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            owner: uuid::Uuid::new_v4().to_string(),
+            feed,
+            events,
+            handler,
+            batch: DEFAULT_BATCH,
+            lease: DEFAULT_LEASE,
+            held: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// The same consumer applying at most `batch` events at once.
+    #[must_use]
+    pub fn with_batch(mut self, batch: usize) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
+    /// The same consumer holding a partition for `lease` after each batch.
+    #[must_use]
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// This instance's id (the owner its leases name).
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// The partitions this instance holds.
+    pub fn held(&self) -> Vec<u32> {
+        let mut held: Vec<u32> = self.held.lock().expect("held").iter().copied().collect();
+        held.sort_unstable();
+        held
+    }
+
+    /// One round: renews the partitions this instance holds and applies a batch on each,
+    /// taking at most one more partition that is free.
+    pub async fn poll(&self) -> Result<ConsumerReport, StoreError> {
+        self.round(1).await
+    }
+
+    /// Applies everything up to the feed's end, taking every free partition: what a new
+    /// projection's catch-up, or a rebuild in feed order, does. Returns when a round finds
+    /// nothing new.
+    pub async fn catch_up(&self) -> Result<ConsumerReport, StoreError> {
+        let mut total = ConsumerReport::default();
+        loop {
+            let round = self.round(usize::MAX).await?;
+            total.applied += round.applied;
+            total.batches += round.batches;
+            total.lost += round.lost;
+            if round.applied == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn round(&self, claims: usize) -> Result<ConsumerReport, StoreError> {
+        let partitions = self.feed.partitions();
+        let offset = fastrand::u32(..partitions);
+        let mut report = ConsumerReport::default();
+        let mut claimed = 0;
+        for n in 0..partitions {
+            let partition = (offset + n) % partitions;
+            let ours = self.held.lock().expect("held").contains(&partition);
+            if !ours && claimed >= claims {
+                continue;
+            }
+            let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
+            let now = millis_now();
+            let acquired = self
+                .feed
+                .acquire(
+                    &self.name,
+                    partition,
+                    &self.owner,
+                    now,
+                    now.saturating_add(lease_ms),
+                )
+                .await?;
+            let Some(position) = acquired else {
+                self.held.lock().expect("held").remove(&partition);
+                continue;
+            };
+            if !ours {
+                claimed += 1;
+                self.held.lock().expect("held").insert(partition);
+            }
+            let applied = self.apply_batch(partition, position).await?;
+            match applied {
+                Some(0) => {}
+                Some(count) => {
+                    report.applied += count;
+                    report.batches += 1;
+                }
+                None => {
+                    report.lost += 1;
+                    self.held.lock().expect("held").remove(&partition);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Applies the partition's next batch from `position` and moves the checkpoint past it:
+    /// how many events, or `None` if the lease was lost meanwhile.
+    async fn apply_batch(
+        &self,
+        partition: u32,
+        position: u64,
+    ) -> Result<Option<usize>, StoreError> {
+        let pages = self
+            .feed
+            .read_pages(partition, position, self.batch)
+            .await?;
+        let entries: Vec<FeedEntry> = pages
+            .iter()
+            .flat_map(Page::entries)
+            .filter(|entry| entry.position >= position)
+            .take(self.batch)
+            .collect();
+        if entries.is_empty() {
+            return Ok(Some(0));
+        }
+        let events = self.fetch(&entries).await?;
+        let count = events.len();
+        self.handler.apply(events).await?;
+        let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
+        let moved = self
+            .feed
+            .advance(
+                &self.name,
+                partition,
+                &self.owner,
+                position,
+                position + count as u64,
+                millis_now().saturating_add(lease_ms),
+            )
+            .await?;
+        Ok(moved.then_some(count))
+    }
+
+    /// The events the entries name, in their order: one read per run of a stream's entries.
+    async fn fetch(&self, entries: &[FeedEntry]) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut events = Vec::with_capacity(entries.len());
+        let mut start = 0;
+        while start < entries.len() {
+            let first = &entries[start];
+            let run = entries[start..]
+                .iter()
+                .zip(first.version..)
+                .take_while(|(e, v)| e.stream_id == first.stream_id && e.version == *v)
+                .count();
+            let last = first.version + run as u64 - 1;
+            let read = self
+                .events
+                .read_raw(&first.stream_id, ReadRange::from(first.version).to(last))
+                .await?;
+            if !read
+                .events
+                .iter()
+                .map(|e| e.version)
+                .eq(first.version..=last)
+            {
+                return Err(StoreError::corrupt(format!(
+                    "the feed names versions {} to {last} of {}, which the events table lacks",
+                    first.version, first.stream_id
+                )));
+            }
+            events.extend(self.events.upcast_all(read.events)?);
+            start += run;
+        }
+        Ok(events)
+    }
+
+    /// How far this consumer (all its instances) is behind the feed's end.
+    pub async fn lag(&self) -> Result<Lag, StoreError> {
+        lag(self.feed.as_ref(), &self.name).await
+    }
+}
+
+/// How far the consumer `name` is behind the feed's end: events not applied, and the age of
+/// the oldest (one read of the checkpoints, and two per partition behind).
+pub async fn lag(feed: &dyn FeedStore, name: &str) -> Result<Lag, StoreError> {
+    let checkpoints = feed.checkpoints(name).await?;
+    let mut lag = Lag::default();
+    let now = Utc::now();
+    for partition in 0..feed.partitions() {
+        let position = checkpoints
+            .iter()
+            .find(|c| c.partition == partition)
+            .map_or(0, |c| c.position);
+        let end = feed.end(partition).await?;
+        if end <= position {
+            continue;
+        }
+        lag.positions += end - position;
+        let oldest = feed
+            .read_pages(partition, position, 1)
+            .await?
+            .first()
+            .map(|page| page.indexed_at);
+        if let Some(at) = oldest {
+            let seconds = (now - at).num_milliseconds().max(0) as f64 / 1000.0;
+            lag.seconds = lag.seconds.max(seconds);
+        }
+    }
+    Ok(lag)
+}

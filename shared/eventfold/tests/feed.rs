@@ -1,0 +1,299 @@
+//! Feed consumers on the memory stores: a projection catching up from the feed while commands
+//! continue, an instance killed mid-batch, and instances sharing partitions by leases.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use eventfold::feed::{FeedConsumer, FeedHandler, FeedStore, Indexer, MemoryFeed, Projecting};
+use eventfold::projection::{
+    MemoryReadModel, Projection, Projector, ReadModelStore, StreamProjector, Update,
+    project_in_order,
+};
+use eventfold::store::{AppendRequest, EventStore, ExpectedVersion, MemoryStore, ReadRange};
+use eventfold::{NewEvent, RecordedEvent, StoreError, StreamId};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// How many events each stream has had applied: a row per stream.
+#[derive(Debug)]
+struct Applied;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct AppliedRow {
+    events: u64,
+}
+
+impl Projection for Applied {
+    type Row = AppliedRow;
+
+    fn name(&self) -> &str {
+        "applied"
+    }
+
+    fn follows(&self, _: &StreamId) -> bool {
+        true
+    }
+
+    fn row_key(&self, event: &RecordedEvent, _: Option<&str>) -> Option<String> {
+        Some(event.stream_id.to_string())
+    }
+
+    fn apply(
+        &self,
+        row: Option<AppliedRow>,
+        _: &RecordedEvent,
+    ) -> Result<Option<Update<AppliedRow>>, StoreError> {
+        let events = row.map_or(0, |r| r.events) + 1;
+        Ok(Some(Update {
+            row: Some(AppliedRow { events }),
+            counters: Vec::new(),
+        }))
+    }
+}
+
+/// An event store, its feed (indexed as the publisher would), and writes to many streams.
+struct World {
+    store: Arc<MemoryStore>,
+    feed: Arc<MemoryFeed>,
+    indexer: Indexer,
+}
+
+impl World {
+    fn new() -> Self {
+        let store = Arc::new(MemoryStore::new());
+        let feed = Arc::new(MemoryFeed::new(4));
+        let indexer = Indexer::new(feed.clone(), store.clone());
+        Self {
+            store,
+            feed,
+            indexer,
+        }
+    }
+
+    /// `rounds` rounds of one event to each of `streams` streams, indexed 100 at a time.
+    async fn write(&self, streams: usize, rounds: usize) -> Vec<RecordedEvent> {
+        let mut written = Vec::new();
+        for _ in 0..rounds {
+            for n in 0..streams {
+                let id = StreamId::new("Counter", &format!("c{n}")).expect("id");
+                let head = self.store.read_head(&id).await.expect("head");
+                let version = head.map_or(0, |h| h.version());
+                self.store
+                    .append(AppendRequest::single(
+                        id.clone(),
+                        ExpectedVersion::Exact(version),
+                        vec![NewEvent::new("Added", json!({"n": 1}))],
+                    ))
+                    .await
+                    .expect("append");
+                let read = self
+                    .store
+                    .read_raw(&id, ReadRange::from(version + 1))
+                    .await
+                    .expect("read");
+                written.extend(read.events);
+            }
+        }
+        for batch in written.chunks(100) {
+            self.indexer.index(batch).await.expect("indexed");
+        }
+        written
+    }
+
+    /// Every stream's length: what each row must count.
+    async fn fold(&self) -> BTreeMap<String, u64> {
+        let mut lengths = BTreeMap::new();
+        for event in self.store.all_events().expect("events") {
+            *lengths.entry(event.stream_id.to_string()).or_insert(0) += 1;
+        }
+        lengths
+    }
+}
+
+async fn rows(read_model: &MemoryReadModel) -> BTreeMap<String, u64> {
+    read_model
+        .rows()
+        .await
+        .expect("rows")
+        .into_iter()
+        .filter_map(|(key, stored)| {
+            let row: AppliedRow =
+                serde_json::from_value(serde_json::Value::Object(stored.row?)).expect("a row");
+            Some((key, row.events))
+        })
+        .collect()
+}
+
+fn projector(world: &World, read_model: &Arc<MemoryReadModel>) -> Arc<dyn StreamProjector> {
+    Arc::new(Projector::new(
+        Applied,
+        read_model.clone(),
+        world.store.clone(),
+    ))
+}
+
+/// A projection made after 10,000 events exist catches up from the feed in feed order while
+/// commands go on, then follows the stream: events the stream delivers that the feed already
+/// applied (and the reverse) change nothing, and its rows equal a fold of every stream.
+#[tokio::test]
+async fn a_projection_made_after_10000_events_catches_up_from_the_feed_then_follows() {
+    let world = Arc::new(World::new());
+    world.write(200, 50).await;
+    assert_eq!(world.store.all_events().expect("events").len(), 10_000);
+    let read_model = Arc::new(MemoryReadModel::new("stream"));
+    let projector = projector(&world, &read_model);
+    let consumer = FeedConsumer::new(
+        "applied",
+        world.feed.clone(),
+        world.store.clone(),
+        Arc::new(Projecting(projector.clone())),
+    )
+    .expect("a consumer");
+    let writer = {
+        let world = world.clone();
+        tokio::spawn(async move { world.write(30, 10).await })
+    };
+    let caught_up = consumer.catch_up().await.expect("caught up");
+    let live = writer.await.expect("written");
+    assert!(caught_up.applied >= 10_000, "{caught_up:?}");
+    // From here the stream's reader delivers what is appended: the 300 events written during
+    // the catch-up, some of which the feed applied already.
+    project_in_order(projector.as_ref(), live)
+        .await
+        .expect("followed");
+    assert_eq!(rows(&read_model).await, world.fold().await);
+    consumer.catch_up().await.expect("nothing left");
+    assert_eq!(rows(&read_model).await, world.fold().await, "still exact");
+    let lag = consumer.lag().await.expect("lag");
+    assert_eq!(lag.positions, 0);
+}
+
+/// Applies half a batch, then fails, once: an instance killed mid-batch.
+#[derive(Debug)]
+struct DiesMidBatch {
+    inner: Projecting,
+    died: Mutex<bool>,
+}
+
+#[async_trait]
+impl FeedHandler for DiesMidBatch {
+    async fn apply(&self, mut events: Vec<RecordedEvent>) -> Result<(), StoreError> {
+        let dies = !std::mem::replace(&mut *self.died.lock().expect("died"), true);
+        if dies {
+            events.truncate(events.len() / 2);
+            self.inner.apply(events).await?;
+            return Err(StoreError::misuse("killed mid-batch"));
+        }
+        self.inner.apply(events).await
+    }
+}
+
+/// The instance dies after applying half its batch, before its checkpoint moved; a new one,
+/// once the lease ran out, applies that batch again and goes on: every row exact, nothing
+/// lost, nothing counted twice.
+#[tokio::test]
+async fn an_instance_killed_mid_batch_is_resumed_from_its_checkpoint() {
+    let world = World::new();
+    world.write(20, 20).await;
+    let read_model = Arc::new(MemoryReadModel::new("stream"));
+    let projector = projector(&world, &read_model);
+    let dying = FeedConsumer::new(
+        "applied",
+        world.feed.clone(),
+        world.store.clone(),
+        Arc::new(DiesMidBatch {
+            inner: Projecting(projector.clone()),
+            died: Mutex::new(false),
+        }),
+    )
+    .expect("a consumer")
+    .with_batch(30)
+    .with_lease(Duration::from_millis(100));
+    let killed = dying.poll().await.expect_err("killed");
+    assert!(killed.to_string().contains("killed mid-batch"));
+    assert!(!rows(&read_model).await.is_empty(), "half a batch applied");
+    let restarted = FeedConsumer::new(
+        "applied",
+        world.feed.clone(),
+        world.store.clone(),
+        Arc::new(Projecting(projector)),
+    )
+    .expect("a consumer")
+    .with_batch(30);
+    // The dead instance's lease still holds its partition for a while.
+    restarted.catch_up().await.expect("the others");
+    assert!(restarted.lag().await.expect("lag").positions > 0);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    restarted.catch_up().await.expect("caught up");
+    assert_eq!(restarted.lag().await.expect("lag").positions, 0);
+    assert_eq!(rows(&read_model).await, world.fold().await);
+}
+
+/// Records which events it was given.
+#[derive(Debug, Default)]
+struct Recording(Mutex<Vec<(String, u64)>>);
+
+#[async_trait]
+impl FeedHandler for Recording {
+    async fn apply(&self, events: Vec<RecordedEvent>) -> Result<(), StoreError> {
+        let mut seen = self.0.lock().expect("seen");
+        seen.extend(events.iter().map(|e| (e.stream_id.to_string(), e.version)));
+        Ok(())
+    }
+}
+
+/// Two instances polling in turn end up with two partitions each and never both apply one
+/// batch; when one stops, the other takes its partitions once their leases run out, and every
+/// event was applied exactly once.
+#[tokio::test]
+async fn instances_share_partitions_and_survive_one_stopping() {
+    let world = World::new();
+    world.write(40, 5).await;
+    let feed: Arc<dyn FeedStore> = world.feed.clone();
+    let instance = |handler: &Arc<Recording>| {
+        FeedConsumer::new("shared", feed.clone(), world.store.clone(), handler.clone())
+            .expect("a consumer")
+            .with_batch(10)
+            .with_lease(Duration::from_millis(200))
+    };
+    let (seen_a, seen_b) = (
+        Arc::new(Recording::default()),
+        Arc::new(Recording::default()),
+    );
+    let (a, b) = (instance(&seen_a), instance(&seen_b));
+    for _ in 0..40 {
+        a.poll().await.expect("a");
+        b.poll().await.expect("b");
+    }
+    assert_eq!(a.lag().await.expect("lag").positions, 0);
+    let (held_a, held_b) = (a.held(), b.held());
+    assert_eq!(
+        (held_a.len(), held_b.len()),
+        (2, 2),
+        "{held_a:?} {held_b:?}"
+    );
+    assert!(held_a.iter().all(|p| !held_b.contains(p)), "disjoint");
+
+    // b stops polling; what is written next waits in b's partitions until its leases end.
+    world.write(40, 2).await;
+    a.poll().await.expect("a");
+    a.poll().await.expect("a");
+    assert!(
+        a.lag().await.expect("lag").positions > 0,
+        "b's partitions wait"
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    a.catch_up().await.expect("a takes over");
+    assert_eq!(a.held().len(), 4);
+    assert_eq!(a.lag().await.expect("lag").positions, 0);
+
+    let mut all: Vec<(String, u64)> = seen_a.0.lock().expect("a").clone();
+    all.extend(seen_b.0.lock().expect("b").iter().cloned());
+    let total = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), total, "no event applied twice");
+    assert_eq!(total, world.store.all_events().expect("events").len());
+}
