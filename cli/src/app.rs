@@ -231,6 +231,12 @@ enum FeedCommand {
         #[arg(long, value_name = "N")]
         max: Option<usize>,
     },
+    /// How far a feed consumer is behind: events not applied and the age of the oldest, and
+    /// each partition's checkpoint and holder.
+    Lag {
+        /// The consumer's name.
+        consumer: String,
+    },
     /// Check that the feed holds every event of the events table once, in order, without
     /// gaps (exit 1 if not); --repair indexes what it lacks.
     Verify {
@@ -428,6 +434,9 @@ async fn operate(
                 shown = tail => { shown?; }
                 _ = tokio::signal::ctrl_c() => {}
             }
+        }
+        Command::Feed(FeedCommand::Lag { consumer }) => {
+            ops::feed::lag(target, &consumer).await?;
         }
         Command::Feed(FeedCommand::Verify { repair }) => {
             let check = ops::feed::verify(target, repair).await?;

@@ -292,6 +292,32 @@ async fn projections_rebuild_reproduces_the_read_model_exactly() {
     let unknown = run(&api.env, &["projections", "rebuild", "nope", "--yes"]);
     assert_eq!(unknown.status.code(), Some(1));
     assert!(text(&unknown.stderr).contains("no projection nope"));
+
+    // The feed, as the operator sees it: whole, readable from a cursor, a consumer's lag.
+    super::feed::feed_is_whole(&api.env, Duration::from_secs(30)).await;
+    let events: usize = eventfold_tests::events_by_stream(&api.env)
+        .await
+        .values()
+        .map(Vec::len)
+        .sum();
+    let verified = succeeded(&run(&api.env, &["feed", "verify"]));
+    assert!(
+        verified.contains(&format!("{events} events of")) && verified.contains("0 broken"),
+        "{verified}"
+    );
+    let read = run(&api.env, &["feed", "read", "--limit", "5", "--json"]);
+    let lines: Vec<Value> = succeeded(&read)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON"))
+        .collect();
+    assert_eq!(lines.len(), 5);
+    assert!(text(&read.stderr).contains("next: --after "));
+    let unknown = run(&api.env, &["feed", "lag", "late-accounts"]);
+    assert_eq!(unknown.status.code(), Some(1), "no checkpoint yet");
+    let (_, consumer) = super::feed::late_projection(&api.env).await;
+    consumer.catch_up().await.expect("caught up");
+    let lag = succeeded(&run(&api.env, &["feed", "lag", "late-accounts"]));
+    assert!(lag.contains("late-accounts: 0 events behind"), "{lag}");
     api.stop().await;
 }
 

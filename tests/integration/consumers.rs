@@ -23,6 +23,21 @@ use serde_json::json;
 #[tokio::test]
 async fn workload_projects_exactly_and_publishes_every_event_once_in_order() {
     let api = TestEnv::new().await.serve().await;
+    // A projection made later, fed only from the feed, follows it while the commands go on.
+    let (late, consumer) = super::feed::late_projection(&api.env).await;
+    let consumer = Arc::new(consumer);
+    let stop = Arc::new(AtomicBool::new(false));
+    let following = {
+        let (consumer, stop) = (consumer.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut applied = 0;
+            while !stop.load(Ordering::SeqCst) {
+                applied += consumer.catch_up().await.expect("follows").applied;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            applied
+        })
+    };
     workload(&api, 50, 1_000, 8, 7).await;
     assert!(
         projection_converges(&api.env, Duration::from_secs(90)).await,
@@ -79,7 +94,11 @@ async fn workload_projects_exactly_and_publishes_every_event_once_in_order() {
         &api.env.resources.config(spec).expect("config"),
         api.env.clients.sqs.clone(),
         api.env.clients.dynamodb.clone(),
-    );
+    )
+    .with_metrics(eventfold::lambda::metrics::Metrics::to(
+        "publish-events",
+        Arc::new(eventfold::lambda::metrics::Recorded::default()),
+    ));
     let all: Vec<&eventfold::RecordedEvent> = streams.values().flatten().collect();
     let mut again = 0;
     for (n, batch) in all.chunks(100).enumerate() {
@@ -134,6 +153,18 @@ async fn workload_projects_exactly_and_publishes_every_event_once_in_order() {
     assert_eq!(
         customer.status, 403,
         "the feed is an operator's: {customer:?}"
+    );
+
+    // The late projection: every event of the feed applied once, its rows the fold.
+    stop.store(true, Ordering::SeqCst);
+    let applied =
+        following.await.expect("followed") + consumer.catch_up().await.expect("rest").applied;
+    assert_eq!(applied, event_count, "every event of the feed applied once");
+    assert_eq!(consumer.lag().await.expect("lag").positions, 0);
+    assert_eq!(
+        super::feed::rows(&late).await,
+        expected,
+        "the fold of every stream"
     );
     api.stop().await;
 }

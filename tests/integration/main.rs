@@ -13,6 +13,7 @@ mod commands;
 mod consumers;
 mod deployed;
 mod faults;
+mod feed;
 mod http;
 mod identity;
 mod lambda_binaries;

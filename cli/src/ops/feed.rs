@@ -1,5 +1,5 @@
-//! `feed read|tail|verify`: the global feed from a cursor, followed live, and checked against
-//! the events table (and caught up where it lacks events).
+//! `feed read|tail|lag|verify`: the global feed from a cursor, followed live, a consumer's lag,
+//! and the feed checked against the events table (and caught up where it lacks events).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,7 +8,8 @@ use std::time::Duration;
 use eventfold::StreamId;
 use eventfold::aws::DynamoFeed;
 use eventfold::feed::{
-    Cursor, DEFAULT_PARTITIONS, FeedCheck, FeedEntry, FeedStore, Indexer, check_feed, read_feed,
+    Cursor, DEFAULT_PARTITIONS, FeedCheck, FeedEntry, FeedStore, Indexer, Lag, check_feed,
+    read_feed,
 };
 use eventfold::names::env;
 use eventfold::store::EventStore;
@@ -132,6 +133,37 @@ pub async fn tail(
         }
         at = read.next;
     }
+}
+
+/// Prints how far the consumer `name` is behind, and each partition's checkpoint.
+pub async fn lag(target: &Target, name: &str) -> Result<Lag, OpsError> {
+    let feed = feed_of(target)?;
+    let checkpoints = feed.checkpoints(name).await?;
+    if checkpoints.is_empty() {
+        return Err(OpsError::new(format!(
+            "no feed consumer {name} in {} (it has no checkpoint yet)",
+            target.label
+        )));
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    for checkpoint in &checkpoints {
+        let end = feed.end(checkpoint.partition).await?;
+        let holder = if checkpoint.lease_until >= now {
+            format!("held by {}", checkpoint.owner)
+        } else {
+            "free".to_owned()
+        };
+        say(&format!(
+            "partition {:>2}: at {:>9} of {:>9}  {holder}",
+            checkpoint.partition, checkpoint.position, end
+        ));
+    }
+    let lag = eventfold::feed::lag(&feed, name).await?;
+    say(&format!(
+        "{name}: {} events behind, the oldest indexed {:.1} s ago",
+        lag.positions, lag.seconds
+    ));
+    Ok(lag)
 }
 
 /// Every stream's newest version in the events table.

@@ -14,7 +14,7 @@
 //! handler's effect must be idempotent (a projection's rows carry the version they are at, so
 //! an event applied again changes nothing).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,6 +25,7 @@ use chrono::Utc;
 use super::{FeedEntry, FeedStore, Page};
 use crate::envelope::RecordedEvent;
 use crate::error::StoreError;
+use crate::ids::StreamId;
 use crate::projection::{StreamProjector, project_in_order};
 use crate::store::{EventStore, ReadRange};
 
@@ -255,37 +256,41 @@ impl FeedConsumer {
         Ok(moved.then_some(count))
     }
 
-    /// The events the entries name, in their order: one read per run of a stream's entries.
+    /// The events the entries name, in their order: one read per stream (a partition holds each
+    /// stream's versions in order without gaps, so a batch's entries of one stream are one
+    /// range of versions).
     async fn fetch(&self, entries: &[FeedEntry]) -> Result<Vec<RecordedEvent>, StoreError> {
-        let mut events = Vec::with_capacity(entries.len());
-        let mut start = 0;
-        while start < entries.len() {
-            let first = &entries[start];
-            let run = entries[start..]
-                .iter()
-                .zip(first.version..)
-                .take_while(|(e, v)| e.stream_id == first.stream_id && e.version == *v)
-                .count();
-            let last = first.version + run as u64 - 1;
+        let mut ranges: BTreeMap<&StreamId, (u64, u64)> = BTreeMap::new();
+        for entry in entries {
+            let range = ranges
+                .entry(&entry.stream_id)
+                .or_insert((entry.version, entry.version));
+            range.0 = range.0.min(entry.version);
+            range.1 = range.1.max(entry.version);
+        }
+        let mut fetched: HashMap<(StreamId, u64), RecordedEvent> = HashMap::new();
+        for (stream_id, (first, last)) in ranges {
             let read = self
                 .events
-                .read_raw(&first.stream_id, ReadRange::from(first.version).to(last))
+                .read_raw(stream_id, ReadRange::from(first).to(last))
                 .await?;
-            if !read
-                .events
-                .iter()
-                .map(|e| e.version)
-                .eq(first.version..=last)
-            {
-                return Err(StoreError::corrupt(format!(
-                    "the feed names versions {} to {last} of {}, which the events table lacks",
-                    first.version, first.stream_id
-                )));
+            for event in self.events.upcast_all(read.events)? {
+                fetched.insert((event.stream_id.clone(), event.version), event);
             }
-            events.extend(self.events.upcast_all(read.events)?);
-            start += run;
         }
-        Ok(events)
+        entries
+            .iter()
+            .map(|entry| {
+                fetched
+                    .remove(&(entry.stream_id.clone(), entry.version))
+                    .ok_or_else(|| {
+                        StoreError::corrupt(format!(
+                            "the feed names version {} of {}, which the events table lacks",
+                            entry.version, entry.stream_id
+                        ))
+                    })
+            })
+            .collect()
     }
 
     /// How far this consumer (all its instances) is behind the feed's end.
