@@ -162,7 +162,7 @@ async fn workload_projects_exactly_and_publishes_every_event_once_in_order() {
     assert_eq!(applied, event_count, "every event of the feed applied once");
     assert_eq!(consumer.lag().await.expect("lag").positions, 0);
     assert_eq!(
-        super::feed::rows(&late).await,
+        eventfold_tests::account_rows(&late).await,
         expected,
         "the fold of every stream"
     );

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use eventfold::StreamId;
 use eventfold::aws::DynamoReadModel;
 use eventfold::feed::{FeedConsumer, Projecting, check_feed};
-use eventfold::projection::ReadModelStore;
 use eventfold::store::StoreSettings;
 use eventfold::testing::{TableShape, create_table};
 use eventfold_tests::{TestEnv, events_by_stream, patience};
@@ -32,25 +31,6 @@ pub(crate) async fn feed_is_whole(env: &TestEnv, within: Duration) {
         assert!(Instant::now() < deadline, "the feed lags: {check:?}");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-}
-
-pub(crate) async fn rows(
-    read_model: &DynamoReadModel,
-) -> BTreeMap<String, bank::read_model::AccountRow> {
-    let mut rows = BTreeMap::new();
-    for (id, stored) in read_model.rows().await.expect("rows") {
-        let Some(document) = stored.row else { continue };
-        let view = serde_json::from_value(serde_json::Value::Object(document)).expect("row");
-        rows.insert(
-            id.clone(),
-            bank::read_model::AccountRow {
-                id,
-                view,
-                version: stored.version,
-            },
-        );
-    }
-    rows
 }
 
 /// A projection made later: the bank's accounts projection into a table of its own that no

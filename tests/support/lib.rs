@@ -711,8 +711,14 @@ pub async fn expected_accounts(
 pub async fn projected_accounts(
     env: &TestEnv,
 ) -> std::collections::BTreeMap<String, bank::read_model::AccountRow> {
+    account_rows(&env.accounts()).await
+}
+
+/// The account rows an accounts table holds (totals rows excluded).
+pub async fn account_rows(
+    read_model: &DynamoReadModel,
+) -> std::collections::BTreeMap<String, bank::read_model::AccountRow> {
     use eventfold::projection::ReadModelStore;
-    let read_model = env.accounts();
     let mut rows = std::collections::BTreeMap::new();
     for (id, stored) in read_model.rows().await.expect("rows") {
         let Some(document) = stored.row else { continue };

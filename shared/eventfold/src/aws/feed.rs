@@ -9,10 +9,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
 use aws_sdk_dynamodb::types::ReturnValue;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -132,6 +134,20 @@ impl DynamoFeed {
             .build()
             .map_err(|e| StoreError::misuse(format!("a mark put: {e}")))?;
         Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// A conditional update's output, `None` when its condition did not hold.
+    fn conditional(
+        &self,
+        result: Result<UpdateItemOutput, SdkError<UpdateItemError, HttpResponse>>,
+    ) -> Result<Option<UpdateItemOutput>, StoreError> {
+        match result {
+            Ok(output) => Ok(Some(output)),
+            Err(err) => match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(None),
+                _ => Err(from_sdk_write("UpdateItem", &self.table, err)),
+            },
+        }
     }
 
     fn decode_page(&self, item: Item) -> Result<Page, StoreError> {
@@ -381,19 +397,13 @@ impl FeedStore for DynamoFeed {
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        match result {
-            Ok(output) => Ok(Some(
-                output
-                    .attributes
-                    .as_ref()
-                    .and_then(|item| number(item, POSITION))
-                    .unwrap_or(0),
-            )),
-            Err(err) => match err.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(None),
-                _ => Err(from_sdk_write("UpdateItem", &self.table, err)),
-            },
-        }
+        Ok(self.conditional(result)?.map(|output| {
+            output
+                .attributes
+                .as_ref()
+                .and_then(|item| number(item, POSITION))
+                .unwrap_or(0)
+        }))
     }
 
     async fn advance(
@@ -421,13 +431,7 @@ impl FeedStore for DynamoFeed {
             .expression_attribute_values(":to", AttributeValue::N(to.to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) => match err.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(false),
-                _ => Err(from_sdk_write("UpdateItem", &self.table, err)),
-            },
-        }
+        Ok(self.conditional(result)?.is_some())
     }
 
     async fn checkpoints(&self, consumer: &str) -> Result<Vec<Checkpoint>, StoreError> {
