@@ -237,6 +237,19 @@ enum FeedCommand {
         /// The consumer's name.
         consumer: String,
     },
+    /// The streams a feed consumer parked: the version it could not apply, why, and when.
+    Parked {
+        /// The consumer's name.
+        consumer: String,
+    },
+    /// Ask a feed consumer to apply a parked stream again, from its failing event on, once
+    /// the cause is fixed (its instances do on their next poll).
+    Redrive {
+        /// The consumer's name.
+        consumer: String,
+        /// The parked stream.
+        stream: String,
+    },
     /// Check that the feed holds every event of the events table once, in order, without
     /// gaps (exit 1 if not); --repair indexes what it lacks.
     Verify {
@@ -437,6 +450,12 @@ async fn operate(
         }
         Command::Feed(FeedCommand::Lag { consumer }) => {
             ops::feed::lag(target, &consumer).await?;
+        }
+        Command::Feed(FeedCommand::Parked { consumer }) => {
+            ops::feed::parked(target, &consumer).await?;
+        }
+        Command::Feed(FeedCommand::Redrive { consumer, stream }) => {
+            ops::feed::redrive(target, &consumer, &stream).await?;
         }
         Command::Feed(FeedCommand::Verify { repair }) => {
             let check = ops::feed::verify(target, repair).await?;

@@ -318,6 +318,11 @@ async fn projections_rebuild_reproduces_the_read_model_exactly() {
     consumer.catch_up().await.expect("caught up");
     let lag = succeeded(&run(&api.env, &["feed", "lag", "late-accounts"]));
     assert!(lag.contains("late-accounts: 0 events behind"), "{lag}");
+    let parked = succeeded(&run(&api.env, &["feed", "parked", "late-accounts"]));
+    assert!(parked.contains("late-accounts: 0 parked streams"), "{parked}");
+    let redrive = run(&api.env, &["feed", "redrive", "late-accounts", "Account-none"]);
+    assert_eq!(redrive.status.code(), Some(1));
+    assert!(text(&redrive.stderr).contains("has not parked Account-none"));
     api.stop().await;
 }
 

@@ -1,5 +1,6 @@
-//! `feed read|tail|lag|verify`: the global feed from a cursor, followed live, a consumer's lag,
-//! and the feed checked against the events table (and caught up where it lacks events).
+//! `feed read|tail|lag|parked|redrive|verify`: the global feed from a cursor, followed live, a
+//! consumer's lag and parked streams (and a redrive asked of it), and the feed checked against
+//! the events table (and caught up where it lacks events).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -164,6 +165,42 @@ pub async fn lag(target: &Target, name: &str) -> Result<Lag, OpsError> {
         lag.positions, lag.seconds
     ));
     Ok(lag)
+}
+
+/// Prints the streams the consumer `name` parked; how many.
+pub async fn parked(target: &Target, name: &str) -> Result<usize, OpsError> {
+    let parked = feed_of(target)?.parked(name).await?;
+    for stream in parked.values() {
+        say(&format!(
+            "{:<48} from v{:<6} {}  {}{}",
+            stream.stream_id.as_str(),
+            stream.version,
+            eventfold::envelope::format_timestamp(&stream.parked_at),
+            stream.error,
+            if stream.redrive {
+                "  (redrive asked)"
+            } else {
+                ""
+            }
+        ));
+    }
+    say(&format!("{name}: {} parked streams", parked.len()));
+    Ok(parked.len())
+}
+
+/// Asks the consumer `name` to apply the parked `stream` again.
+pub async fn redrive(target: &Target, name: &str, stream: &str) -> Result<(), OpsError> {
+    let stream_id = StreamId::parse(stream).map_err(|e| OpsError(e.to_string()))?;
+    if !feed_of(target)?.request_redrive(name, &stream_id).await? {
+        return Err(OpsError::new(format!(
+            "{name} has not parked {stream} in {}",
+            target.label
+        )));
+    }
+    say(&format!(
+        "asked {name} to apply {stream} again: its instances do on their next poll"
+    ));
+    Ok(())
 }
 
 /// Every stream's newest version in the events table.

@@ -98,6 +98,10 @@ pub mod feed {
     pub const OWNER: &str = "owner";
     /// When that lease ends, epoch milliseconds (N).
     pub const LEASE_UNTIL: &str = "lease_until";
+    /// The key prefix of a feed consumer's parked streams (one item, sort key 0).
+    pub const PARKED_PREFIX: &str = "K#";
+    /// The parked streams, by stream id (M).
+    pub const PARKED: &str = "parked";
 }
 
 /// Read-model tables: one item per row, keyed by the table's own key attribute.

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use eventfold::feed::{FeedConsumer, FeedHandler, FeedStore, Indexer, MemoryFeed, Projecting};
+use eventfold::feed::{
+    FeedConsumer, FeedHandler, FeedStore, Indexer, MemoryFeed, Projecting, Rejected,
+};
 use eventfold::projection::{
     MemoryReadModel, Projection, Projector, ReadModelStore, StreamProjector, Update,
     project_in_order,
@@ -16,9 +18,12 @@ use eventfold::{NewEvent, RecordedEvent, StoreError, StreamId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-/// How many events each stream has had applied: a row per stream.
-#[derive(Debug)]
-struct Applied;
+/// How many events each stream has had applied: a row per stream. A `Poison` event cannot be
+/// applied until `cured`.
+#[derive(Debug, Default)]
+struct Applied {
+    cured: Arc<std::sync::atomic::AtomicBool>,
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct AppliedRow {
@@ -43,8 +48,12 @@ impl Projection for Applied {
     fn apply(
         &self,
         row: Option<AppliedRow>,
-        _: &RecordedEvent,
+        event: &RecordedEvent,
     ) -> Result<Option<Update<AppliedRow>>, StoreError> {
+        let cured = self.cured.load(std::sync::atomic::Ordering::SeqCst);
+        if event.event_type == "Poison" && !cured {
+            return Err(StoreError::corrupt("a poison event"));
+        }
         let events = row.map_or(0, |r| r.events) + 1;
         Ok(Some(Update {
             row: Some(AppliedRow { events }),
@@ -128,7 +137,7 @@ async fn rows(read_model: &MemoryReadModel) -> BTreeMap<String, u64> {
 
 fn projector(world: &World, read_model: &Arc<MemoryReadModel>) -> Arc<dyn StreamProjector> {
     Arc::new(Projector::new(
-        Applied,
+        Applied::default(),
         read_model.clone(),
         world.store.clone(),
     ))
@@ -179,12 +188,12 @@ struct DiesMidBatch {
 
 #[async_trait]
 impl FeedHandler for DiesMidBatch {
-    async fn apply(&self, mut events: Vec<RecordedEvent>) -> Result<(), StoreError> {
+    async fn apply(&self, mut events: Vec<RecordedEvent>) -> Result<(), Rejected> {
         let dies = !std::mem::replace(&mut *self.died.lock().expect("died"), true);
         if dies {
             events.truncate(events.len() / 2);
             self.inner.apply(events).await?;
-            return Err(StoreError::misuse("killed mid-batch"));
+            return Err(StoreError::misuse("killed mid-batch").into());
         }
         self.inner.apply(events).await
     }
@@ -237,7 +246,7 @@ struct Recording(Mutex<Vec<(String, u64)>>);
 
 #[async_trait]
 impl FeedHandler for Recording {
-    async fn apply(&self, events: Vec<RecordedEvent>) -> Result<(), StoreError> {
+    async fn apply(&self, events: Vec<RecordedEvent>) -> Result<(), Rejected> {
         let mut seen = self.0.lock().expect("seen");
         seen.extend(events.iter().map(|e| (e.stream_id.to_string(), e.version)));
         Ok(())
@@ -296,4 +305,89 @@ async fn instances_share_partitions_and_survive_one_stopping() {
     all.dedup();
     assert_eq!(all.len(), total, "no event applied twice");
     assert_eq!(total, world.store.all_events().expect("events").len());
+}
+
+/// A poison event parks only its stream: the stream's later events are held (its row stays
+/// before the poison), every other stream is current; after the fix, a redrive applies the
+/// parked events in order, and the stream follows the feed again.
+#[tokio::test]
+async fn a_poison_event_parks_only_its_stream_until_redriven() {
+    let world = World::new();
+    world.write(6, 3).await;
+    let sick = StreamId::new("Counter", "c2").expect("id");
+    let poison = world
+        .store
+        .append(AppendRequest::single(
+            sick.clone(),
+            ExpectedVersion::Exact(3),
+            vec![NewEvent::new("Poison", json!({}))],
+        ))
+        .await
+        .expect("appended");
+    drop(poison);
+    let poisoned = world.store.read_all(&sick, 4).await.expect("read");
+    world.indexer.index(&poisoned).await.expect("indexed");
+    world.write(6, 2).await;
+    let read_model = Arc::new(MemoryReadModel::new("stream"));
+    let cured = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let projector: Arc<dyn StreamProjector> = Arc::new(Projector::new(
+        Applied {
+            cured: cured.clone(),
+        },
+        read_model.clone(),
+        world.store.clone(),
+    ));
+    let consumer = FeedConsumer::new(
+        "applied",
+        world.feed.clone(),
+        world.store.clone(),
+        Arc::new(Projecting(projector)),
+    )
+    .expect("a consumer")
+    .with_batch(7);
+    let report = consumer.catch_up().await.expect("caught up");
+    assert_eq!(report.parked, 1, "{report:?}");
+    assert_eq!(
+        report.held, 3,
+        "the poison and its two successors held: {report:?}"
+    );
+    assert_eq!(consumer.lag().await.expect("lag").positions, 0);
+    let parked = world.feed.parked("applied").await.expect("parked");
+    assert_eq!(parked.len(), 1);
+    assert_eq!((parked[&sick].version, parked[&sick].redrive), (4, false));
+    assert!(parked[&sick].error.contains("a poison event"));
+    let mut expected = world.fold().await;
+    expected.insert(sick.to_string(), 3);
+    assert_eq!(
+        rows(&read_model).await,
+        expected,
+        "only the sick stream behind"
+    );
+
+    // Fixed, and redriven: the stream's events from the poison on, in order; then it follows.
+    cured.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        world
+            .feed
+            .request_redrive("applied", &sick)
+            .await
+            .expect("asked")
+    );
+    let report = consumer.poll().await.expect("redriven");
+    assert_eq!(report.redriven, 1);
+    assert!(
+        world
+            .feed
+            .parked("applied")
+            .await
+            .expect("parked")
+            .is_empty()
+    );
+    world.write(6, 1).await;
+    consumer.catch_up().await.expect("follows");
+    assert_eq!(
+        rows(&read_model).await,
+        world.fold().await,
+        "every stream exact"
+    );
 }

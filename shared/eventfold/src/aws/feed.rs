@@ -22,11 +22,12 @@ use super::error::{from_sdk, from_sdk_write};
 use super::item::{Item, from_item, to_item};
 use crate::error::StoreError;
 use crate::feed::{
-    Checkpoint, FeedStore, MAX_PARTITIONS, PAGE_EVENTS, Page, PageWrite, Span, Written,
+    Checkpoint, FeedStore, MAX_PARTITIONS, PAGE_EVENTS, Page, PageWrite, Parked, Span, Written,
 };
 use crate::ids::StreamId;
 use crate::names::feed::{
-    CHECKPOINT_PREFIX, END, LEASE_UNTIL, MARK_PREFIX, OWNER, PAGE_PREFIX, PK, POSITION, SK, VERSION,
+    CHECKPOINT_PREFIX, END, LEASE_UNTIL, MARK_PREFIX, OWNER, PAGE_PREFIX, PARKED, PARKED_PREFIX,
+    PK, POSITION, SK, VERSION,
 };
 
 /// Keys one `BatchGetItem` reads at most.
@@ -68,6 +69,16 @@ fn checkpoint_key(consumer: &str, partition: u32) -> Item {
             AttributeValue::S(format!("{CHECKPOINT_PREFIX}{consumer}")),
         ),
         (SK.to_owned(), AttributeValue::N(partition.to_string())),
+    ])
+}
+
+fn parked_key(consumer: &str) -> Item {
+    Item::from([
+        (
+            PK.to_owned(),
+            AttributeValue::S(format!("{PARKED_PREFIX}{consumer}")),
+        ),
+        (SK.to_owned(), AttributeValue::N("0".into())),
     ])
 }
 
@@ -474,6 +485,95 @@ impl FeedStore for DynamoFeed {
                 return Ok(checkpoints);
             }
         }
+    }
+
+    async fn parked(&self, consumer: &str) -> Result<BTreeMap<StreamId, Parked>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(parked_key(consumer)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| from_sdk("GetItem", &self.table, e))?;
+        let Some(AttributeValue::M(streams)) = output.item.and_then(|mut item| item.remove(PARKED))
+        else {
+            return Ok(BTreeMap::new());
+        };
+        streams
+            .into_values()
+            .map(|value| match value {
+                AttributeValue::M(item) => {
+                    let parked: Parked = from_item(item, "parked stream")?;
+                    Ok((parked.stream_id.clone(), parked))
+                }
+                _ => Err(StoreError::corrupt("a parked stream is not a map")),
+            })
+            .collect()
+    }
+
+    async fn park(&self, consumer: &str, parked: &Parked) -> Result<(), StoreError> {
+        // The map first (a path into it needs it), then the stream, unless parked already.
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(parked_key(consumer)))
+            .update_expression("SET #parked = if_not_exists(#parked, :empty)")
+            .expression_attribute_names("#parked", PARKED)
+            .expression_attribute_values(":empty", AttributeValue::M(Item::new()))
+            .send()
+            .await
+            .map_err(|e| from_sdk_write("UpdateItem", &self.table, e))?;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(parked_key(consumer)))
+            .update_expression("SET #parked.#stream = :parked")
+            .condition_expression("attribute_not_exists(#parked.#stream)")
+            .expression_attribute_names("#parked", PARKED)
+            .expression_attribute_names("#stream", parked.stream_id.as_str())
+            .expression_attribute_values(":parked", AttributeValue::M(to_item(parked)?))
+            .send()
+            .await;
+        self.conditional(result).map(drop)
+    }
+
+    async fn request_redrive(
+        &self,
+        consumer: &str,
+        stream_id: &StreamId,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(parked_key(consumer)))
+            .update_expression("SET #parked.#stream.#redrive = :yes")
+            .condition_expression("attribute_exists(#parked.#stream)")
+            .expression_attribute_names("#parked", PARKED)
+            .expression_attribute_names("#stream", stream_id.as_str())
+            .expression_attribute_names("#redrive", "redrive")
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .send()
+            .await;
+        Ok(self.conditional(result)?.is_some())
+    }
+
+    async fn unpark(&self, consumer: &str, stream_id: &StreamId) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(parked_key(consumer)))
+            .update_expression("REMOVE #parked.#stream")
+            .condition_expression("attribute_exists(#parked)")
+            .expression_attribute_names("#parked", PARKED)
+            .expression_attribute_names("#stream", stream_id.as_str())
+            .send()
+            .await;
+        self.conditional(result).map(drop)
     }
 }
 

@@ -13,6 +13,13 @@
 //! A batch that fails, or whose instance dies before moving the checkpoint, comes again: the
 //! handler's effect must be idempotent (a projection's rows carry the version they are at, so
 //! an event applied again changes nothing).
+//!
+//! An event the handler cannot apply, for a reason a retry would not cure, *parks* its stream:
+//! the stream's events are passed over from that version on (held in the events table, never
+//! applied past the failure) while every other stream flows. Parked streams are listed in the
+//! feed's table with the failing version and error (`eventfold feed parked`); once the cause is
+//! fixed, an operator asks for a redrive (`eventfold feed redrive`), and the next poll of any
+//! instance applies the stream's events again in order, from the failing one to the head.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -22,11 +29,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 
-use super::{FeedEntry, FeedStore, Page};
+use super::{FeedEntry, FeedStore, Page, Parked};
 use crate::envelope::RecordedEvent;
 use crate::error::StoreError;
 use crate::ids::StreamId;
-use crate::projection::{StreamProjector, project_in_order};
+use crate::projection::StreamProjector;
 use crate::store::{EventStore, ReadRange};
 
 /// Events one batch applies at most, unless told otherwise.
@@ -34,12 +41,31 @@ pub const DEFAULT_BATCH: usize = 100;
 /// How long a lease lasts after each batch, unless told otherwise.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
+/// Why a handler did not apply a batch, and at which event, if one event is the cause.
+#[derive(Debug)]
+pub struct Rejected {
+    /// The event that could not be applied (its stream and version), if it was one event.
+    pub event: Option<(StreamId, u64)>,
+    /// What went wrong.
+    pub error: StoreError,
+}
+
+impl From<StoreError> for Rejected {
+    fn from(error: StoreError) -> Self {
+        Self { event: None, error }
+    }
+}
+
 /// What a feed consumer does with events.
 #[async_trait]
 pub trait FeedHandler: Send + Sync + fmt::Debug {
     /// Applies one partition's next events, in feed order (each stream's in version order).
-    /// An error leaves the checkpoint where it was, and the batch comes again.
-    async fn apply(&self, events: Vec<RecordedEvent>) -> Result<(), StoreError>;
+    ///
+    /// A rejection naming an event, with an error a retry would not cure, parks that event's
+    /// stream: the batch is applied again without the stream's events, and its later ones are
+    /// held until an operator redrives it. Any other rejection leaves the checkpoint where it
+    /// was, and the batch comes again.
+    async fn apply(&self, events: Vec<RecordedEvent>) -> Result<(), Rejected>;
 }
 
 /// A projection fed from the feed: its rows catch up on every stream, in feed order, with the
@@ -50,8 +76,25 @@ pub struct Projecting(pub Arc<dyn StreamProjector>);
 
 #[async_trait]
 impl FeedHandler for Projecting {
-    async fn apply(&self, events: Vec<RecordedEvent>) -> Result<(), StoreError> {
-        project_in_order(self.0.as_ref(), events).await.map(drop)
+    async fn apply(&self, events: Vec<RecordedEvent>) -> Result<(), Rejected> {
+        let mut start = 0;
+        while start < events.len() {
+            let stream = &events[start].stream_id;
+            let run = events[start..]
+                .iter()
+                .take_while(|e| &e.stream_id == stream)
+                .count();
+            let outcome = self.0.project_stream(&events[start..start + run]).await;
+            if let Some(error) = outcome.failure {
+                let failed = &events[start + outcome.outcomes.len().min(run - 1)];
+                return Err(Rejected {
+                    event: Some((failed.stream_id.clone(), failed.version)),
+                    error,
+                });
+            }
+            start += run;
+        }
+        Ok(())
     }
 }
 
@@ -64,6 +107,12 @@ pub struct ConsumerReport {
     pub batches: usize,
     /// Checkpoints that could not move because another instance had taken the partition.
     pub lost: usize,
+    /// Streams parked by this round (their events held).
+    pub parked: usize,
+    /// Events of parked streams passed over (held in the events table until a redrive).
+    pub held: usize,
+    /// Parked streams applied again and taken off the parked list.
+    pub redriven: usize,
 }
 
 /// How far behind the feed's end a consumer is.
@@ -165,6 +214,9 @@ impl FeedConsumer {
             total.applied += round.applied;
             total.batches += round.batches;
             total.lost += round.lost;
+            total.parked += round.parked;
+            total.held += round.held;
+            total.redriven += round.redriven;
             if round.applied == 0 {
                 return Ok(total);
             }
@@ -175,6 +227,8 @@ impl FeedConsumer {
         let partitions = self.feed.partitions();
         let offset = fastrand::u32(..partitions);
         let mut report = ConsumerReport::default();
+        let mut parked = self.feed.parked(&self.name).await?;
+        self.redrive(&mut parked, &mut report).await?;
         let mut claimed = 0;
         for n in 0..partitions {
             let partition = (offset + n) % partitions;
@@ -202,7 +256,9 @@ impl FeedConsumer {
                 claimed += 1;
                 self.held.lock().expect("held").insert(partition);
             }
-            let applied = self.apply_batch(partition, position).await?;
+            let applied = self
+                .apply_batch(partition, position, &mut parked, &mut report)
+                .await?;
             match applied {
                 Some(0) => {}
                 Some(count) => {
@@ -218,12 +274,15 @@ impl FeedConsumer {
         Ok(report)
     }
 
-    /// Applies the partition's next batch from `position` and moves the checkpoint past it:
-    /// how many events, or `None` if the lease was lost meanwhile.
+    /// Applies the partition's next batch from `position` (but the events of parked streams)
+    /// and moves the checkpoint past it: how many events, or `None` if the lease was lost
+    /// meanwhile.
     async fn apply_batch(
         &self,
         partition: u32,
         position: u64,
+        parked: &mut BTreeMap<StreamId, Parked>,
+        report: &mut ConsumerReport,
     ) -> Result<Option<usize>, StoreError> {
         let pages = self
             .feed
@@ -238,9 +297,40 @@ impl FeedConsumer {
         if entries.is_empty() {
             return Ok(Some(0));
         }
+        let count = entries.len();
         let events = self.fetch(&entries).await?;
-        let count = events.len();
-        self.handler.apply(events).await?;
+        loop {
+            let (held, pending): (Vec<RecordedEvent>, Vec<RecordedEvent>) =
+                events.iter().cloned().partition(|e| {
+                    parked
+                        .get(&e.stream_id)
+                        .is_some_and(|p| e.version >= p.version)
+                });
+            match self.handler.apply(pending).await {
+                Ok(()) => {
+                    report.held += held.len();
+                    break;
+                }
+                Err(Rejected {
+                    event: Some((stream_id, version)),
+                    error,
+                }) if !error.is_retryable() => {
+                    tracing::error!(consumer = %self.name, stream = %stream_id, version,
+                        error = %crate::error::error_chain(&error), "stream parked");
+                    let stream = Parked {
+                        stream_id: stream_id.clone(),
+                        version,
+                        error: crate::error::error_chain(&error),
+                        parked_at: Utc::now(),
+                        redrive: false,
+                    };
+                    self.feed.park(&self.name, &stream).await?;
+                    parked.insert(stream_id, stream);
+                    report.parked += 1;
+                }
+                Err(rejected) => return Err(rejected.error),
+            }
+        }
         let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
         let moved = self
             .feed
@@ -254,6 +344,52 @@ impl FeedConsumer {
             )
             .await?;
         Ok(moved.then_some(count))
+    }
+
+    /// Applies again every parked stream an operator asked to redrive: its events from the
+    /// parked version to its head, in order, then takes it off the list and applies what came
+    /// meanwhile. A stream that fails again stays parked, with the new failure.
+    async fn redrive(
+        &self,
+        parked: &mut BTreeMap<StreamId, Parked>,
+        report: &mut ConsumerReport,
+    ) -> Result<(), StoreError> {
+        let asked: Vec<Parked> = parked.values().filter(|p| p.redrive).cloned().collect();
+        for stream in asked {
+            let mut from = stream.version;
+            let mut unparked = false;
+            loop {
+                let events = self.events.read_all(&stream.stream_id, from).await?;
+                if events.is_empty() && unparked {
+                    break;
+                }
+                let next = events.last().map_or(from, |e| e.version + 1);
+                if let Err(rejected) = self.handler.apply(events).await {
+                    let failed = rejected.event.map_or(from, |(_, version)| version);
+                    self.feed.unpark(&self.name, &stream.stream_id).await?;
+                    let again = Parked {
+                        version: failed,
+                        error: crate::error::error_chain(&rejected.error),
+                        parked_at: Utc::now(),
+                        redrive: false,
+                        ..stream.clone()
+                    };
+                    self.feed.park(&self.name, &again).await?;
+                    parked.insert(stream.stream_id.clone(), again);
+                    break;
+                }
+                from = next;
+                if unparked {
+                    break;
+                }
+                // Off the list, then once more for what was held while it was on it.
+                self.feed.unpark(&self.name, &stream.stream_id).await?;
+                parked.remove(&stream.stream_id);
+                unparked = true;
+                report.redriven += 1;
+            }
+        }
+        Ok(())
     }
 
     /// The events the entries name, in their order: one read per stream (a partition holds each

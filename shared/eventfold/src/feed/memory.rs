@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{Checkpoint, FeedStore, MAX_PARTITIONS, Page, PageWrite, Written};
+use super::{Checkpoint, FeedStore, MAX_PARTITIONS, Page, PageWrite, Parked, Written};
 use crate::error::StoreError;
 use crate::ids::StreamId;
 
@@ -15,6 +15,7 @@ struct State {
     pages: HashMap<u32, BTreeMap<u64, Page>>,
     marks: BTreeMap<StreamId, u64>,
     checkpoints: BTreeMap<(String, u32), Checkpoint>,
+    parked: BTreeMap<String, BTreeMap<StreamId, Parked>>,
 }
 
 /// A feed in memory.
@@ -210,5 +211,44 @@ impl FeedStore for MemoryFeed {
             .filter(|((name, _), _)| name == consumer)
             .map(|(_, checkpoint)| checkpoint.clone())
             .collect())
+    }
+
+    async fn parked(&self, consumer: &str) -> Result<BTreeMap<StreamId, Parked>, StoreError> {
+        Ok(self
+            .state()
+            .parked
+            .get(consumer)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn park(&self, consumer: &str, parked: &Parked) -> Result<(), StoreError> {
+        self.state()
+            .parked
+            .entry(consumer.to_owned())
+            .or_default()
+            .entry(parked.stream_id.clone())
+            .or_insert_with(|| parked.clone());
+        Ok(())
+    }
+
+    async fn request_redrive(
+        &self,
+        consumer: &str,
+        stream_id: &StreamId,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        let parked = state
+            .parked
+            .get_mut(consumer)
+            .and_then(|parked| parked.get_mut(stream_id));
+        Ok(parked.map(|parked| parked.redrive = true).is_some())
+    }
+
+    async fn unpark(&self, consumer: &str, stream_id: &StreamId) -> Result<(), StoreError> {
+        if let Some(parked) = self.state().parked.get_mut(consumer) {
+            parked.remove(stream_id);
+        }
+        Ok(())
     }
 }

@@ -34,7 +34,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use consumer::{ConsumerReport, FeedConsumer, FeedHandler, Lag, Projecting, lag};
+pub use consumer::{ConsumerReport, FeedConsumer, FeedHandler, Lag, Projecting, Rejected, lag};
 pub use index::{IndexReport, Indexer};
 pub use memory::MemoryFeed;
 pub(crate) use memory::check_write;
@@ -241,6 +241,41 @@ pub trait FeedStore: Send + Sync + fmt::Debug {
 
     /// `consumer`'s checkpoints, one per partition it has read.
     async fn checkpoints(&self, consumer: &str) -> Result<Vec<Checkpoint>, StoreError>;
+
+    /// The streams `consumer` has parked.
+    async fn parked(&self, consumer: &str) -> Result<BTreeMap<StreamId, Parked>, StoreError>;
+
+    /// Parks a stream for `consumer`, unless it is parked already (the earlier failure stays).
+    async fn park(&self, consumer: &str, parked: &Parked) -> Result<(), StoreError>;
+
+    /// Asks `consumer` to apply a parked stream again (its instances do, on their next poll);
+    /// `false` if the stream is not parked.
+    async fn request_redrive(
+        &self,
+        consumer: &str,
+        stream_id: &StreamId,
+    ) -> Result<bool, StoreError>;
+
+    /// Takes a stream off `consumer`'s parked streams.
+    async fn unpark(&self, consumer: &str, stream_id: &StreamId) -> Result<(), StoreError>;
+}
+
+/// A stream a consumer could not apply: its events from `version` on are held (not applied)
+/// until it is redriven.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parked {
+    /// The stream.
+    pub stream_id: StreamId,
+    /// The first version not applied.
+    pub version: u64,
+    /// Why.
+    pub error: String,
+    /// When.
+    #[serde(with = "crate::envelope::timestamp_format")]
+    pub parked_at: DateTime<Utc>,
+    /// Whether an operator asked for it to be applied again.
+    #[serde(default)]
+    pub redrive: bool,
 }
 
 /// Where a feed consumer is in one partition, and who holds it.

@@ -13,8 +13,8 @@ use serde_json::json;
 
 use crate::error::StoreError;
 use crate::feed::{
-    Cursor, FeedStore, Indexer, MarkMove, PAGE_EVENTS, Page, PageWrite, Span, Written, check_feed,
-    partition_of, read_feed,
+    Cursor, FeedStore, Indexer, MarkMove, PAGE_EVENTS, Page, PageWrite, Parked, Span, Written,
+    check_feed, partition_of, read_feed,
 };
 use crate::store::{AppendRequest, EventStore, ExpectedVersion, MemoryStore, ReadRange};
 use crate::{NewEvent, RecordedEvent, StreamId};
@@ -28,7 +28,8 @@ macro_rules! __feed_suite_cases {
             a_page_is_written_once_with_its_marks misuse_is_refused_before_writing
             duplicates_reordering_and_gaps_index_every_event_once racing_indexers_share_partitions
             a_reader_resumes_from_its_cursor long_streams_span_pages_and_writes
-            a_feed_missing_events_is_found_and_caught_up leases_are_exclusive_until_they_end }
+            a_feed_missing_events_is_found_and_caught_up leases_are_exclusive_until_they_end
+            parked_streams_keep_their_first_failure_until_unparked }
     };
 }
 
@@ -453,4 +454,49 @@ pub async fn leases_are_exclusive_until_they_end(feed: Arc<dyn FeedStore>) {
         ),
         (1, 5, "b")
     );
+}
+
+/// A consumer's parked streams: parking keeps the first failure, a redrive is asked only of a
+/// parked stream, unparking takes it off; other consumers' lists are their own.
+pub async fn parked_streams_keep_their_first_failure_until_unparked(feed: Arc<dyn FeedStore>) {
+    let sick = stream("Account-sick");
+    assert!(feed.parked("reader").await.expect("none").is_empty());
+    assert!(
+        !feed
+            .request_redrive("reader", &sick)
+            .await
+            .expect("not parked")
+    );
+    let parked = |version: u64, error: &str| Parked {
+        stream_id: sick.clone(),
+        version,
+        error: error.to_owned(),
+        parked_at: Utc::now(),
+        redrive: false,
+    };
+    feed.park("reader", &parked(4, "first"))
+        .await
+        .expect("parked");
+    feed.park("reader", &parked(6, "later"))
+        .await
+        .expect("again");
+    feed.park("other", &parked(9, "its own"))
+        .await
+        .expect("other");
+    let listed = feed.parked("reader").await.expect("listed");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (
+            listed[&sick].version,
+            listed[&sick].error.as_str(),
+            listed[&sick].redrive
+        ),
+        (4, "first", false)
+    );
+    assert!(feed.request_redrive("reader", &sick).await.expect("asked"));
+    assert!(feed.parked("reader").await.expect("listed")[&sick].redrive);
+    feed.unpark("reader", &sick).await.expect("unparked");
+    assert!(feed.parked("reader").await.expect("empty").is_empty());
+    feed.unpark("reader", &sick).await.expect("twice is fine");
+    assert_eq!(feed.parked("other").await.expect("other")[&sick].version, 9);
 }
