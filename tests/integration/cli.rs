@@ -319,8 +319,14 @@ async fn projections_rebuild_reproduces_the_read_model_exactly() {
     let lag = succeeded(&run(&api.env, &["feed", "lag", "late-accounts"]));
     assert!(lag.contains("late-accounts: 0 events behind"), "{lag}");
     let parked = succeeded(&run(&api.env, &["feed", "parked", "late-accounts"]));
-    assert!(parked.contains("late-accounts: 0 parked streams"), "{parked}");
-    let redrive = run(&api.env, &["feed", "redrive", "late-accounts", "Account-none"]);
+    assert!(
+        parked.contains("late-accounts: 0 parked streams"),
+        "{parked}"
+    );
+    let redrive = run(
+        &api.env,
+        &["feed", "redrive", "late-accounts", "Account-none"],
+    );
     assert_eq!(redrive.status.code(), Some(1));
     assert!(text(&redrive.stderr).contains("has not parked Account-none"));
     api.stop().await;
@@ -344,11 +350,16 @@ async fn snapshots_backfill_and_stats() {
     let wrong = run(&api.env, &["snapshots", "backfill", "Nope"]);
     assert_eq!(wrong.status.code(), Some(1));
     assert!(projection_converges(&api.env, Duration::from_secs(30)).await);
+    super::feed::feed_is_whole(&api.env, Duration::from_secs(30)).await;
     let stats = succeeded(&run(&api.env, &["stats"]));
     // Two accounts, and the customer's user and email claim.
     assert!(stats.contains("4 streams, 10 events"), "{stats}");
     assert!(stats.contains(&format!("Account-{id}")), "{stats}");
     assert!(stats.contains("0 events behind"), "{stats}");
+    assert!(
+        stats.contains("feed: 10 events indexed in 4 partitions, 0 behind"),
+        "{stats}"
+    );
     assert!(stats.contains("SnapshotQueue"), "{stats}");
     api.stop().await;
 }

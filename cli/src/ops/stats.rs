@@ -1,5 +1,5 @@
-//! `stats`: streams and events, the largest streams, how far each projection is behind, and
-//! every queue's depth. One scan of the events table (keys and times only) and one of each
+//! `stats`: streams and events, the largest streams, how far each projection and the feed are
+//! behind, and every queue's depth. One scan of the events table (keys and times only) and one of each
 //! read-model table (keys, versions and sources only): per-stream rows carry the stream they
 //! follow, shared projections a checkpoint per stream, so no projection code is needed.
 
@@ -28,6 +28,8 @@ pub struct Stats {
     pub lag: BTreeMap<String, (u64, Option<i64>)>,
     /// Per queue: messages waiting.
     pub queues: BTreeMap<String, i64>,
+    /// Where the service keeps a feed: events indexed, and its partitions.
+    pub feed: Option<(u64, u32)>,
 }
 
 /// Gathers and prints the statistics.
@@ -98,6 +100,14 @@ pub async fn stats(target: &Target) -> Result<Stats, OpsError> {
             (behind, oldest.map(|t| (now - t).num_seconds())),
         );
     }
+    if let Ok(feed) = super::feed::feed_of(target) {
+        use eventfold::feed::FeedStore;
+        let mut indexed = 0;
+        for partition in 0..feed.partitions() {
+            indexed += feed.end(partition).await?;
+        }
+        stats.feed = Some((indexed, feed.partitions()));
+    }
     for (logical, url) in &target.queues {
         let (waiting, _) = depth(target, url).await?;
         stats.queues.insert(logical.clone(), waiting);
@@ -117,6 +127,12 @@ pub async fn stats(target: &Target) -> Result<Stats, OpsError> {
             |s| format!("oldest unprojected event {s} s old"),
         );
         say(&format!("  {name:<20} {behind:>6} events behind, {age}"));
+    }
+    if let Some((indexed, partitions)) = stats.feed {
+        let behind = (stats.events as u64).saturating_sub(indexed);
+        say(&format!(
+            "feed: {indexed} events indexed in {partitions} partitions, {behind} behind the events table"
+        ));
     }
     say("queues (messages waiting):");
     for (logical, waiting) in &stats.queues {
