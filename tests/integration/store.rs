@@ -191,3 +191,47 @@ async fn bulk_loaded_streams_are_valid_streams() {
     assert!(matches!(next, Ok(AppendResult::Written(_))), "{next:?}");
     assert!(store.verify_stream(&id).await.expect("verify").is_intact());
 }
+
+/// A feed table remembers the partition count it was made with: an indexer configured with
+/// another (its streams would move between partitions, and their order with them) is refused
+/// before it writes.
+#[tokio::test]
+async fn a_feed_refuses_another_partition_count() {
+    use eventfold::feed::{FeedStore, Indexer};
+    let env = TestEnv::new().await;
+    let store: Arc<dyn EventStore> = env.store(store_suite::settings());
+    let id = StreamId::new("Account", "counted").expect("id");
+    store
+        .append(AppendRequest::single(
+            id.clone(),
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new("Opened", serde_json::json!({}))],
+        ))
+        .await
+        .expect("appended");
+    let events = store.read_all(&id, 1).await.expect("read");
+    let four = Arc::new(env.feed());
+    Indexer::new(four.clone(), store.clone())
+        .index(&events)
+        .await
+        .expect("indexed");
+    let eight = Arc::new(eventfold::aws::DynamoFeed::new(
+        env.clients.dynamodb.clone(),
+        env.resources.table("FeedTable"),
+        8,
+    ));
+    let refused = Indexer::new(eight, store)
+        .index(&events)
+        .await
+        .expect_err("another count");
+    assert!(
+        matches!(&refused, StoreError::Misuse(m) if m.contains("made with 4 partitions")),
+        "{refused}"
+    );
+    assert_eq!(
+        four.end(eventfold::feed::partition_of(&id, 4))
+            .await
+            .expect("end"),
+        1
+    );
+}

@@ -102,6 +102,10 @@ pub mod feed {
     pub const PARKED_PREFIX: &str = "K#";
     /// The parked streams, by stream id (M).
     pub const PARKED: &str = "parked";
+    /// The key of the item recording the feed's partition count (sort key 0).
+    pub const PARTITIONS_KEY: &str = "F#partitions";
+    /// The partition count it records (N).
+    pub const PARTITIONS: &str = "partitions";
 }
 
 /// Read-model tables: one item per row, keyed by the table's own key attribute.

@@ -27,7 +27,7 @@ use crate::feed::{
 use crate::ids::StreamId;
 use crate::names::feed::{
     CHECKPOINT_PREFIX, END, LEASE_UNTIL, MARK_PREFIX, OWNER, PAGE_PREFIX, PARKED, PARKED_PREFIX,
-    PK, POSITION, SK, VERSION,
+    PARTITIONS, PARTITIONS_KEY, PK, POSITION, SK, VERSION,
 };
 
 /// Keys one `BatchGetItem` reads at most.
@@ -193,6 +193,28 @@ impl FeedStore for DynamoFeed {
         self.partitions
     }
 
+    async fn record_partitions(&self) -> Result<u32, StoreError> {
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, AttributeValue::S(PARTITIONS_KEY.into()))
+            .key(SK, AttributeValue::N("0".into()))
+            .update_expression("SET #n = if_not_exists(#n, :n)")
+            .expression_attribute_names("#n", PARTITIONS)
+            .expression_attribute_values(":n", AttributeValue::N(self.partitions.to_string()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| from_sdk_write("UpdateItem", &self.table, e))?;
+        output
+            .attributes
+            .as_ref()
+            .and_then(|item| number(item, PARTITIONS))
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| StoreError::corrupt("the feed's partition count"))
+    }
+
     async fn marks(&self, streams: &[StreamId]) -> Result<HashMap<StreamId, u64>, StoreError> {
         let mut marks = HashMap::new();
         let by_key: HashMap<String, &StreamId> = streams.iter().map(|s| (mark_key(s), s)).collect();
@@ -211,7 +233,13 @@ impl FeedStore for DynamoFeed {
                 .consistent_read(true)
                 .build()
                 .map_err(|e| StoreError::misuse(format!("a mark read: {e}")))?;
-            for _ in 0..BATCH_GET_TRIES {
+            let mut left = true;
+            for attempt in 0..BATCH_GET_TRIES {
+                if attempt > 0 {
+                    // What DynamoDB left unprocessed was throttled: back off before asking again.
+                    let cap = std::time::Duration::from_millis(10 << attempt.min(6));
+                    tokio::time::sleep(cap.mul_f64(fastrand::f64())).await;
+                }
                 let output = self
                     .client
                     .batch_get_item()
@@ -236,9 +264,24 @@ impl FeedStore for DynamoFeed {
                     .unprocessed_keys
                     .and_then(|mut u| u.remove(&self.table))
                 {
-                    Some(left) if !left.keys.is_empty() => request = left,
-                    _ => break,
+                    Some(unprocessed) if !unprocessed.keys.is_empty() => request = unprocessed,
+                    _ => {
+                        left = false;
+                        break;
+                    }
                 }
+            }
+            if left {
+                return Err(StoreError::Unavailable(Box::new(
+                    crate::error::Unavailable {
+                        operation: "BatchGetItem",
+                        resource: self.table.clone(),
+                        code: Some("UnprocessedKeys".into()),
+                        retryable: true,
+                        outcome_unknown: false,
+                        source: format!("marks left unprocessed {BATCH_GET_TRIES} times").into(),
+                    },
+                )));
             }
         }
         Ok(marks)
@@ -312,10 +355,12 @@ impl FeedStore for DynamoFeed {
         for mark in &write.marks {
             actions.push(self.mark_put(&mark.stream_id, mark.from, mark.to)?);
         }
+        // A token makes the SDK's retry of a transaction that did commit answer as committed.
         let result = self
             .client
             .transact_write_items()
             .set_transact_items(Some(actions))
+            .client_request_token(uuid::Uuid::new_v4().to_string())
             .send()
             .await;
         let Err(err) = result else {
@@ -324,11 +369,15 @@ impl FeedStore for DynamoFeed {
         if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
             err.as_service_error()
         {
-            let refused = cancelled
-                .cancellation_reasons()
-                .iter()
-                .any(|r| r.code() == Some("ConditionalCheckFailed"));
-            if refused {
+            // Refused, or raced by another writer on the same items: plan again from what is
+            // stored.
+            let raced = cancelled.cancellation_reasons().iter().any(|r| {
+                matches!(
+                    r.code(),
+                    Some("ConditionalCheckFailed" | "TransactionConflict")
+                )
+            });
+            if raced {
                 return Ok(Written::Stale);
             }
         }
@@ -513,7 +562,7 @@ impl FeedStore for DynamoFeed {
             .collect()
     }
 
-    async fn park(&self, consumer: &str, parked: &Parked) -> Result<(), StoreError> {
+    async fn park(&self, consumer: &str, parked: &Parked, replace: bool) -> Result<(), StoreError> {
         // The map first (a path into it needs it), then the stream, unless parked already.
         self.client
             .update_item()
@@ -525,13 +574,16 @@ impl FeedStore for DynamoFeed {
             .send()
             .await
             .map_err(|e| from_sdk_write("UpdateItem", &self.table, e))?;
-        let result = self
+        let mut update = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(parked_key(consumer)))
-            .update_expression("SET #parked.#stream = :parked")
-            .condition_expression("attribute_not_exists(#parked.#stream)")
+            .update_expression("SET #parked.#stream = :parked");
+        if !replace {
+            update = update.condition_expression("attribute_not_exists(#parked.#stream)");
+        }
+        let result = update
             .expression_attribute_names("#parked", PARKED)
             .expression_attribute_names("#stream", parked.stream_id.as_str())
             .expression_attribute_values(":parked", AttributeValue::M(to_item(parked)?))

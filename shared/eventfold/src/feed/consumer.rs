@@ -40,6 +40,14 @@ use crate::store::{EventStore, ReadRange};
 pub const DEFAULT_BATCH: usize = 100;
 /// How long a lease lasts after each batch, unless told otherwise.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// Streams one batch may park: past that, the cause is not the events'.
+const MAX_PARKS: usize = 10;
+
+/// Whether an error is an event's own (it cannot be applied), which parks its stream, rather
+/// than the store's or the network's, which a retry may cure.
+fn parkable(error: &StoreError) -> bool {
+    !matches!(error, StoreError::Unavailable(_))
+}
 
 /// Why a handler did not apply a batch, and at which event, if one event is the cause.
 #[derive(Debug)]
@@ -228,7 +236,6 @@ impl FeedConsumer {
         let offset = fastrand::u32(..partitions);
         let mut report = ConsumerReport::default();
         let mut parked = self.feed.parked(&self.name).await?;
-        self.redrive(&mut parked, &mut report).await?;
         let mut claimed = 0;
         for n in 0..partitions {
             let partition = (offset + n) % partitions;
@@ -256,6 +263,9 @@ impl FeedConsumer {
                 claimed += 1;
                 self.held.lock().expect("held").insert(partition);
             }
+            // Only the partition's holder redrives its streams, before it moves on: nobody
+            // else passes over their events meanwhile.
+            self.redrive(partition, &mut parked, &mut report).await?;
             let applied = self
                 .apply_batch(partition, position, &mut parked, &mut report)
                 .await?;
@@ -297,8 +307,18 @@ impl FeedConsumer {
         if entries.is_empty() {
             return Ok(Some(0));
         }
+        if !entries
+            .iter()
+            .map(|e| e.position)
+            .eq(position..position + entries.len() as u64)
+        {
+            return Err(StoreError::corrupt(format!(
+                "feed partition {partition} has a gap after position {position}"
+            )));
+        }
         let count = entries.len();
         let events = self.fetch(&entries).await?;
+        let mut parks = 0;
         loop {
             let (held, pending): (Vec<RecordedEvent>, Vec<RecordedEvent>) =
                 events.iter().cloned().partition(|e| {
@@ -306,15 +326,22 @@ impl FeedConsumer {
                         .get(&e.stream_id)
                         .is_some_and(|p| e.version >= p.version)
                 });
-            match self.handler.apply(pending).await {
+            let named = |stream_id: &StreamId, version: u64| {
+                pending
+                    .iter()
+                    .any(|e| &e.stream_id == stream_id && e.version == version)
+            };
+            match self.handler.apply(pending.clone()).await {
                 Ok(()) => {
                     report.held += held.len();
                     break;
                 }
+                // An event's own fault (not the store's, nor one it named wrongly) parks its
+                // stream; a batch that parks many streams has a cause of its own, not theirs.
                 Err(Rejected {
                     event: Some((stream_id, version)),
                     error,
-                }) if !error.is_retryable() => {
+                }) if parkable(&error) && named(&stream_id, version) && parks < MAX_PARKS => {
                     tracing::error!(consumer = %self.name, stream = %stream_id, version,
                         error = %crate::error::error_chain(&error), "stream parked");
                     let stream = Parked {
@@ -324,8 +351,9 @@ impl FeedConsumer {
                         parked_at: Utc::now(),
                         redrive: false,
                     };
-                    self.feed.park(&self.name, &stream).await?;
+                    self.feed.park(&self.name, &stream, false).await?;
                     parked.insert(stream_id, stream);
+                    parks += 1;
                     report.parked += 1;
                 }
                 Err(rejected) => return Err(rejected.error),
@@ -346,47 +374,45 @@ impl FeedConsumer {
         Ok(moved.then_some(count))
     }
 
-    /// Applies again every parked stream an operator asked to redrive: its events from the
-    /// parked version to its head, in order, then takes it off the list and applies what came
-    /// meanwhile. A stream that fails again stays parked, with the new failure.
+    /// Applies again every parked stream of `partition` an operator asked to redrive: its
+    /// events from the parked version to its head, in order, then takes it off the list (the
+    /// partition's later batches apply what comes after). A stream that fails again stays
+    /// parked, with the new failure; a failure of the store leaves the redrive asked.
     async fn redrive(
         &self,
+        partition: u32,
         parked: &mut BTreeMap<StreamId, Parked>,
         report: &mut ConsumerReport,
     ) -> Result<(), StoreError> {
-        let asked: Vec<Parked> = parked.values().filter(|p| p.redrive).cloned().collect();
+        let partitions = self.feed.partitions();
+        let asked: Vec<Parked> = parked
+            .values()
+            .filter(|p| p.redrive && super::partition_of(&p.stream_id, partitions) == partition)
+            .cloned()
+            .collect();
         for stream in asked {
-            let mut from = stream.version;
-            let mut unparked = false;
-            loop {
-                let events = self.events.read_all(&stream.stream_id, from).await?;
-                if events.is_empty() && unparked {
-                    break;
-                }
-                let next = events.last().map_or(from, |e| e.version + 1);
-                if let Err(rejected) = self.handler.apply(events).await {
-                    let failed = rejected.event.map_or(from, |(_, version)| version);
+            let events = self
+                .events
+                .read_all(&stream.stream_id, stream.version)
+                .await?;
+            match self.handler.apply(events).await {
+                Ok(()) => {
                     self.feed.unpark(&self.name, &stream.stream_id).await?;
+                    parked.remove(&stream.stream_id);
+                    report.redriven += 1;
+                }
+                Err(rejected) if !parkable(&rejected.error) => return Err(rejected.error),
+                Err(rejected) => {
                     let again = Parked {
-                        version: failed,
+                        version: rejected.event.map_or(stream.version, |(_, v)| v),
                         error: crate::error::error_chain(&rejected.error),
                         parked_at: Utc::now(),
                         redrive: false,
                         ..stream.clone()
                     };
-                    self.feed.park(&self.name, &again).await?;
+                    self.feed.park(&self.name, &again, true).await?;
                     parked.insert(stream.stream_id.clone(), again);
-                    break;
                 }
-                from = next;
-                if unparked {
-                    break;
-                }
-                // Off the list, then once more for what was held while it was on it.
-                self.feed.unpark(&self.name, &stream.stream_id).await?;
-                parked.remove(&stream.stream_id);
-                unparked = true;
-                report.redriven += 1;
             }
         }
         Ok(())

@@ -58,6 +58,8 @@ pub struct Indexer {
     /// Each partition's end as this process last wrote it: a writer alone on a partition needs
     /// no read before it writes; one that is not learns so from a refused write.
     ends: Mutex<HashMap<u32, u64>>,
+    /// Whether the feed was found made with this indexer's partition count.
+    checked: std::sync::atomic::AtomicBool,
 }
 
 impl Indexer {
@@ -67,6 +69,7 @@ impl Indexer {
             feed,
             events,
             ends: Mutex::new(HashMap::new()),
+            checked: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -113,6 +116,7 @@ impl Indexer {
         &self,
         seen: &BTreeMap<StreamId, Wanted>,
     ) -> Result<IndexReport, StoreError> {
+        self.check_partitions().await?;
         let mut report = IndexReport::default();
         let mut left: BTreeSet<StreamId> = seen.keys().cloned().collect();
         for attempt in 0..ATTEMPTS {
@@ -163,6 +167,25 @@ impl Indexer {
             outcome_unknown: false,
             source: format!("feed positions taken by other writers {ATTEMPTS} times").into(),
         })))
+    }
+
+    /// Refuses to index into a feed made with another partition count (its streams would move
+    /// between partitions, and their order with them); asked once per process.
+    async fn check_partitions(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        if self.checked.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let recorded = self.feed.record_partitions().await?;
+        if recorded != self.feed.partitions() {
+            return Err(StoreError::misuse(format!(
+                "the feed was made with {recorded} partitions and is now read with {}: \
+                 FEED_PARTITIONS may never change for a feed",
+                self.feed.partitions()
+            )));
+        }
+        self.checked.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     /// What a stream still needs after its mark: the batch's events, or, where the batch lacks

@@ -16,6 +16,7 @@ struct State {
     marks: BTreeMap<StreamId, u64>,
     checkpoints: BTreeMap<(String, u32), Checkpoint>,
     parked: BTreeMap<String, BTreeMap<StreamId, Parked>>,
+    partitions: Option<u32>,
 }
 
 /// A feed in memory.
@@ -70,6 +71,10 @@ pub(crate) fn check_write(write: &PageWrite, partitions: u32) -> Result<(), Stor
 impl FeedStore for MemoryFeed {
     fn partitions(&self) -> u32 {
         self.partitions
+    }
+
+    async fn record_partitions(&self) -> Result<u32, StoreError> {
+        Ok(*self.state().partitions.get_or_insert(self.partitions))
     }
 
     async fn marks(&self, streams: &[StreamId]) -> Result<HashMap<StreamId, u64>, StoreError> {
@@ -222,13 +227,12 @@ impl FeedStore for MemoryFeed {
             .unwrap_or_default())
     }
 
-    async fn park(&self, consumer: &str, parked: &Parked) -> Result<(), StoreError> {
-        self.state()
-            .parked
-            .entry(consumer.to_owned())
-            .or_default()
-            .entry(parked.stream_id.clone())
-            .or_insert_with(|| parked.clone());
+    async fn park(&self, consumer: &str, parked: &Parked, replace: bool) -> Result<(), StoreError> {
+        let mut state = self.state();
+        let streams = state.parked.entry(consumer.to_owned()).or_default();
+        if replace || !streams.contains_key(&parked.stream_id) {
+            streams.insert(parked.stream_id.clone(), parked.clone());
+        }
         Ok(())
     }
 

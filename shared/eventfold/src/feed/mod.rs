@@ -192,6 +192,10 @@ pub trait FeedStore: Send + Sync + fmt::Debug {
     /// How many partitions it has.
     fn partitions(&self) -> u32;
 
+    /// Records the partition count the first time it is asked; the count recorded (a feed's
+    /// streams are placed by it, so it may never change).
+    async fn record_partitions(&self) -> Result<u32, StoreError>;
+
     /// The marks of `streams` (absent for a stream never indexed).
     async fn marks(&self, streams: &[StreamId]) -> Result<HashMap<StreamId, u64>, StoreError>;
 
@@ -245,8 +249,9 @@ pub trait FeedStore: Send + Sync + fmt::Debug {
     /// The streams `consumer` has parked.
     async fn parked(&self, consumer: &str) -> Result<BTreeMap<StreamId, Parked>, StoreError>;
 
-    /// Parks a stream for `consumer`, unless it is parked already (the earlier failure stays).
-    async fn park(&self, consumer: &str, parked: &Parked) -> Result<(), StoreError>;
+    /// Parks a stream for `consumer`: unless it is parked already (the earlier failure stays),
+    /// or, with `replace`, whether it is or not (a redrive that failed again).
+    async fn park(&self, consumer: &str, parked: &Parked, replace: bool) -> Result<(), StoreError>;
 
     /// Asks `consumer` to apply a parked stream again (its instances do, on their next poll);
     /// `false` if the stream is not parked.
@@ -361,37 +366,44 @@ pub struct FeedRead {
     pub next: Cursor,
 }
 
-/// Reads up to `limit` entries after `after`: every partition's next entries, merged by when
-/// they were indexed (then partition and position). One request per partition and page read.
+/// Reads up to `limit` entries after `after`: every partition's next entries, each partition's
+/// in position order, merged by when they were indexed (then partition). A partition's next
+/// entry is always the one after its last taken, so nothing is skipped even where writers'
+/// clocks disagree. One request per partition and page read.
 pub async fn read_feed(
     feed: &dyn FeedStore,
     after: &Cursor,
     limit: usize,
 ) -> Result<FeedRead, StoreError> {
-    let mut pending = Vec::new();
+    let mut heads: Vec<std::collections::VecDeque<FeedEntry>> = Vec::new();
     for partition in 0..feed.partitions() {
         let from = after.next(partition);
         let pages = feed.read_pages(partition, from, limit).await?;
-        pending.extend(
+        heads.push(
             pages
                 .iter()
                 .flat_map(Page::entries)
                 .filter(|entry| entry.position >= from)
-                .take(limit),
+                .take(limit)
+                .collect(),
         );
     }
-    pending.sort_by(|a, b| {
-        (a.indexed_at, a.partition, a.position).cmp(&(b.indexed_at, b.partition, b.position))
-    });
-    pending.truncate(limit);
+    let mut entries = Vec::with_capacity(limit.min(1_000));
     let mut next = after.clone();
-    for entry in &pending {
-        next.advance(entry);
+    while entries.len() < limit {
+        let earliest = heads
+            .iter()
+            .enumerate()
+            .filter_map(|(p, queue)| queue.front().map(|entry| (entry.indexed_at, p)))
+            .min();
+        let Some((_, partition)) = earliest else {
+            break;
+        };
+        let entry = heads[partition].pop_front().expect("a head");
+        next.advance(&entry);
+        entries.push(entry);
     }
-    Ok(FeedRead {
-        entries: pending,
-        next,
-    })
+    Ok(FeedRead { entries, next })
 }
 
 #[cfg(test)]

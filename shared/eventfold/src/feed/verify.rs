@@ -71,7 +71,10 @@ pub async fn check_feed(
     }
     check.streams = indexed.len();
     let marks = feed.all_marks().await?;
-    for (stream, &mark) in &marks {
+    let streams: std::collections::BTreeSet<&StreamId> =
+        marks.keys().chain(indexed.keys()).collect();
+    for stream in streams {
+        let mark = marks.get(stream).copied().unwrap_or(0);
         let pages = indexed.get(stream).copied().unwrap_or(0);
         if mark != pages {
             check.broken.push(format!(

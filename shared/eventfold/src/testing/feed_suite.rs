@@ -474,13 +474,13 @@ pub async fn parked_streams_keep_their_first_failure_until_unparked(feed: Arc<dy
         parked_at: Utc::now(),
         redrive: false,
     };
-    feed.park("reader", &parked(4, "first"))
+    feed.park("reader", &parked(4, "first"), false)
         .await
         .expect("parked");
-    feed.park("reader", &parked(6, "later"))
+    feed.park("reader", &parked(6, "later"), false)
         .await
         .expect("again");
-    feed.park("other", &parked(9, "its own"))
+    feed.park("other", &parked(9, "its own"), false)
         .await
         .expect("other");
     let listed = feed.parked("reader").await.expect("listed");
@@ -495,6 +495,15 @@ pub async fn parked_streams_keep_their_first_failure_until_unparked(feed: Arc<dy
     );
     assert!(feed.request_redrive("reader", &sick).await.expect("asked"));
     assert!(feed.parked("reader").await.expect("listed")[&sick].redrive);
+    feed.park("reader", &parked(7, "failed again"), true)
+        .await
+        .expect("replaced");
+    let listed = feed.parked("reader").await.expect("listed");
+    assert_eq!(
+        (listed[&sick].version, listed[&sick].redrive),
+        (7, false),
+        "a redrive that failed again replaces the failure"
+    );
     feed.unpark("reader", &sick).await.expect("unparked");
     assert!(feed.parked("reader").await.expect("empty").is_empty());
     feed.unpark("reader", &sick).await.expect("twice is fine");
