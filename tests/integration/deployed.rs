@@ -64,7 +64,8 @@ async fn the_read_model_converges() {
     assert_eq!(row.body["balance"], json!(750));
 }
 
-/// The publisher's FIFO messages reach subscribers in each stream's order, once.
+/// The publisher's FIFO messages reach subscribers in each stream's order, once, and the feed
+/// holds the stream's events in order.
 #[tokio::test]
 async fn published_events_arrive_in_stream_order() {
     let api = deployed::api().await;
@@ -107,6 +108,27 @@ async fn published_events_arrive_in_stream_order() {
         }
     }
     assert_eq!(versions, (1..=6).collect::<Vec<_>>());
+
+    // The deployed publisher indexed them too: the stream's mark and its six positions.
+    use eventfold::feed::{FeedStore, Page};
+    let feed = env.feed();
+    let stream_id = eventfold::StreamId::parse(&stream).expect("id");
+    let marks = feed
+        .marks(std::slice::from_ref(&stream_id))
+        .await
+        .expect("marks");
+    assert_eq!(marks.get(&stream_id), Some(&6), "indexed before published");
+    let partition = eventfold::feed::partition_of(&stream_id, feed.partitions());
+    let indexed: Vec<u64> = feed
+        .read_pages(partition, 0, usize::MAX)
+        .await
+        .expect("pages")
+        .iter()
+        .flat_map(Page::entries)
+        .filter(|entry| entry.stream_id == stream_id)
+        .map(|entry| entry.version)
+        .collect();
+    assert_eq!(indexed, (1..=6).collect::<Vec<_>>());
 }
 
 /// A stream that crosses the snapshot interval gets its snapshot through the snapshot queue.

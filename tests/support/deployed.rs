@@ -93,6 +93,7 @@ pub async fn env() -> TestEnv {
         "CommandsTable",
         "SnapshotsTable",
         "AccountsTable",
+        "FeedTable",
     ] {
         resources
             .tables
