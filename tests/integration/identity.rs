@@ -126,6 +126,7 @@ fn every_route(
         ("GET", format!("/streams/User-{user}/events"), Value::Null),
         ("GET", format!("/users/{user}"), Value::Null),
         ("DELETE", format!("/users/{user}"), Value::Null),
+        ("GET", "/feed".to_owned(), Value::Null),
         ("GET", "/openapi.json".to_owned(), Value::Null),
     ];
     // Every route of the template is here, so a new route cannot go untested.
@@ -358,6 +359,11 @@ async fn a_customer_sees_and_moves_nothing_of_another(api: Api, _: Gateway) {
             ("POST", "/users") => reply.assert_problem(409, "already-exists"),
             ("POST", "/accounts") => assert_eq!(reply.status, 201, "{reply:?}"),
             ("GET", "/openapi.json") => assert_eq!(reply.status, 200, "{reply:?}"),
+            // The feed is the operators' resource: a customer holds no scope for it.
+            ("GET", "/feed") => {
+                reply.assert_problem(403, "forbidden");
+                assert_secret_free(&reply, "GET /feed");
+            }
             _ => {
                 reply.assert_problem(404, "not-found");
                 assert_eq!(
@@ -370,7 +376,7 @@ async fn a_customer_sees_and_moves_nothing_of_another(api: Api, _: Gateway) {
             }
         }
     }
-    assert_eq!(hidden, template().routes.len() + 1 - 3);
+    assert_eq!(hidden, template().routes.len() + 1 - 4);
     // Pinned to a version, the thief learns no version either.
     let pinned = thief
         .post(
