@@ -194,6 +194,11 @@ impl FeedConsumer {
         self
     }
 
+    /// When a lease taken or renewed at `now` (epoch milliseconds) ends.
+    fn lease_from(&self, now: i64) -> i64 {
+        now.saturating_add(i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX))
+    }
+
     /// This instance's id (the owner its leases name).
     pub fn owner(&self) -> &str {
         &self.owner
@@ -243,7 +248,6 @@ impl FeedConsumer {
             if !ours && claimed >= claims {
                 continue;
             }
-            let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
             let now = millis_now();
             let acquired = self
                 .feed
@@ -252,7 +256,7 @@ impl FeedConsumer {
                     partition,
                     &self.owner,
                     now,
-                    now.saturating_add(lease_ms),
+                    self.lease_from(now),
                 )
                 .await?;
             let Some(position) = acquired else {
@@ -320,20 +324,23 @@ impl FeedConsumer {
         let events = self.fetch(&entries).await?;
         let mut parks = 0;
         loop {
-            let (held, pending): (Vec<RecordedEvent>, Vec<RecordedEvent>) =
-                events.iter().cloned().partition(|e| {
-                    parked
-                        .get(&e.stream_id)
-                        .is_some_and(|p| e.version >= p.version)
-                });
-            let named = |stream_id: &StreamId, version: u64| {
-                pending
-                    .iter()
-                    .any(|e| &e.stream_id == stream_id && e.version == version)
+            let is_held = |e: &RecordedEvent| {
+                parked
+                    .get(&e.stream_id)
+                    .is_some_and(|p| e.version >= p.version)
             };
-            match self.handler.apply(pending.clone()).await {
+            let pending: Vec<RecordedEvent> =
+                events.iter().filter(|e| !is_held(e)).cloned().collect();
+            let held = events.len() - pending.len();
+            // Whether the batch just given holds the event a rejection names.
+            let named = |stream_id: &StreamId, version: u64| {
+                events
+                    .iter()
+                    .any(|e| &e.stream_id == stream_id && e.version == version && !is_held(e))
+            };
+            match self.handler.apply(pending).await {
                 Ok(()) => {
-                    report.held += held.len();
+                    report.held += held;
                     break;
                 }
                 // An event's own fault (not the store's, nor one it named wrongly) parks its
@@ -359,7 +366,6 @@ impl FeedConsumer {
                 Err(rejected) => return Err(rejected.error),
             }
         }
-        let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
         let moved = self
             .feed
             .advance(
@@ -368,7 +374,7 @@ impl FeedConsumer {
                 &self.owner,
                 position,
                 position + count as u64,
-                millis_now().saturating_add(lease_ms),
+                self.lease_from(millis_now()),
             )
             .await?;
         Ok(moved.then_some(count))

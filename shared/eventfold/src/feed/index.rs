@@ -83,7 +83,10 @@ impl Indexer {
     /// given have a position, each exactly once. Costs one read of the marks (per 100 streams)
     /// and one atomic write per partition touched (per 1,000 events), plus a read per stream
     /// with a gap.
-    pub async fn index(&self, events: &[RecordedEvent]) -> Result<IndexReport, StoreError> {
+    pub async fn index<'a>(
+        &self,
+        events: impl IntoIterator<Item = &'a RecordedEvent>,
+    ) -> Result<IndexReport, StoreError> {
         let mut wanted: BTreeMap<StreamId, Wanted> = BTreeMap::new();
         for event in events {
             let stream = wanted.entry(event.stream_id.clone()).or_default();

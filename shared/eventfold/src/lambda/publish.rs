@@ -121,8 +121,7 @@ impl Publisher {
             }
         }
         if let Some(indexer) = &self.indexer {
-            let appended: Vec<RecordedEvent> = events.iter().map(|(_, e)| e.clone()).collect();
-            match indexer.index(&appended).await {
+            match indexer.index(events.iter().map(|(_, e)| e)).await {
                 Ok(index) => report.index = index,
                 Err(error) => {
                     // Nothing is published past an event the feed does not hold yet: the

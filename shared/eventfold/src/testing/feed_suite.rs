@@ -220,7 +220,7 @@ pub async fn duplicates_reordering_and_gaps_index_every_event_once(feed: Arc<dyn
     // Every third batch lost; the rest delivered newest first, then all of them again.
     for (n, batch) in batches.iter().enumerate().rev() {
         if n % 3 != 1 {
-            reports.push(indexer.index(batch).await.expect("indexed"));
+            reports.push(indexer.index(*batch).await.expect("indexed"));
         }
     }
     for batch in &batches {
