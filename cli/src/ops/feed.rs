@@ -14,9 +14,7 @@ use eventfold::feed::{
 };
 use eventfold::names::env;
 use eventfold::store::EventStore;
-use futures::StreamExt;
 
-use super::progress::Progress;
 use super::streams::Format;
 use super::{OpsError, Target, say};
 use crate::local::template::Reference;
@@ -25,8 +23,6 @@ use crate::local::template::Reference;
 const TAIL_PAGE: usize = 500;
 /// How long a tail waits when the feed has nothing new.
 const TAIL_IDLE: Duration = Duration::from_secs(1);
-/// Streams whose heads are read at once.
-const CONCURRENCY: usize = 8;
 
 /// The service's feed: the table a function names in `FEED_TABLE`, partitioned as its
 /// `FEED_PARTITIONS` says (a template parameter, at the value the template was read with).
@@ -203,36 +199,11 @@ pub async fn redrive(target: &Target, name: &str, stream: &str) -> Result<(), Op
     Ok(())
 }
 
-/// Every stream's newest version in the events table.
-async fn heads(target: &Target) -> Result<BTreeMap<StreamId, u64>, OpsError> {
-    let streams = target.store.stream_ids(None).await?;
-    let mut progress = Progress::new("heads", "streams", Some(streams.len() as u64));
-    let store = target.store.clone();
-    let mut reads = futures::stream::iter(streams)
-        .map(|stream_id| {
-            let store = store.clone();
-            async move {
-                let head = store.read_head(&stream_id).await;
-                (stream_id, head)
-            }
-        })
-        .buffer_unordered(CONCURRENCY);
-    let mut heads = BTreeMap::new();
-    while let Some((stream_id, head)) = reads.next().await {
-        progress.advance(1);
-        if let Some(head) = head? {
-            heads.insert(stream_id, head.version());
-        }
-    }
-    progress.finish();
-    Ok(heads)
-}
-
 /// Checks the feed against the events table and prints what is wrong; with `repair`, indexes
 /// what it lacks (reading the events table, as the indexer repairs a gap) and checks again.
 pub async fn verify(target: &Target, repair: bool) -> Result<FeedCheck, OpsError> {
     let feed = Arc::new(feed_of(target)?);
-    let heads = heads(target).await?;
+    let heads = target.store.stream_heads().await?;
     let mut check = check_feed(feed.as_ref(), &heads).await?;
     report(target, &check);
     if repair && !check.missing.is_empty() {

@@ -5,6 +5,8 @@
 //! `Any`, or `Exact(n)` without a head, costs one read more. A full read is one `Query` per
 //! 1 MB page.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -147,6 +149,42 @@ impl DynamoStore {
         }
         streams.sort();
         Ok(streams)
+    }
+
+    /// Every stream's newest version: one scan of the keys, whatever the number of streams.
+    pub async fn stream_heads(&self) -> Result<BTreeMap<StreamId, u64>, StoreError> {
+        let mut heads: BTreeMap<StreamId, u64> = BTreeMap::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .scan()
+                .table_name(&self.events_table)
+                .projection_expression("#s, #v")
+                .expression_attribute_names("#s", events::STREAM_ID)
+                .expression_attribute_names("#v", events::VERSION)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| from_sdk("Scan", &self.events_table, e))?;
+            for item in output.items.unwrap_or_default() {
+                let (Some(AttributeValue::S(id)), Some(AttributeValue::N(version))) =
+                    (item.get(events::STREAM_ID), item.get(events::VERSION))
+                else {
+                    continue;
+                };
+                let stream = StreamId::parse(id).map_err(|e| StoreError::corrupt(e.to_string()))?;
+                let version: u64 = version
+                    .parse()
+                    .map_err(|_| StoreError::corrupt(format!("{stream}'s version {version}")))?;
+                let head = heads.entry(stream).or_insert(0);
+                *head = (*head).max(version);
+            }
+            start = output.last_evaluated_key;
+            if start.is_none() {
+                return Ok(heads);
+            }
+        }
     }
 
     /// The items of a range in version order, following every page, and whether the range
