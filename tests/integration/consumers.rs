@@ -90,10 +90,9 @@ async fn workload_projects_exactly_and_publishes_every_event_once_in_order() {
     let spec = eventfold_tests::template()
         .function_by_binary("publish-events")
         .expect("function");
-    let publisher = publish_events::from_config(
+    let publisher = eventfold::lambda::consumers::PublisherFunction::from_config(
         &api.env.resources.config(spec).expect("config"),
-        api.env.clients.sqs.clone(),
-        api.env.clients.dynamodb.clone(),
+        &api.env.sdk,
     )
     .with_metrics(eventfold::lambda::metrics::Metrics::to(
         "publish-events",

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use eventfold::lambda::aws_lambda_events::encodings::Body;
 use eventfold::lambda::aws_lambda_events::event::dynamodb::EventRecord;
 use eventfold::lambda::aws_lambda_events::event::sqs::SqsMessage;
+use eventfold::lambda::consumers::PublisherFunction;
 use eventfold::lambda::metrics::{Metrics, Recorded, parse_emf};
 use eventfold::store::{EventStore, StoreSettings};
 use eventfold::testing::records::{Change, stream_record};
@@ -92,12 +93,8 @@ async fn every_function_writes_embedded_metric_format() {
     );
 
     let published = Arc::new(Recorded::default());
-    let publisher = publish_events::from_config(
-        &config("publish-events"),
-        env.clients.sqs.clone(),
-        dynamodb.clone(),
-    )
-    .with_metrics(Metrics::to("publish-events", published.clone()));
+    let publisher = PublisherFunction::from_config(&config("publish-events"), &env.sdk)
+        .with_metrics(Metrics::to("publish-events", published.clone()));
     publisher
         .process(std::slice::from_ref(&stream_record))
         .await;

@@ -131,10 +131,13 @@ pub mod command_api {
 }
 
 /// `GET` routes: the read-model row (with `min_version`), the state folded as of a version or
-/// instant, each stream's events page by page and its verification.
+/// instant, each stream's events page by page and its verification, and the global feed
+/// (operators).
 pub mod query_api {
     use eventfold::command::Loaded;
+    use eventfold::feed::FeedStore;
     use eventfold::lambda::query_api::{QueryApi, StreamAccess};
+    use eventfold::names::env;
     use eventfold::{Aggregate, EntityId};
     use serde_json::{Value, json};
     use {{service_rs}}::{Status, {{Aggregate}}Row};
@@ -142,11 +145,16 @@ pub mod query_api {
     use super::*;
 
     /// What this function needs from the template.
-    pub const CONTRACT: Contract =
-        Contract::new(Runtime::QueryApi).read_models(&[{{AGGREGATES}}_TABLE]);
+    pub const CONTRACT: Contract = Contract::new(Runtime::QueryApi)
+        .read_models(&[{{AGGREGATES}}_TABLE])
+        .requires(&[env::FEED_TABLE]);
 
-    /// The routes over the stores.
-    pub fn api(commands: CommandService, read_model: Arc<dyn ReadModelStore>) -> QueryApi {
+    /// The routes over the stores; the feed is for operators.
+    pub fn api(
+        commands: CommandService,
+        read_model: Arc<dyn ReadModelStore>,
+        feed: Arc<dyn FeedStore>,
+    ) -> QueryApi {
         let store: Arc<dyn EventStore> = commands.store().clone();
         QueryApi::new()
             .scope(READ)
@@ -161,14 +169,20 @@ pub mod query_api {
                 store,
                 StreamAccess::operators(OPERATOR, &[{{Aggregate}}::CATEGORY]),
             )
+            .scope(OPERATOR)
+            .feed(feed)
     }
 
     /// The routes over DynamoDB, configured from the environment (reads never touch the
     /// commands table).
     pub fn from_config(config: &Config, client: Client) -> QueryApi {
+        let feed = config
+            .feed(client.clone())
+            .expect("the contract requires the feed table, checked before this runs");
         api(
             command_service(config, &client, false),
             read_model(config, client),
+            Arc::new(feed),
         )
     }
 
@@ -212,25 +226,14 @@ pub mod project {
     }
 }
 
-/// Events stream reader 2: every event to the subscribers' FIFO queue, snapshot requests to
-/// the snapshot queue.
+/// Events stream reader 2: every event indexed into the global feed, then to the subscribers'
+/// FIFO queue, snapshot requests to the snapshot queue (the library's publisher; its contract
+/// names the queues, the feed's table and the events table its gaps are repaired from).
 pub mod publish {
-    use eventfold::lambda::consumers::PublisherFunction;
-    use eventfold::lambda::publish::Publisher;
-
     use super::*;
 
     /// What this function needs from the template.
     pub const CONTRACT: Contract = Contract::new(Runtime::Publisher);
-
-    /// The publisher over the configured queues.
-    pub fn from_config(config: &Config, sqs: eventfold::aws::aws_sdk_sqs::Client) -> PublisherFunction {
-        PublisherFunction::new(Publisher::new(
-            sqs,
-            &config.events_queue_url,
-            &config.snapshot_queue_url,
-        ))
-    }
 }
 
 /// Snapshots long streams on request (the snapshot queue).

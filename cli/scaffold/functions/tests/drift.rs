@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use eventfold::command::CommandService;
+use eventfold::feed::MemoryFeed;
 use eventfold::projection::MemoryReadModel;
 use eventfold::store::MemoryStore;
 use eventfold_cli::drift::{Function, check_file};
@@ -17,7 +18,11 @@ use {{service_rs}}_functions::{command_api, project, publish, query_api, snapsho
 fn the_template_is_what_the_functions_code_needs() {
     let commands = || CommandService::new(Arc::new(MemoryStore::new()));
     let command_routes = command_api::api({{Aggregates}}::new(commands()));
-    let query_routes = query_api::api(commands(), Arc::new(MemoryReadModel::new(ROW_KEY)));
+    let query_routes = query_api::api(
+        commands(),
+        Arc::new(MemoryReadModel::new(ROW_KEY)),
+        Arc::new(MemoryFeed::new(1)),
+    );
     let functions = [
         Function::new("{{service}}-command-api", command_api::CONTRACT)
             .routes(command_routes.route_keys()),

@@ -102,5 +102,23 @@ async fn commands_show_in_the_read_model_and_refusals_are_problems() {
     assert_eq!(status, 403, "reading is not writing");
     let (status, _) = Caller(String::new()).get(&format!("{base}/{{aggregates_kebab}}/{id}")).await;
     assert_eq!(status, 401);
+
+    // The global feed (an operator's) holds the three events once each, in version order.
+    assert_eq!(writer.get(&format!("{base}/feed")).await.0, 403);
+    let stream = format!("{{Aggregate}}-{id}");
+    let mut versions = Vec::new();
+    let mut after = String::new();
+    while versions.len() < 3 {
+        let (status, page) = operator.get(&format!("{base}/feed?limit=1000{after}")).await;
+        assert_eq!(status, 200, "{page}");
+        let entries = page["entries"].as_array().expect("entries");
+        versions.extend(entries.iter().filter(|e| e["stream_id"] == json!(stream)).map(|e| e["version"].clone()));
+        after = format!("&after={}", page["next"].as_str().expect("a cursor"));
+        if entries.is_empty() {
+            assert!(Instant::now() < deadline + Duration::from_secs(30), "{stream} in the feed: {versions:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert_eq!(versions, [json!(1), json!(2), json!(3)]);
     service.stop().await;
 }

@@ -225,7 +225,9 @@ pub mod command_api {
 /// instant; a customer's orders and totals; each stream's events and verification.
 pub mod query_api {
     use eventfold::command::Loaded;
+    use eventfold::feed::FeedStore;
     use eventfold::lambda::query_api::{Answer, QueryApi, StreamAccess};
+    use eventfold::names::env;
     use eventfold::problem::{IntoProblem, Problem, kinds};
     use eventfold::{Aggregate, EntityId};
     use orders::order::{Order, OrderStatus};
@@ -235,14 +237,16 @@ pub mod query_api {
     use super::*;
 
     /// What this function needs from the template.
-    pub const CONTRACT: Contract =
-        Contract::new(Runtime::QueryApi).read_models(&[ORDERS_TABLE, CUSTOMERS_TABLE]);
+    pub const CONTRACT: Contract = Contract::new(Runtime::QueryApi)
+        .read_models(&[ORDERS_TABLE, CUSTOMERS_TABLE])
+        .requires(&[env::FEED_TABLE]);
 
-    /// The routes over the stores.
+    /// The routes over the stores; the feed is for operators.
     pub fn api(
         commands: CommandService,
         orders: Arc<dyn ReadModelStore>,
         customers: Arc<dyn ReadModelStore>,
+        feed: Arc<dyn FeedStore>,
     ) -> QueryApi {
         let store: Arc<dyn EventStore> = commands.store().clone();
         let (per_order, per_customer) = projectors(orders.clone(), customers, store.clone());
@@ -281,13 +285,23 @@ pub mod query_api {
                 })
             })
             .streams(store, StreamAccess::operators(OPERATOR, &[Order::CATEGORY]))
+            .scope(OPERATOR)
+            .feed(feed)
     }
 
     /// The routes over DynamoDB, configured from the environment (reads never touch the
     /// commands table).
     pub fn from_config(config: &Config, client: Client) -> QueryApi {
         let (orders, customers) = read_models(config, &client);
-        api(command_service(config, &client, false), orders, customers)
+        let feed = config
+            .feed(client.clone())
+            .expect("the contract requires the feed table, checked before this runs");
+        api(
+            command_service(config, &client, false),
+            orders,
+            customers,
+            Arc::new(feed),
+        )
     }
 
     fn row(id: &EntityId, version: u64, row: &OrderRow) -> Value {
@@ -337,28 +351,14 @@ pub mod project {
     }
 }
 
-/// Events stream reader 2: every event to the subscribers' FIFO queue, snapshot requests to
-/// the snapshot queue.
+/// Events stream reader 2: every event indexed into the global feed, then to the subscribers'
+/// FIFO queue, snapshot requests to the snapshot queue (the library's publisher; its contract
+/// names the queues, the feed's table and the events table its gaps are repaired from).
 pub mod publish {
-    use eventfold::lambda::consumers::PublisherFunction;
-    use eventfold::lambda::publish::Publisher;
-
     use super::*;
 
     /// What this function needs from the template.
     pub const CONTRACT: Contract = Contract::new(Runtime::Publisher);
-
-    /// The publisher over the configured queues.
-    pub fn from_config(
-        config: &Config,
-        sqs: eventfold::aws::aws_sdk_sqs::Client,
-    ) -> PublisherFunction {
-        PublisherFunction::new(Publisher::new(
-            sqs,
-            &config.events_queue_url,
-            &config.snapshot_queue_url,
-        ))
-    }
 }
 
 /// Snapshots long streams on request (the snapshot queue).

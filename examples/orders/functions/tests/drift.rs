@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use eventfold::command::CommandService;
+use eventfold::feed::MemoryFeed;
 use eventfold::projection::MemoryReadModel;
 use eventfold::store::MemoryStore;
 use eventfold_cli::drift::{Function, check_file};
@@ -20,6 +21,7 @@ fn the_template_is_what_the_functions_code_needs() {
         commands(),
         Arc::new(MemoryReadModel::new(ORDER_ID)),
         Arc::new(MemoryReadModel::new(CUSTOMER_ID)),
+        Arc::new(MemoryFeed::new(1)),
     );
     let functions = [
         Function::new("orders-command-api", command_api::CONTRACT)

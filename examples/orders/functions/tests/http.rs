@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use eventfold_cli::local::service::{DeployedService, LocalService, emulator_endpoint};
-use orders_functions::{READ, WRITE};
+use orders_functions::{OPERATOR, READ, WRITE};
 use serde_json::{Value, json};
 
 fn root() -> PathBuf {
@@ -16,6 +16,7 @@ fn root() -> PathBuf {
 }
 
 /// The API at `base`, called by the bearer of `token`.
+#[derive(Clone)]
 struct Api {
     base: String,
     token: String,
@@ -59,8 +60,8 @@ impl Api {
     }
 }
 
-/// An order through its life, and what each read model says of it.
-async fn an_order_through_its_life(api: &Api) {
+/// An order through its life, and what each read model says of it; its id.
+async fn an_order_through_its_life(api: &Api) -> String {
     let customer = format!("c{}", &uuid_like());
     let (status, created) = api.post("/orders", &json!({"customer": customer})).await;
     assert_eq!(status, 201, "{created}");
@@ -108,6 +109,40 @@ async fn an_order_through_its_life(api: &Api) {
         (200, json!(2500)),
         "{state}"
     );
+    order
+}
+
+/// The global feed holds the order's four events once each, in version order; only an
+/// operator reads it.
+async fn the_feed_holds(clerk: &Api, operator: &Api, order: &str) {
+    assert_eq!(clerk.send("GET", "/feed", None).await.0, 403);
+    let stream = format!("Order-{order}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut versions = Vec::new();
+    let mut path = "/feed?limit=1000".to_owned();
+    while versions.len() < 4 {
+        let (status, page) = operator.send("GET", &path, None).await;
+        assert_eq!(status, 200, "{page}");
+        let entries = page["entries"].as_array().expect("entries");
+        versions.extend(
+            entries
+                .iter()
+                .filter(|e| e["stream_id"] == json!(stream))
+                .map(|e| e["version"].as_u64().expect("a version")),
+        );
+        path = format!(
+            "/feed?limit=1000&after={}",
+            page["next"].as_str().expect("next")
+        );
+        if entries.is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "{stream} in the feed: {versions:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    assert_eq!(versions, [1, 2, 3, 4]);
 }
 
 /// A customer id of this run's own.
@@ -139,7 +174,12 @@ async fn on_the_local_runner() {
         token,
         http: reqwest::Client::new(),
     };
-    an_order_through_its_life(&api).await;
+    let order = an_order_through_its_life(&api).await;
+    let operator = Api {
+        token: service.token("ops", &[OPERATOR]).await.expect("a token"),
+        ..api.clone()
+    };
+    the_feed_holds(&api, &operator, &order).await;
     service.stop().await;
 }
 
@@ -159,5 +199,10 @@ async fn on_the_deployed_stack() {
         token,
         http: reqwest::Client::new(),
     };
-    an_order_through_its_life(&api).await;
+    let order = an_order_through_its_life(&api).await;
+    let operator = Api {
+        token: deployed.token("ops", &[OPERATOR]).await.expect("a token"),
+        ..api.clone()
+    };
+    the_feed_holds(&api, &operator, &order).await;
 }

@@ -130,6 +130,27 @@ impl PublisherFunction {
         }
     }
 
+    /// The publisher of a service's environment: the queues `EVENTS_QUEUE_URL` and
+    /// `SNAPSHOT_QUEUE_URL` name, indexing every batch into the feed `FEED_TABLE` names (gaps
+    /// repaired from `EVENTS_TABLE`) where it is set. Every service's template sets it (the
+    /// runtime's contract requires it); a publisher without a feed is for tests.
+    pub fn from_config(config: &crate::aws::Config, sdk: &aws_config::SdkConfig) -> Self {
+        let publisher = Publisher::new(
+            aws_sdk_sqs::Client::new(sdk),
+            &config.events_queue_url,
+            &config.snapshot_queue_url,
+        );
+        let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+        let publisher = match config.feed(dynamodb.clone()) {
+            Some(feed) => publisher.with_indexer(Arc::new(crate::feed::Indexer::new(
+                Arc::new(feed),
+                Arc::new(config.event_store(dynamodb)),
+            ))),
+            None => publisher,
+        };
+        Self::new(publisher)
+    }
+
     /// The same function, its metrics written to `metrics`.
     #[must_use]
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {

@@ -53,7 +53,12 @@ impl Runtime {
             Self::CommandApi => &[env::EVENTS_TABLE, env::COMMANDS_TABLE, env::SNAPSHOTS_TABLE],
             Self::QueryApi => &[env::EVENTS_TABLE, env::SNAPSHOTS_TABLE],
             Self::Projector => &[env::EVENTS_TABLE],
-            Self::Publisher => &[env::EVENTS_QUEUE_URL, env::SNAPSHOT_QUEUE_URL],
+            Self::Publisher => &[
+                env::EVENTS_QUEUE_URL,
+                env::SNAPSHOT_QUEUE_URL,
+                env::FEED_TABLE,
+                env::EVENTS_TABLE,
+            ],
             Self::Snapshot => &[env::EVENTS_TABLE, env::SNAPSHOTS_TABLE],
         }
     }
@@ -78,12 +83,7 @@ impl Runtime {
                 env::FEED_PARTITIONS,
             ],
             Self::Snapshot => &[env::SNAPSHOT_EVERY, env::SNAPSHOT_KEY_ID],
-            Self::Publisher => &[
-                env::SNAPSHOT_EVERY,
-                env::FEED_TABLE,
-                env::FEED_PARTITIONS,
-                env::EVENTS_TABLE,
-            ],
+            Self::Publisher => &[env::SNAPSHOT_EVERY, env::FEED_PARTITIONS],
             Self::Projector => &[],
         }
     }
