@@ -1,6 +1,7 @@
 //! Stream consumers on the local runner + emulator: the projection equals the fold of the
-//! events table, subscribers get every event once and in order, poison batches go to the
-//! dead-letter queue and redrive completes them, and rebuilds are safe under load.
+//! events table, subscribers get every event once and in order, a crashing batch goes to the
+//! dead-letter queue and redrive completes it, an event that cannot be applied parks only its
+//! stream, and rebuilds are safe under load.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -408,6 +409,91 @@ async fn a_poison_event_goes_to_the_dead_letter_queue_and_redrive_completes_it()
         1,
         "only the poison event was dead-lettered"
     );
+    api.stop().await;
+}
+
+/// An event the accounts projection cannot apply (its payload is not a deposit's) parks its
+/// stream in the feed's table: the projector function answers its batches, nothing goes to the
+/// dead-letter queue, every other account is current, the stream's later event is held, and
+/// `eventfold dlq list` shows it. A redrive before a fix fails again and leaves it parked.
+#[tokio::test]
+async fn an_event_that_cannot_be_applied_parks_only_its_stream() {
+    use eventfold::NewEvent;
+    use eventfold::feed::FeedStore;
+    use eventfold::store::{AppendRequest, EventStore, ExpectedVersion};
+
+    let env = TestEnv::new().await;
+    let api = env.serve().await;
+    let victim = api.open_account("Victim", "EUR").await;
+    api.deposit(&victim, 10).await;
+    let mut others = Vec::new();
+    for n in 0..3 {
+        others.push(api.open_account(&format!("Other {n}"), "EUR").await);
+    }
+    // The poison, then a well-formed deposit after it, written past the API (which would
+    // refuse to load the stream).
+    let store = api.env.store(eventfold::store::StoreSettings::default());
+    let stream = StreamId::parse(&format!("Account-{victim}")).expect("id");
+    let deposit = store.read_all(&stream, 2).await.expect("read").remove(0);
+    for (version, payload) in [(2, json!({"amount": "lots"})), (3, deposit.payload.clone())] {
+        store
+            .append(AppendRequest::single(
+                stream.clone(),
+                ExpectedVersion::Exact(version),
+                vec![NewEvent::new(deposit.event_type.clone(), payload)],
+            ))
+            .await
+            .expect("appended");
+    }
+    for id in &others {
+        for amount in [5, 6, 7] {
+            api.deposit(id, amount).await;
+        }
+    }
+    let feed = api.env.feed();
+    let deadline =
+        std::time::Instant::now() + Duration::from_secs(60) * eventfold_tests::patience();
+    loop {
+        let projected = projected_accounts(&api.env).await;
+        let others_done = others
+            .iter()
+            .all(|id| projected.get(id).map(|r| r.version) == Some(4));
+        let parked = feed.parked("accounts").await.expect("parked");
+        if others_done && parked.contains_key(&stream) {
+            assert_eq!(parked[&stream].version, 3, "{parked:?}");
+            assert_eq!(
+                projected[&victim].version, 2,
+                "held at the event before the poison"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{projected:#?} {parked:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(queue_depth(&api.env, "ProjectorDeadLetterQueue").await, 0);
+    let stats = &api.runner.stats["ProjectAccountsFunction/stream0"];
+    assert_eq!(stats.batches_dead_lettered.load(Ordering::Relaxed), 0);
+
+    let target = eventfold_tests::ops_target(&api.env);
+    let listed = ops::dlq::list(&target).await.expect("listed");
+    assert!(
+        listed.contains(&("parked:accounts".to_owned(), 1)),
+        "{listed:?}"
+    );
+    let again = ops::feed::redrive(&target, "accounts", stream.as_str()).await;
+    assert!(
+        again.is_err_and(|e| e.to_string().contains("failed again at v3")),
+        "the projector function redrove it at once, and it failed again"
+    );
+    let parked = feed.parked("accounts").await.expect("parked");
+    assert_eq!(
+        (parked[&stream].version, parked[&stream].redrive),
+        (3, false)
+    );
+    assert_eq!(projected_accounts(&api.env).await[&victim].version, 2);
     api.stop().await;
 }
 

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use aws_lambda_events::streams::DynamoDbEventResponse;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
 use eventfold::aws::error::queue_error;
+use eventfold::feed::FeedStore;
 use eventfold::lambda::stream::{insert_record, stream_event};
 use serde_json::Value;
 
@@ -48,7 +49,8 @@ pub async fn depth(target: &Target, url: &str) -> Result<(i64, i64), OpsError> {
     ))
 }
 
-/// `dlq list`: each dead-letter queue and how many messages it holds.
+/// `dlq list`: each dead-letter queue and how many messages it holds, then each consumer's
+/// parked streams (`parked:<consumer>`, how many).
 pub async fn list(target: &Target) -> Result<Vec<(String, i64)>, OpsError> {
     let mut listed = Vec::new();
     for (name, spec) in &target.service.dead_letters {
@@ -60,6 +62,17 @@ pub async fn list(target: &Target) -> Result<Vec<(String, i64)>, OpsError> {
             "{name:<10} {waiting:>6} waiting {in_flight:>6} in flight  {url}"
         ));
         listed.push((name.clone(), waiting + in_flight));
+    }
+    // A stream a consumer could not apply is parked rather than dead-lettered: every consumer
+    // that has parked one, and its streams now.
+    if let Ok(feed) = super::feed::feed_of(target) {
+        for consumer in feed.parking_consumers().await? {
+            let parked = super::feed::parked(target, &consumer).await?;
+            listed.push((
+                format!("parked:{consumer}"),
+                i64::try_from(parked).unwrap_or(i64::MAX),
+            ));
+        }
     }
     Ok(listed)
 }

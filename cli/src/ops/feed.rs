@@ -1,6 +1,6 @@
 //! `feed read|tail|lag|parked|redrive|verify`: the global feed from a cursor, followed live, a
-//! consumer's lag and parked streams (and a redrive asked of it), and the feed checked against
-//! the events table (and caught up where it lacks events).
+//! consumer's lag and parked streams (and a redrive asked of it, which projector functions do at
+//! once), and the feed checked against the events table (and caught up where it lacks events).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use eventfold::feed::{
     Cursor, DEFAULT_PARTITIONS, FeedCheck, FeedEntry, FeedStore, Indexer, Lag, check_feed,
     read_feed,
 };
+use eventfold::lambda::stream::stream_event;
 use eventfold::names::env;
 use eventfold::store::EventStore;
 
@@ -193,9 +194,42 @@ pub async fn redrive(target: &Target, name: &str, stream: &str) -> Result<(), Op
             target.label
         )));
     }
-    say(&format!(
-        "asked {name} to apply {stream} again: its instances do on their next poll"
-    ));
+    // A projector function applies its projections' redrives on its next batch; an empty one,
+    // now, will do (a feed consumer's instances do on their next poll).
+    let mut nudged = 0;
+    for projector in target.service.projectors.values() {
+        let answer: Result<aws_lambda_events::streams::DynamoDbEventResponse, String> = target
+            .invoker
+            .invoke(
+                &projector.function,
+                &stream_event(Vec::new()).map_err(|e| OpsError(e.to_string()))?,
+            )
+            .await;
+        match answer {
+            Ok(response) if response.batch_item_failures.is_empty() => nudged += 1,
+            Ok(_) => say(&format!(
+                "{}: the parked streams could not be read",
+                projector.function
+            )),
+            Err(error) => say(&format!("{}: {error}", projector.function)),
+        }
+    }
+    let parked = feed_of(target)?.parked(name).await?;
+    match parked.get(&stream_id) {
+        None => say(&format!(
+            "{stream} applied again and taken off {name}'s parked streams"
+        )),
+        Some(still) if !still.redrive => {
+            return Err(OpsError::new(format!(
+                "{stream} failed again at v{}: {}",
+                still.version, still.error
+            )));
+        }
+        Some(_) => say(&format!(
+            "asked {name} to apply {stream} again: its instances do on their next poll ({nudged} \
+             projector functions asked now)"
+        )),
+    }
     Ok(())
 }
 

@@ -102,6 +102,10 @@ pub mod feed {
     pub const PARKED_PREFIX: &str = "K#";
     /// The parked streams, by stream id (M).
     pub const PARKED: &str = "parked";
+    /// The key of the item naming every consumer that has parked a stream (sort key 0).
+    pub const PARKERS_KEY: &str = "F#parkers";
+    /// Those consumers' names (SS).
+    pub const CONSUMERS: &str = "consumers";
     /// The key of the item recording the feed's partition count (sort key 0).
     pub const PARTITIONS_KEY: &str = "F#partitions";
     /// The partition count it records (N).

@@ -391,3 +391,110 @@ async fn a_poison_event_parks_only_its_stream_until_redriven() {
         "every stream exact"
     );
 }
+
+/// The same on the events stream's reader: a projector function with a feed to park in
+/// answers every batch without a failure (nothing to the dead-letter queue), holds the poison
+/// and what follows it in its stream, keeps every other stream current, and applies the stream
+/// in order once asked to redrive it (an empty invocation will do).
+#[tokio::test]
+async fn a_stream_reader_parks_a_poison_stream_instead_of_failing_its_batches() {
+    use eventfold::lambda::consumers::ProjectorFunction;
+    use eventfold::lambda::metrics::{Metrics, Recorded};
+    use eventfold::lambda::stream::insert_record;
+
+    let world = World::new();
+    let mut written = world.write(5, 2).await;
+    let sick = StreamId::new("Counter", "c1").expect("id");
+    world
+        .store
+        .append(AppendRequest::single(
+            sick.clone(),
+            ExpectedVersion::Exact(2),
+            vec![NewEvent::new("Poison", json!({}))],
+        ))
+        .await
+        .expect("appended");
+    written.extend(world.store.read_all(&sick, 3).await.expect("read"));
+    written.extend(world.write(5, 2).await);
+    let read_model = Arc::new(MemoryReadModel::new("stream"));
+    let cured = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let projector: Arc<dyn StreamProjector> = Arc::new(Projector::new(
+        Applied {
+            cured: cured.clone(),
+        },
+        read_model.clone(),
+        world.store.clone(),
+    ));
+    let function = ProjectorFunction::new(vec![projector])
+        .with_parking(world.feed.clone())
+        .with_metrics(Metrics::to("projector", Arc::new(Recorded::default())));
+    let records: Vec<_> = written
+        .iter()
+        .enumerate()
+        .map(|(n, event)| insert_record(event, n as u64 + 1).expect("a record"))
+        .collect();
+    let (mut parked, mut held) = (0, 0);
+    for batch in records.chunks(4) {
+        let report = function.process(batch).await;
+        assert_eq!(report.first_failure, None, "{report:?}");
+        (parked, held) = (parked + report.parked, held + report.held);
+    }
+    assert_eq!(
+        (parked, held),
+        (1, 2),
+        "the poison parked, its two successors held"
+    );
+    let listed = world.feed.parked("applied").await.expect("listed");
+    assert_eq!((listed[&sick].version, listed.len()), (3, 1));
+    assert_eq!(
+        world.feed.parking_consumers().await.expect("listed"),
+        ["applied"]
+    );
+    let mut expected = world.fold().await;
+    expected.insert(sick.to_string(), 2);
+    assert_eq!(
+        rows(&read_model).await,
+        expected,
+        "only the sick stream behind"
+    );
+
+    // Asked before the fix, the redrive fails again and the stream stays parked, where the
+    // new failure is; fixed and asked again, an empty batch applies it in order.
+    assert!(
+        world
+            .feed
+            .request_redrive("applied", &sick)
+            .await
+            .expect("asked")
+    );
+    assert_eq!(function.process(&[]).await.redriven, 0);
+    let listed = world.feed.parked("applied").await.expect("listed");
+    assert_eq!((listed[&sick].version, listed[&sick].redrive), (3, false));
+    cured.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        world
+            .feed
+            .request_redrive("applied", &sick)
+            .await
+            .expect("asked")
+    );
+    let report = function.process(&[]).await;
+    assert_eq!(
+        (report.redriven, report.first_failure),
+        (1, None),
+        "{report:?}"
+    );
+    assert!(
+        world
+            .feed
+            .parked("applied")
+            .await
+            .expect("listed")
+            .is_empty()
+    );
+    assert_eq!(
+        rows(&read_model).await,
+        world.fold().await,
+        "every stream exact"
+    );
+}

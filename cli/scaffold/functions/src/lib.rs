@@ -222,7 +222,8 @@ pub mod project {
     /// The projector over DynamoDB, configured from the environment.
     pub fn from_config(config: &Config, client: Client) -> ProjectorFunction {
         let store = Arc::new(config.event_store(client.clone()));
-        ProjectorFunction::new(vec![Arc::new(projector(read_model(config, client), store))])
+        let projector = projector(read_model(config, client.clone()), store);
+        ProjectorFunction::new(vec![Arc::new(projector)]).parking_in(config, client)
     }
 }
 

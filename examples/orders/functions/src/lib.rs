@@ -348,6 +348,7 @@ pub mod project {
         let (orders, customers) = read_models(config, &client);
         let (per_order, per_customer) = projectors(orders, customers, store);
         ProjectorFunction::new(vec![Arc::new(per_order), Arc::new(per_customer)])
+            .parking_in(config, client)
     }
 }
 

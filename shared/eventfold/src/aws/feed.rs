@@ -26,8 +26,8 @@ use crate::feed::{
 };
 use crate::ids::StreamId;
 use crate::names::feed::{
-    CHECKPOINT_PREFIX, END, LEASE_UNTIL, MARK_PREFIX, OWNER, PAGE_PREFIX, PARKED, PARKED_PREFIX,
-    PARTITIONS, PARTITIONS_KEY, PK, POSITION, SK, VERSION,
+    CHECKPOINT_PREFIX, CONSUMERS, END, LEASE_UNTIL, MARK_PREFIX, OWNER, PAGE_PREFIX, PARKED,
+    PARKED_PREFIX, PARKERS_KEY, PARTITIONS, PARTITIONS_KEY, PK, POSITION, SK, VERSION,
 };
 
 /// Keys one `BatchGetItem` reads at most.
@@ -69,6 +69,13 @@ fn checkpoint_key(consumer: &str, partition: u32) -> Item {
             AttributeValue::S(format!("{CHECKPOINT_PREFIX}{consumer}")),
         ),
         (SK.to_owned(), AttributeValue::N(partition.to_string())),
+    ])
+}
+
+fn parkers_key() -> Item {
+    Item::from([
+        (PK.to_owned(), AttributeValue::S(PARKERS_KEY.to_owned())),
+        (SK.to_owned(), AttributeValue::N("0".into())),
     ])
 }
 
@@ -563,7 +570,18 @@ impl FeedStore for DynamoFeed {
     }
 
     async fn park(&self, consumer: &str, parked: &Parked, replace: bool) -> Result<(), StoreError> {
-        // The map first (a path into it needs it), then the stream, unless parked already.
+        // The consumer named where operators look, then the map (a path into it needs it),
+        // then the stream, unless parked already.
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(parkers_key()))
+            .update_expression("ADD #consumers :consumer")
+            .expression_attribute_names("#consumers", CONSUMERS)
+            .expression_attribute_values(":consumer", AttributeValue::Ss(vec![consumer.to_owned()]))
+            .send()
+            .await
+            .map_err(|e| from_sdk_write("UpdateItem", &self.table, e))?;
         self.client
             .update_item()
             .table_name(&self.table)
@@ -590,6 +608,29 @@ impl FeedStore for DynamoFeed {
             .send()
             .await;
         self.conditional(result).map(drop)
+    }
+
+    async fn parking_consumers(&self) -> Result<Vec<String>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(parkers_key()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| from_sdk("GetItem", &self.table, e))?;
+        let mut consumers = match output.item.and_then(|mut item| item.remove(CONSUMERS)) {
+            Some(AttributeValue::Ss(names)) => names,
+            None => Vec::new(),
+            Some(_) => {
+                return Err(StoreError::corrupt(
+                    "the parking consumers are not a string set",
+                ));
+            }
+        };
+        consumers.sort_unstable();
+        Ok(consumers)
     }
 
     async fn request_redrive(

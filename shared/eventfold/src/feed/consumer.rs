@@ -29,7 +29,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 
-use super::{FeedEntry, FeedStore, Page, Parked};
+use super::{FeedEntry, FeedStore, MAX_PARKS, Page, Parked, parkable};
 use crate::envelope::RecordedEvent;
 use crate::error::StoreError;
 use crate::ids::StreamId;
@@ -40,14 +40,6 @@ use crate::store::{EventStore, ReadRange};
 pub const DEFAULT_BATCH: usize = 100;
 /// How long a lease lasts after each batch, unless told otherwise.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
-/// Streams one batch may park: past that, the cause is not the events'.
-const MAX_PARKS: usize = 10;
-
-/// Whether an error is an event's own (it cannot be applied), which parks its stream, rather
-/// than the store's or the network's, which a retry may cure.
-fn parkable(error: &StoreError) -> bool {
-    !matches!(error, StoreError::Unavailable(_))
-}
 
 /// Why a handler did not apply a batch, and at which event, if one event is the cause.
 #[derive(Debug)]
@@ -351,13 +343,7 @@ impl FeedConsumer {
                 }) if parkable(&error) && named(&stream_id, version) && parks < MAX_PARKS => {
                     tracing::error!(consumer = %self.name, stream = %stream_id, version,
                         error = %crate::error::error_chain(&error), "stream parked");
-                    let stream = Parked {
-                        stream_id: stream_id.clone(),
-                        version,
-                        error: crate::error::error_chain(&error),
-                        parked_at: Utc::now(),
-                        redrive: false,
-                    };
+                    let stream = Parked::now(stream_id.clone(), version, &error);
                     self.feed.park(&self.name, &stream, false).await?;
                     parked.insert(stream_id, stream);
                     parks += 1;
@@ -409,13 +395,8 @@ impl FeedConsumer {
                 }
                 Err(rejected) if !parkable(&rejected.error) => return Err(rejected.error),
                 Err(rejected) => {
-                    let again = Parked {
-                        version: rejected.event.map_or(stream.version, |(_, v)| v),
-                        error: crate::error::error_chain(&rejected.error),
-                        parked_at: Utc::now(),
-                        redrive: false,
-                        ..stream.clone()
-                    };
+                    let version = rejected.event.map_or(stream.version, |(_, v)| v);
+                    let again = Parked::now(stream.stream_id.clone(), version, &rejected.error);
                     self.feed.park(&self.name, &again, true).await?;
                     parked.insert(stream.stream_id.clone(), again);
                 }

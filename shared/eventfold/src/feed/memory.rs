@@ -236,6 +236,10 @@ impl FeedStore for MemoryFeed {
         Ok(())
     }
 
+    async fn parking_consumers(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.state().parked.keys().cloned().collect())
+    }
+
     async fn request_redrive(
         &self,
         consumer: &str,

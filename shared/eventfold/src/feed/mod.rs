@@ -250,8 +250,13 @@ pub trait FeedStore: Send + Sync + fmt::Debug {
     async fn parked(&self, consumer: &str) -> Result<BTreeMap<StreamId, Parked>, StoreError>;
 
     /// Parks a stream for `consumer`: unless it is parked already (the earlier failure stays),
-    /// or, with `replace`, whether it is or not (a redrive that failed again).
+    /// or, with `replace`, whether it is or not (a redrive that failed again). The consumer is
+    /// named among [`parking_consumers`](Self::parking_consumers) first.
     async fn park(&self, consumer: &str, parked: &Parked, replace: bool) -> Result<(), StoreError>;
+
+    /// Every consumer that has ever parked a stream (whether or not it still has one): where an
+    /// operator looks for parked streams without knowing the consumers' names.
+    async fn parking_consumers(&self) -> Result<Vec<String>, StoreError>;
 
     /// Asks `consumer` to apply a parked stream again (its instances do, on their next poll);
     /// `false` if the stream is not parked.
@@ -281,6 +286,32 @@ pub struct Parked {
     /// Whether an operator asked for it to be applied again.
     #[serde(default)]
     pub redrive: bool,
+}
+
+impl Parked {
+    /// A stream parked now at `version`, for `error`.
+    pub fn now(stream_id: StreamId, version: u64, error: &StoreError) -> Self {
+        Self {
+            stream_id,
+            version,
+            error: crate::error::error_chain(error),
+            parked_at: Utc::now(),
+            redrive: false,
+        }
+    }
+}
+
+/// Streams one batch may park: past that, the cause is not the events'.
+pub(crate) const MAX_PARKS: usize = 10;
+
+/// Whether an error is an event's own (it cannot be applied, and applying it again will not
+/// change that), which parks its stream: not the store's or the network's, nor a race with
+/// another writer, which a retry may cure.
+pub fn parkable(error: &StoreError) -> bool {
+    !matches!(
+        error,
+        StoreError::Unavailable(_) | StoreError::Conflict { .. }
+    )
 }
 
 /// Where a feed consumer is in one partition, and who holds it.

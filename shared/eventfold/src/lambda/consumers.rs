@@ -15,6 +15,7 @@ use super::projector::process_stream_batch;
 use super::publish::Publisher;
 use super::snapshots::process_batch;
 use super::stream::{ages_millis, batch_response};
+use crate::feed::FeedStore;
 use crate::projection::{BatchReport, StreamProjector};
 use crate::snapshot::Snapshotter;
 
@@ -25,6 +26,8 @@ pub const PROJECTOR_METRICS: &[&str] = &[
     "GapsRepaired",
     "ProjectionLag",
     "BatchItemFailures",
+    "StreamsParked",
+    "EventsHeld",
 ];
 /// The metrics of the publisher's record per batch.
 pub const PUBLISHER_METRICS: &[&str] = &[
@@ -48,6 +51,7 @@ pub const SNAPSHOT_METRICS: &[&str] = &[
 #[derive(Debug)]
 pub struct ProjectorFunction {
     projectors: Vec<Arc<dyn StreamProjector>>,
+    parking: Option<Arc<dyn FeedStore>>,
     metrics: Metrics,
 }
 
@@ -56,7 +60,27 @@ impl ProjectorFunction {
     pub fn new(projectors: Vec<Arc<dyn StreamProjector>>) -> Self {
         Self {
             projectors,
+            parking: None,
             metrics: Metrics::for_lambda("projector"),
+        }
+    }
+
+    /// The same function parking streams it cannot apply in `feed` (each projection's under its
+    /// name, as a feed consumer's), instead of failing their batches into the dead-letter
+    /// queue: a poison event holds only its own stream.
+    #[must_use]
+    pub fn with_parking(mut self, feed: Arc<dyn FeedStore>) -> Self {
+        self.parking = Some(feed);
+        self
+    }
+
+    /// The same function parking streams in the feed of the environment (`FEED_TABLE`, which
+    /// the projector's contract requires); as it was where none is configured.
+    #[must_use]
+    pub fn parking_in(self, config: &crate::aws::Config, client: aws_sdk_dynamodb::Client) -> Self {
+        match config.feed(client) {
+            Some(feed) => self.with_parking(Arc::new(feed)),
+            None => self,
         }
     }
 
@@ -80,7 +104,8 @@ impl ProjectorFunction {
     ) -> BatchReport {
         let mut report = BatchReport::default();
         for projector in &self.projectors {
-            report.merge(&process_stream_batch(projector.as_ref(), records).await);
+            let parking = self.parking.as_deref();
+            report.merge(&process_stream_batch(projector.as_ref(), records, parking).await);
         }
         // Each projector saw the same records that are not inserts: count them once.
         report.ignored = records.iter().filter(|r| r.event_name != "INSERT").count();
@@ -95,6 +120,8 @@ impl ProjectorFunction {
                     "BatchItemFailures",
                     usize::from(report.first_failure.is_some()),
                 ),
+                Metric::count("StreamsParked", report.parked),
+                Metric::count("EventsHeld", report.held),
             ],
         );
         report

@@ -52,7 +52,7 @@ impl Runtime {
         match self {
             Self::CommandApi => &[env::EVENTS_TABLE, env::COMMANDS_TABLE, env::SNAPSHOTS_TABLE],
             Self::QueryApi => &[env::EVENTS_TABLE, env::SNAPSHOTS_TABLE],
-            Self::Projector => &[env::EVENTS_TABLE],
+            Self::Projector => &[env::EVENTS_TABLE, env::FEED_TABLE],
             Self::Publisher => &[
                 env::EVENTS_QUEUE_URL,
                 env::SNAPSHOT_QUEUE_URL,
@@ -93,7 +93,7 @@ impl Runtime {
     /// `Query`, an exact append without a known head reads one item, a replay `GetItem`s its
     /// command record, a keyed claim asks its key for a MAC.
     pub const fn grants(self) -> &'static [(&'static str, &'static [&'static str])] {
-        use actions::{BATCH_GET, GET, MAC, NEW_DATA_KEY, PUT, QUERY, SEND, UNWRAP};
+        use actions::{BATCH_GET, GET, MAC, NEW_DATA_KEY, PUT, QUERY, SEND, UNWRAP, UPDATE};
         match self {
             // Personal data is sealed with subjects' keys: read (and unwrapped), or made
             // (wrapped and stored), or tombstoned when forgotten (a put).
@@ -114,8 +114,12 @@ impl Runtime {
                 (env::SNAPSHOT_KEY_ID, &[MAC]),
                 (env::FEED_TABLE, &[QUERY]),
             ],
-            // Gap repair reads the events it missed.
-            Self::Projector => &[(env::EVENTS_TABLE, &[QUERY])],
+            // Gap repair reads the events it missed; parked streams are read and written in
+            // the feed's table.
+            Self::Projector => &[
+                (env::EVENTS_TABLE, &[QUERY]),
+                (env::FEED_TABLE, &[GET, UPDATE]),
+            ],
             // Indexing reads the marks, finds a partition's end, writes pages and marks
             // (`TransactWriteItems` of puts), and reads back events a batch lacked.
             Self::Publisher => &[

@@ -9,6 +9,7 @@ use futures::StreamExt;
 use super::{Projected, StreamProjector};
 use crate::envelope::RecordedEvent;
 use crate::error::StoreError;
+use crate::ids::StreamId;
 
 /// Streams processed at once within a batch.
 const STREAM_CONCURRENCY: usize = 16;
@@ -26,8 +27,28 @@ pub struct BatchReport {
     pub skipped: usize,
     /// Records that are not inserts.
     pub ignored: usize,
+    /// Streams parked by this batch (their events held until a redrive).
+    pub parked: usize,
+    /// Events of parked streams passed over.
+    pub held: usize,
+    /// Parked streams applied again on an operator's request, and taken off the list.
+    pub redriven: usize,
     /// Position of the earliest record that failed.
     pub first_failure: Option<usize>,
+}
+
+/// A stream of a batch that stopped at an event it could not apply.
+#[derive(Debug)]
+pub struct StreamFailure {
+    /// The stream.
+    pub stream_id: StreamId,
+    /// The event that failed.
+    pub version: u64,
+    /// The earliest record a retry must start from: the failed event's, or an earlier one of a
+    /// later event of its stream.
+    pub position: usize,
+    /// Why.
+    pub error: StoreError,
 }
 
 impl BatchReport {
@@ -57,6 +78,9 @@ impl BatchReport {
         self.repaired += other.repaired;
         self.skipped += other.skipped;
         self.ignored += other.ignored;
+        self.parked += other.parked;
+        self.held += other.held;
+        self.redriven += other.redriven;
         if let Some(position) = other.first_failure {
             self.failed_at(position);
         }
@@ -66,11 +90,24 @@ impl BatchReport {
 /// Projects events that came with their positions in a batch (a stream consumer's records):
 /// grouped by stream, each in version order, streams concurrently. The report's
 /// `first_failure` is the earliest position a retry must start from: the failed event's, or
-/// that of any later event of its stream.
+/// an earlier one of a later event of its stream, so that no stream moves past a failure.
 pub async fn project_batch(
     projector: &dyn StreamProjector,
     events: Vec<(usize, RecordedEvent)>,
 ) -> BatchReport {
+    let (mut report, failures) = project_streams(projector, events).await;
+    for failure in &failures {
+        report.failed_at(failure.position);
+    }
+    report
+}
+
+/// [`project_batch`], the failures told apart: the counts of what was applied, and each stream
+/// that stopped, at which event and why (for a consumer that parks streams).
+pub async fn project_streams(
+    projector: &dyn StreamProjector,
+    events: Vec<(usize, RecordedEvent)>,
+) -> (BatchReport, Vec<StreamFailure>) {
     let mut report = BatchReport::default();
     let mut by_stream: BTreeMap<String, Vec<(usize, RecordedEvent)>> = BTreeMap::new();
     for (position, event) in events {
@@ -84,32 +121,34 @@ pub async fn project_batch(
             indexed.sort_by_key(|(_, event)| event.version);
             let (positions, events): (Vec<usize>, Vec<RecordedEvent>) = indexed.into_iter().unzip();
             let outcome = projector.project_stream(&events).await;
-            let failed_at = outcome.failure.as_ref().map(|error| {
+            let failure = outcome.failure.map(|error| {
                 let done = outcome.outcomes.len();
                 let event = &events[done];
                 tracing::error!(projection = projector.name(), stream_id = %event.stream_id,
-                    version = event.version, error = %crate::error::error_chain(error),
+                    version = event.version, error = %crate::error::error_chain(&error),
                     "projection failed");
-                // The retry starts from this event's record, or an earlier one of a later
-                // event of its stream; every event before it is written.
-                positions[done..]
-                    .iter()
-                    .copied()
-                    .min()
-                    .unwrap_or(positions[done])
+                StreamFailure {
+                    stream_id: event.stream_id.clone(),
+                    version: event.version,
+                    position: positions[done..]
+                        .iter()
+                        .copied()
+                        .min()
+                        .unwrap_or(positions[done]),
+                    error,
+                }
             });
-            (outcome.outcomes, failed_at)
+            (outcome.outcomes, failure)
         })
         .buffer_unordered(STREAM_CONCURRENCY)
         .collect()
         .await;
-    for (outcomes, failed_at) in results {
+    let mut failures = Vec::new();
+    for (outcomes, failure) in results {
         outcomes.iter().for_each(|o| report.count(o));
-        if let Some(position) = failed_at {
-            report.failed_at(position);
-        }
+        failures.extend(failure);
     }
-    report
+    (report, failures)
 }
 
 /// Replays stored events through a projector, a stream's consecutive events at a time: the

@@ -13,7 +13,7 @@ mod memory;
 mod runtime;
 mod store;
 
-pub use batch::{BatchReport, project_batch, project_in_order};
+pub use batch::{BatchReport, StreamFailure, project_batch, project_in_order, project_streams};
 pub use contract::{CounterDelta, Projection, Rows, Update};
 pub use memory::MemoryReadModel;
 pub use runtime::{Projected, Projector, SAVE_ATTEMPTS, StreamOutcome, StreamProjector};

@@ -457,10 +457,12 @@ pub async fn leases_are_exclusive_until_they_end(feed: Arc<dyn FeedStore>) {
 }
 
 /// A consumer's parked streams: parking keeps the first failure, a redrive is asked only of a
-/// parked stream, unparking takes it off; other consumers' lists are their own.
+/// parked stream, unparking takes it off; other consumers' lists are their own; every consumer
+/// that parked is listed.
 pub async fn parked_streams_keep_their_first_failure_until_unparked(feed: Arc<dyn FeedStore>) {
     let sick = stream("Account-sick");
     assert!(feed.parked("reader").await.expect("none").is_empty());
+    assert!(feed.parking_consumers().await.expect("none").is_empty());
     assert!(
         !feed
             .request_redrive("reader", &sick)
@@ -508,4 +510,9 @@ pub async fn parked_streams_keep_their_first_failure_until_unparked(feed: Arc<dy
     assert!(feed.parked("reader").await.expect("empty").is_empty());
     feed.unpark("reader", &sick).await.expect("twice is fine");
     assert_eq!(feed.parked("other").await.expect("other")[&sick].version, 9);
+    // Both are where an operator looks, the one with nothing parked now too.
+    assert_eq!(
+        feed.parking_consumers().await.expect("listed"),
+        ["other", "reader"]
+    );
 }
