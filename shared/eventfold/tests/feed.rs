@@ -498,3 +498,56 @@ async fn a_stream_reader_parks_a_poison_stream_instead_of_failing_its_batches() 
         "every stream exact"
     );
 }
+
+/// The consumer as a scheduled Lambda function: it polls until shortly before its deadline,
+/// following writes that arrive meanwhile, then gives its partitions up (the next invocation,
+/// anywhere, takes them at once) and records what it applied and its lag, in events and seconds.
+#[tokio::test]
+async fn a_scheduled_function_follows_until_its_deadline_then_hands_over() {
+    use eventfold::lambda::feed_consumer::{FEED_CONSUMER_METRICS, FeedConsumerFunction};
+    use eventfold::lambda::metrics::{Metrics, Recorded, parse_emf};
+
+    let world = Arc::new(World::new());
+    world.write(20, 5).await;
+    let read_model = Arc::new(MemoryReadModel::new("stream"));
+    let consumer = |world: &World| {
+        FeedConsumer::new(
+            "applied",
+            world.feed.clone(),
+            world.store.clone(),
+            Arc::new(Projecting(projector(world, &read_model))),
+        )
+        .expect("a consumer")
+    };
+    let recorded = Arc::new(Recorded::default());
+    let function = FeedConsumerFunction::new(consumer(&world))
+        .with_pace(Duration::from_millis(50), Duration::from_millis(100))
+        .with_metrics(Metrics::to("feed-consumer", recorded.clone()));
+    let writer = {
+        let world = world.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            world.write(20, 2).await
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(1_500);
+    let report = function.run_until(deadline).await;
+    writer.await.expect("written");
+    assert!(tokio::time::Instant::now() < deadline, "stopped before its deadline");
+    assert_eq!(report.applied, 140, "{report:?}");
+    assert_eq!(rows(&read_model).await, world.fold().await);
+    assert!(function.consumer().held().is_empty(), "every partition given up");
+
+    let lines = recorded.lines();
+    let record = parse_emf(lines.last().expect("a record")).expect("EMF");
+    for metric in FEED_CONSUMER_METRICS {
+        assert!(record.contains_key(*metric), "{metric} in {record:?}");
+    }
+    assert_eq!(record["FeedEventsApplied"], json!(140.0));
+    assert_eq!(record["FeedLagEvents"], json!(0.0));
+
+    // The next invocation's instance takes every partition on its first round.
+    let next = consumer(&world);
+    next.catch_up().await.expect("caught up");
+    assert_eq!(next.held(), [0, 1, 2, 3]);
+}

@@ -21,7 +21,7 @@
 //! fixed, an operator asks for a redrive (`eventfold feed redrive`), and the next poll of any
 //! instance applies the stream's events again in order, from the failing one to the head.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -134,7 +134,14 @@ pub struct FeedConsumer {
     handler: Arc<dyn FeedHandler>,
     batch: usize,
     lease: Duration,
-    held: Mutex<HashSet<u32>>,
+    held: Mutex<HashMap<u32, Lease>>,
+}
+
+/// A partition an instance holds: where its checkpoint is, and until when the lease is ours.
+#[derive(Clone, Copy, Debug)]
+struct Lease {
+    position: u64,
+    until: i64,
 }
 
 fn millis_now() -> i64 {
@@ -168,7 +175,7 @@ impl FeedConsumer {
             handler,
             batch: DEFAULT_BATCH,
             lease: DEFAULT_LEASE,
-            held: Mutex::new(HashSet::new()),
+            held: Mutex::new(HashMap::new()),
         })
     }
 
@@ -186,9 +193,34 @@ impl FeedConsumer {
         self
     }
 
+    fn lease_millis(&self) -> i64 {
+        i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)
+    }
+
     /// When a lease taken or renewed at `now` (epoch milliseconds) ends.
     fn lease_from(&self, now: i64) -> i64 {
-        now.saturating_add(i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX))
+        now.saturating_add(self.lease_millis())
+    }
+
+    fn hold(&self, partition: u32, position: u64, until: i64) {
+        let lease = Lease { position, until };
+        self.held.lock().expect("held").insert(partition, lease);
+    }
+
+    /// Gives up every partition this instance holds, where its checkpoint is: another instance
+    /// takes them at once instead of when their leases end (what an instance about to stop
+    /// does). Returns how many it gave up.
+    pub async fn release(&self) -> Result<usize, StoreError> {
+        let held: Vec<(u32, Lease)> = self.held.lock().expect("held").drain().collect();
+        let mut released = 0;
+        for (partition, lease) in held {
+            let (name, owner) = (&self.name, &self.owner);
+            let at = lease.position;
+            if self.feed.advance(name, partition, owner, at, at, 0).await? {
+                released += 1;
+            }
+        }
+        Ok(released)
     }
 
     /// This instance's id (the owner its leases name).
@@ -198,7 +230,7 @@ impl FeedConsumer {
 
     /// The partitions this instance holds.
     pub fn held(&self) -> Vec<u32> {
-        let mut held: Vec<u32> = self.held.lock().expect("held").iter().copied().collect();
+        let mut held: Vec<u32> = self.held.lock().expect("held").keys().copied().collect();
         held.sort_unstable();
         held
     }
@@ -236,29 +268,33 @@ impl FeedConsumer {
         let mut claimed = 0;
         for n in 0..partitions {
             let partition = (offset + n) % partitions;
-            let ours = self.held.lock().expect("held").contains(&partition);
+            let now = millis_now();
+            let lease = self.held.lock().expect("held").get(&partition).copied();
+            let ours = lease.is_some();
             if !ours && claimed >= claims {
                 continue;
             }
-            let now = millis_now();
-            let acquired = self
-                .feed
-                .acquire(
-                    &self.name,
-                    partition,
-                    &self.owner,
-                    now,
-                    self.lease_from(now),
-                )
-                .await?;
-            let Some(position) = acquired else {
-                self.held.lock().expect("held").remove(&partition);
-                continue;
+            // A lease with more than half its time left is ours without asking: an idle poll
+            // reads, and writes nothing.
+            let position = match lease {
+                Some(lease) if lease.until - now > self.lease_millis() / 2 => lease.position,
+                _ => {
+                    let until = self.lease_from(now);
+                    let acquired = self
+                        .feed
+                        .acquire(&self.name, partition, &self.owner, now, until)
+                        .await?;
+                    let Some(position) = acquired else {
+                        self.held.lock().expect("held").remove(&partition);
+                        continue;
+                    };
+                    if !ours {
+                        claimed += 1;
+                    }
+                    self.hold(partition, position, until);
+                    position
+                }
             };
-            if !ours {
-                claimed += 1;
-                self.held.lock().expect("held").insert(partition);
-            }
             // Only the partition's holder redrives its streams, before it moves on: nobody
             // else passes over their events meanwhile.
             self.redrive(partition, &mut parked, &mut report).await?;
@@ -352,17 +388,14 @@ impl FeedConsumer {
                 Err(rejected) => return Err(rejected.error),
             }
         }
+        let (to, until) = (position + count as u64, self.lease_from(millis_now()));
         let moved = self
             .feed
-            .advance(
-                &self.name,
-                partition,
-                &self.owner,
-                position,
-                position + count as u64,
-                self.lease_from(millis_now()),
-            )
+            .advance(&self.name, partition, &self.owner, position, to, until)
             .await?;
+        if moved {
+            self.hold(partition, to, until);
+        }
         Ok(moved.then_some(count))
     }
 

@@ -5,7 +5,7 @@
 
 use crate::names::env;
 
-use super::{command_api, consumers, query_api};
+use super::{command_api, consumers, feed_consumer, query_api};
 
 /// The library runtime a function runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -20,6 +20,8 @@ pub enum Runtime {
     Publisher,
     /// [`consumers::SnapshotFunction`], on the snapshot queue.
     Snapshot,
+    /// [`feed_consumer::FeedConsumerFunction`], on a schedule, reading the global feed.
+    FeedConsumer,
 }
 
 /// DynamoDB actions, as IAM names them.
@@ -44,6 +46,7 @@ impl Runtime {
             Self::Projector => consumers::PROJECTOR_METRICS,
             Self::Publisher => consumers::PUBLISHER_METRICS,
             Self::Snapshot => consumers::SNAPSHOT_METRICS,
+            Self::FeedConsumer => feed_consumer::FEED_CONSUMER_METRICS,
         }
     }
 
@@ -60,6 +63,7 @@ impl Runtime {
                 env::EVENTS_TABLE,
             ],
             Self::Snapshot => &[env::EVENTS_TABLE, env::SNAPSHOTS_TABLE],
+            Self::FeedConsumer => &[env::EVENTS_TABLE, env::FEED_TABLE],
         }
     }
 
@@ -83,6 +87,7 @@ impl Runtime {
                 env::FEED_PARTITIONS,
             ],
             Self::Snapshot => &[env::SNAPSHOT_EVERY, env::SNAPSHOT_KEY_ID],
+            Self::FeedConsumer => &[env::FEED_PARTITIONS],
             Self::Publisher => &[env::SNAPSHOT_EVERY, env::FEED_PARTITIONS],
             Self::Projector => &[],
         }
@@ -133,6 +138,12 @@ impl Runtime {
                 (env::SNAPSHOTS_TABLE, &[GET, PUT]),
                 (env::SNAPSHOT_KEY_ID, &[MAC]),
             ],
+            // Pages and checkpoints are queried, the parked streams read; leases, checkpoints
+            // and parked streams are updated in place; the events named are queried.
+            Self::FeedConsumer => &[
+                (env::FEED_TABLE, &[QUERY, GET, UPDATE]),
+                (env::EVENTS_TABLE, &[QUERY]),
+            ],
         }
     }
 
@@ -141,7 +152,7 @@ impl Runtime {
         use actions::{GET, PUT, UPDATE};
         match self {
             Self::QueryApi => &[GET],
-            Self::Projector => &[GET, PUT, UPDATE],
+            Self::Projector | Self::FeedConsumer => &[GET, PUT, UPDATE],
             Self::CommandApi | Self::Publisher | Self::Snapshot => &[],
         }
     }
@@ -159,7 +170,7 @@ impl Runtime {
 /// use eventfold::lambda::contract::{Contract, Runtime};
 ///
 /// const CONTRACT: Contract = Contract::new(Runtime::Projector).read_models(&["LOANS_TABLE"]);
-/// assert_eq!(CONTRACT.environment(), ["EVENTS_TABLE", "LOANS_TABLE"]);
+/// assert_eq!(CONTRACT.environment(), ["EVENTS_TABLE", "FEED_TABLE", "LOANS_TABLE"]);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Contract {

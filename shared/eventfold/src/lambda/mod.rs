@@ -1,5 +1,5 @@
 //! The Lambda side (feature `lambda`): the generic functions an event-sourced service runs
-//! ([`command_api`], [`query_api`], [`consumers`]), and their parts: API Gateway requests and
+//! ([`command_api`], [`query_api`], [`consumers`], [`feed_consumer`]), and their parts: API Gateway requests and
 //! answers ([`http`]), DynamoDB Streams records ([`stream`]), the publisher, the snapshot
 //! queue's batches, metrics and logs. A function's binary is [`serve`] over one of them.
 //!
@@ -9,6 +9,7 @@
 pub mod command_api;
 pub mod consumers;
 pub mod contract;
+pub mod feed_consumer;
 pub mod http;
 pub mod metrics;
 pub mod projector;
@@ -105,4 +106,5 @@ function! {
     impl for consumers::ProjectorFunction => (DynamoDbEvent, DynamoDbEventResponse);
     impl for consumers::PublisherFunction => (DynamoDbEvent, DynamoDbEventResponse);
     impl for consumers::SnapshotFunction => (SqsEvent, SqsEventResponse);
+    impl for feed_consumer::FeedConsumerFunction => (serde_json::Value, serde_json::Value);
 }
