@@ -45,6 +45,7 @@ pub(crate) async fn late_projection(env: &TestEnv) -> (DynamoReadModel, FeedCons
             hash_key: bank::names::accounts::ACCOUNT_ID,
             range_key: None,
             stream: false,
+            text_range: false,
         },
     )
     .await

@@ -38,6 +38,13 @@ mod dynamo_feed {
     ));
 }
 
+/// Each case on a fresh timers table of its own.
+mod dynamo_timers {
+    eventfold::timers_conformance!(std::sync::Arc::new(
+        eventfold_tests::TestEnv::new().await.timers().await
+    ));
+}
+
 /// 16 writers race on one stream with exact expectations: no gaps, no duplicates, no loss.
 #[tokio::test]
 async fn concurrent_exact_appends_never_fork_or_gap() {

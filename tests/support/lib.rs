@@ -233,6 +233,23 @@ impl TestEnv {
         )
     }
 
+    /// Timers in a table of their own, made for the caller.
+    pub async fn timers(&self) -> eventfold::aws::DynamoTimers {
+        let table = format!(
+            "{}-timers-{}",
+            self.resources.table("EventsTable"),
+            uuid::Uuid::new_v4().simple()
+        );
+        eventfold::testing::create_table(
+            &self.clients.dynamodb,
+            &table,
+            eventfold::testing::TableShape::TIMERS,
+        )
+        .await
+        .expect("a timers table");
+        eventfold::aws::DynamoTimers::new(self.clients.dynamodb.clone(), table)
+    }
+
     /// The snapshot store over this environment's table.
     pub fn snapshots(&self) -> Arc<DynamoSnapshots> {
         Arc::new(DynamoSnapshots::new(

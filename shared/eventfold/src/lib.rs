@@ -48,6 +48,7 @@ pub mod names;
 pub mod personal;
 pub mod problem;
 pub mod projection;
+pub mod reactor;
 pub mod snapshot;
 pub mod store;
 pub mod stored;

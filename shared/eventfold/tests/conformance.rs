@@ -15,3 +15,7 @@ mod read_model {
 mod feed {
     eventfold::feed_conformance!(std::sync::Arc::new(eventfold::feed::MemoryFeed::new(3)));
 }
+
+mod timers {
+    eventfold::timers_conformance!(std::sync::Arc::new(eventfold::reactor::MemoryTimers::new()));
+}

@@ -533,10 +533,16 @@ async fn a_scheduled_function_follows_until_its_deadline_then_hands_over() {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(1_500);
     let report = function.run_until(deadline).await;
     writer.await.expect("written");
-    assert!(tokio::time::Instant::now() < deadline, "stopped before its deadline");
+    assert!(
+        tokio::time::Instant::now() < deadline,
+        "stopped before its deadline"
+    );
     assert_eq!(report.applied, 140, "{report:?}");
     assert_eq!(rows(&read_model).await, world.fold().await);
-    assert!(function.consumer().held().is_empty(), "every partition given up");
+    assert!(
+        function.consumer().held().is_empty(),
+        "every partition given up"
+    );
 
     let lines = recorded.lines();
     let record = parse_emf(lines.last().expect("a record")).expect("EMF");

@@ -17,6 +17,7 @@ mod snapshots;
 mod store;
 mod store_write;
 mod subject_keys;
+mod timers;
 
 use std::time::Duration;
 
@@ -33,6 +34,7 @@ pub use request_counter::RequestCounter;
 pub use snapshots::DynamoSnapshots;
 pub use store::DynamoStore;
 pub use subject_keys::KmsSubjectKeys;
+pub use timers::DynamoTimers;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;

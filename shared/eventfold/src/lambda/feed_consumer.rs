@@ -110,9 +110,15 @@ impl FeedConsumerFunction {
                 (0.0, 0.0)
             }
         };
-        tracing::info!(applied = total.applied, parked = total.parked, held = total.held,
-            redriven = total.redriven, lag_events = positions, lag_seconds = seconds,
-            "feed consumer ran");
+        tracing::info!(
+            applied = total.applied,
+            parked = total.parked,
+            held = total.held,
+            redriven = total.redriven,
+            lag_events = positions,
+            lag_seconds = seconds,
+            "feed consumer ran"
+        );
         let mut metrics = vec![
             Metric::count("FeedEventsApplied", total.applied),
             Metric::count("StreamsParked", total.parked),

@@ -112,6 +112,8 @@ pub struct TableShape<'a> {
     pub range_key: Option<&'a str>,
     /// Whether DynamoDB Streams is on (`NEW_IMAGE`).
     pub stream: bool,
+    /// Whether the sort key is a string (S) rather than a number.
+    pub text_range: bool,
 }
 
 impl TableShape<'static> {
@@ -120,18 +122,28 @@ impl TableShape<'static> {
         hash_key: crate::names::events::STREAM_ID,
         range_key: Some(crate::names::events::VERSION),
         stream: true,
+        text_range: false,
     };
     /// The commands table: `command_id` (S).
     pub const COMMANDS: Self = Self {
         hash_key: crate::names::commands::COMMAND_ID,
         range_key: None,
         stream: false,
+        text_range: false,
+    };
+    /// A timers table: `pk` (S) and `sk` (S).
+    pub const TIMERS: Self = Self {
+        hash_key: "pk",
+        range_key: Some("sk"),
+        stream: false,
+        text_range: true,
     };
     /// The snapshots table: `stream_id` (S).
     pub const SNAPSHOTS: Self = Self {
         hash_key: crate::names::snapshots::STREAM_ID,
         range_key: None,
         stream: false,
+        text_range: false,
     };
 }
 
@@ -142,6 +154,7 @@ impl<'a> TableShape<'a> {
             hash_key: key,
             range_key: None,
             stream: false,
+            text_range: false,
         }
     }
 }
@@ -174,7 +187,14 @@ pub async fn create_table(
         .key_schema(key(shape.hash_key, KeyType::Hash)?);
     if let Some(range) = shape.range_key {
         request = request
-            .attribute_definitions(definition(range, ScalarAttributeType::N)?)
+            .attribute_definitions(definition(
+                range,
+                if shape.text_range {
+                    ScalarAttributeType::S
+                } else {
+                    ScalarAttributeType::N
+                },
+            )?)
             .key_schema(key(range, KeyType::Range)?);
     }
     if shape.stream {

@@ -1,4 +1,5 @@
-//! The testing kit (feature `testing`): given/when/then for aggregates, a store that fails on
+//! The testing kit (feature `testing`): given/when/then for aggregates and for workflows (with
+//! a virtual clock), a store that fails on
 //! cue, a toy aggregate, helpers to feed a projector and seed streams, and the conformance
 //! suites for event stores and read-model stores. With feature `lambda`, API Gateway requests
 //! built like the real ones ([`request`]); with `aws`, tables and a harness on DynamoDB.
@@ -19,12 +20,15 @@ pub mod records;
 #[cfg(feature = "lambda")]
 pub mod request;
 pub mod store_suite;
+pub mod timers_suite;
 pub mod toy;
+mod workflow;
 
 #[cfg(feature = "aws")]
 pub use dynamo::{DynamoHarness, TableShape, bulk_load, create_table};
 pub use faults::{AppendFault, Calls, FaultyStore};
 pub use given::{Outcome, Scenario, given};
+pub use workflow::{Then, Workflow, workflow};
 
 use crate::error::StoreError;
 use crate::projection::{BatchReport, StreamProjector, project_in_order};
@@ -145,6 +149,24 @@ macro_rules! feed_conformance {
     };
 }
 
+/// Makes every case of the timer-store conformance suite a test over a fresh store from
+/// `$timers` (an `Arc<dyn TimerStore>`).
+#[macro_export]
+macro_rules! timers_conformance {
+    ($timers:expr) => {
+        $crate::__timers_suite_cases!([$crate::timers_conformance] (@cases $timers;));
+    };
+    (@cases $timers:expr; $($case:ident)*) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let timers: std::sync::Arc<dyn $crate::reactor::TimerStore> = $timers;
+                $crate::testing::timers_suite::$case(timers).await;
+            }
+        )*
+    };
+}
+
 #[cfg(test)]
 mod tests {
     /// The names a cases macro lists.
@@ -189,5 +211,7 @@ mod tests {
         assert_eq!(sorted(listed), cases_in(&read_model_suite));
         let listed: &[&str] = crate::__feed_suite_cases!([names]());
         assert_eq!(sorted(listed), cases_in(&[include_str!("feed_suite.rs")]));
+        let listed: &[&str] = crate::__timers_suite_cases!([names]());
+        assert_eq!(sorted(listed), cases_in(&[include_str!("timers_suite.rs")]));
     }
 }
