@@ -300,6 +300,26 @@ fn stream_readers(template: &Template, paired: &[(&FunctionSpec, &Function)], dr
                 spec.logical_id
             ));
         }
+        let polls = matches!(runtime, Runtime::FeedConsumer | Runtime::Reactor);
+        if polls && spec.schedules.is_empty() {
+            drift.say(format!(
+                "{} ({runtime:?}) polls the feed until its deadline: it needs a schedule \
+                 (a Schedule event, rate(1 minute)) or it never runs",
+                spec.logical_id
+            ));
+        }
+        if polls && spec.timeout_seconds < 30 {
+            drift.say(format!(
+                "{} ({runtime:?}) needs a Timeout of 30 s or more to poll between schedules",
+                spec.logical_id
+            ));
+        }
+        if !polls && !spec.schedules.is_empty() {
+            drift.say(format!(
+                "{} ({runtime:?}) has a schedule its runtime does not handle",
+                spec.logical_id
+            ));
+        }
         if !runtime.reads_the_stream() && reads > 0 {
             drift.say(format!(
                 "{} ({runtime:?}) reads the events stream it does not handle",

@@ -464,8 +464,8 @@ mod tests {
     }
 
     /// examples/orders was written by `eventfold new examples/orders --aggregate Order`, then
-    /// given its domain, routes, read models, demo, tests and README; its wiring is still
-    /// exactly what the generator writes.
+    /// given its domain, routes, read models, a reactor, demo, tests and README; the rest of its
+    /// wiring is still exactly what the generator writes.
     #[test]
     fn the_example_keeps_the_wiring_eventfold_new_writes() {
         let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/orders");
@@ -475,6 +475,7 @@ mod tests {
             "Cargo.toml",
             "README.md",
             "domain/",
+            "functions/Cargo.toml",
             "functions/src/lib.rs",
             "functions/tests/",
             "infra/",

@@ -47,6 +47,12 @@ pub trait QueueHandler: Send + Sync + Debug {
     async fn invoke(&self, event: SqsEvent) -> Result<SqsEventResponse, FunctionError>;
 }
 
+/// A function a schedule invokes.
+#[async_trait]
+pub trait ScheduledHandler: Send + Sync + Debug {
+    async fn invoke(&self, event: serde_json::Value) -> Result<serde_json::Value, FunctionError>;
+}
+
 /// The JSON round trip every Lambda event and response takes.
 pub fn through_json<In: Serialize, Out: DeserializeOwned>(
     value: &In,
@@ -94,12 +100,20 @@ impl QueueHandler for ProcessFunction {
     }
 }
 
+#[async_trait]
+impl ScheduledHandler for ProcessFunction {
+    async fn invoke(&self, event: serde_json::Value) -> Result<serde_json::Value, FunctionError> {
+        invoke_json(self, &event).await
+    }
+}
+
 /// Every function of the template, by logical id, ready to invoke.
 #[derive(Clone, Debug, Default)]
 pub struct Functions {
     pub http: BTreeMap<String, Arc<dyn HttpHandler>>,
     pub streams: BTreeMap<String, Arc<dyn StreamHandler>>,
     pub queues: BTreeMap<String, Arc<dyn QueueHandler>>,
+    pub scheduled: BTreeMap<String, Arc<dyn ScheduledHandler>>,
     /// The processes behind them.
     pub processes: BTreeMap<String, Arc<ProcessFunction>>,
 }
@@ -139,6 +153,7 @@ impl Functions {
             functions.http.insert(id.clone(), function.clone());
             functions.streams.insert(id.clone(), function.clone());
             functions.queues.insert(id.clone(), function.clone());
+            functions.scheduled.insert(id.clone(), function.clone());
             functions.processes.insert(id, function);
         }
         Ok(functions)

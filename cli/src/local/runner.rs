@@ -110,6 +110,20 @@ impl LocalRunner {
                     };
                     tasks.push(tokio::spawn(mapping.run(clients.clone(), receiver.clone())));
                 }
+                for (n, every) in spec.schedules.iter().enumerate() {
+                    let handler = functions.scheduled.get(&spec.logical_id).ok_or_else(|| {
+                        ProvisionError(format!("{} has no scheduled handler", spec.logical_id))
+                    })?;
+                    let counters = Arc::new(MappingStats::default());
+                    stats.insert(format!("{}/schedule{n}", spec.logical_id), counters.clone());
+                    tasks.push(tokio::spawn(schedule(
+                        spec.logical_id.clone(),
+                        *every,
+                        handler.clone(),
+                        counters,
+                        receiver.clone(),
+                    )));
+                }
                 for (n, source) in spec.queue_sources.iter().enumerate() {
                     let handler = functions.queues.get(&spec.logical_id).ok_or_else(|| {
                         ProvisionError(format!("{} has no queue handler", spec.logical_id))
@@ -151,6 +165,41 @@ impl LocalRunner {
         let _ = self.shutdown.send(true);
         for task in self.tasks {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(3), task).await;
+        }
+    }
+}
+
+/// A schedule: invokes the function at once, then every `every` (after the last invocation
+/// ended, if it ran longer), as EventBridge would, until shutdown.
+async fn schedule(
+    function: String,
+    every: std::time::Duration,
+    handler: Arc<dyn crate::local::functions::ScheduledHandler>,
+    stats: Arc<MappingStats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use std::sync::atomic::Ordering;
+    loop {
+        let started = tokio::time::Instant::now();
+        let event = serde_json::json!({
+            "id": uuid::Uuid::new_v4().to_string(),
+            "source": "aws.events",
+            "detail-type": "Scheduled Event",
+            "time": chrono::Utc::now().to_rfc3339(),
+            "detail": {},
+        });
+        tokio::select! {
+            answer = handler.invoke(event) => {
+                stats.invocations.fetch_add(1, Ordering::Relaxed);
+                if let Err(error) = answer {
+                    tracing::warn!(function, error, "scheduled invocation failed");
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(started + every) => {}
+            _ = shutdown.changed() => return,
         }
     }
 }

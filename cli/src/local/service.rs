@@ -17,6 +17,7 @@
 //! # }
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use aws_credential_types::Credentials;
@@ -76,7 +77,18 @@ impl LocalService {
         binaries: &Path,
         endpoint: &str,
     ) -> Result<Self, ProvisionError> {
-        let template = Template::load(template).map_err(|e| ProvisionError(e.to_string()))?;
+        Self::start_with(template, binaries, endpoint, &BTreeMap::new()).await
+    }
+
+    /// [`Self::start`] with some of the template's parameters set.
+    pub async fn start_with(
+        template: &Path,
+        binaries: &Path,
+        endpoint: &str,
+        parameters: &BTreeMap<String, String>,
+    ) -> Result<Self, ProvisionError> {
+        let template =
+            Template::load_with(template, parameters).map_err(|e| ProvisionError(e.to_string()))?;
         let sdk = emulator_sdk_config(endpoint).await;
         let clients = Clients::new(&sdk);
         let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
@@ -136,7 +148,7 @@ pub struct DeployedService {
     /// The API's invoke URL (the emulator's path form).
     pub api: String,
     /// The stack's outputs.
-    pub outputs: std::collections::BTreeMap<String, String>,
+    pub outputs: BTreeMap<String, String>,
     /// The emulator it runs on.
     pub endpoint: String,
     /// The template deployed.
@@ -179,7 +191,7 @@ impl DeployedService {
             .lines()
             .find_map(|l| l.strip_prefix("OUTPUTS: "))
             .ok_or_else(|| ProvisionError(format!("no OUTPUTS line in:\n{stdout}")))?;
-        let outputs: std::collections::BTreeMap<String, String> =
+        let outputs: BTreeMap<String, String> =
             serde_json::from_str(line).map_err(|e| ProvisionError(format!("{e}: {line}")))?;
         let api = outputs
             .get("Api")

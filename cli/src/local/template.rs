@@ -145,6 +145,8 @@ pub struct FunctionSpec {
     pub environment: BTreeMap<String, Reference>,
     pub stream_sources: Vec<StreamSource>,
     pub queue_sources: Vec<QueueSource>,
+    /// How often a schedule invokes it (a SAM `Schedule` event's `rate(…)`).
+    pub schedules: Vec<std::time::Duration>,
     pub policies: Vec<PolicyStatement>,
 }
 
@@ -841,12 +843,24 @@ fn parse_function(
     }
     let mut stream_sources = Vec::new();
     let mut queue_sources = Vec::new();
+    let mut schedules = Vec::new();
     if let Some(events) = get(properties, "Events").and_then(Value::as_mapping) {
         for (name, event) in events {
             let event_props = get(event, "Properties").cloned().unwrap_or(Value::Null);
             match text(event, "Type").as_deref() {
                 Some("DynamoDB") => stream_sources.push(parse_stream_source(id, &event_props)?),
                 Some("SQS") => queue_sources.push(parse_queue_source(id, &event_props)?),
+                Some("Schedule" | "ScheduleV2") => {
+                    let expression = text(&event_props, "Schedule")
+                        .or_else(|| text(&event_props, "ScheduleExpression"))
+                        .unwrap_or_default();
+                    let every = parse_rate(&expression).ok_or_else(|| {
+                        err(format!(
+                            "{id}: event {name:?}: {expression:?} is not rate(<n> <unit>)"
+                        ))
+                    })?;
+                    schedules.push(every);
+                }
                 other => {
                     return Err(err(format!(
                         "{id}: event {name:?} of unsupported type {other:?}"
@@ -866,8 +880,24 @@ fn parse_function(
         environment,
         stream_sources,
         queue_sources,
+        schedules,
         policies,
     })
+}
+
+/// `rate(1 minute)`, `rate(5 minutes)`, `rate(30 seconds)`, `rate(2 hours)`, `rate(1 day)`.
+pub fn parse_rate(expression: &str) -> Option<std::time::Duration> {
+    let inner = expression.trim().strip_prefix("rate(")?.strip_suffix(')')?;
+    let (count, unit) = inner.trim().split_once(' ')?;
+    let count: u64 = count.parse().ok().filter(|n| *n > 0)?;
+    let seconds = match unit.trim().trim_end_matches('s') {
+        "second" => 1,
+        "minute" => 60,
+        "hour" => 3_600,
+        "day" => 86_400,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs(count * seconds))
 }
 
 fn parse_stream_source(id: &str, properties: &Value) -> Result<StreamSource, TemplateError> {

@@ -154,4 +154,6 @@ pub mod env {
     pub const FEED_TABLE: &str = "FEED_TABLE";
     /// The feed's partition count (fixed for the feed's life: streams are placed by it).
     pub const FEED_PARTITIONS: &str = "FEED_PARTITIONS";
+    /// The timers table, where reactors' timers wait.
+    pub const TIMERS_TABLE: &str = "TIMERS_TABLE";
 }

@@ -6,7 +6,8 @@
 //! - [`projection`]: a row per order with each customer's totals, and a row per customer
 //!   listing its orders (a row fed by many streams);
 //! - [`Orders`]: one method to run a command against an order;
-//! - [`problems`]: what each refusal is over HTTP.
+//! - [`problems`]: what each refusal is over HTTP;
+//! - [`unpaid`]: the workflow that cancels orders left unpaid (a reactor with a timer).
 //!
 //! Storage, idempotency, retries, checkpoints, gap repair and snapshots are the library's.
 
@@ -14,6 +15,7 @@ pub mod order;
 pub mod problems;
 pub mod projection;
 pub mod scenario;
+pub mod unpaid;
 pub mod values;
 
 use eventfold::command::{CommandContext, CommandError, CommandService, Executed, Target};

@@ -92,6 +92,9 @@ pub enum OrderCommand {
     Ship,
     /// Cancel before shipping.
     Cancel,
+    /// Cancel a placed order nobody paid for in time (the unpaid-orders reactor's command):
+    /// refused once it is paid, shipped or cancelled.
+    CancelUnpaid,
 }
 
 /// What happened to an order.
@@ -213,7 +216,8 @@ impl Aggregate for Order {
             (C::Cancel, S::Draft | S::Placed | S::Paid) => E::OrderCancelled {
                 refunded: self.paid,
             },
-            (C::Place | C::Pay { .. } | C::Ship | C::Cancel, status) => {
+            (C::CancelUnpaid, S::Placed) => E::OrderCancelled { refunded: 0 },
+            (C::Place | C::Pay { .. } | C::Ship | C::Cancel | C::CancelUnpaid, status) => {
                 return Err(OrderError::WrongStatus(status));
             }
         };

@@ -362,6 +362,42 @@ pub mod publish {
     pub const CONTRACT: Contract = Contract::new(Runtime::Publisher);
 }
 
+/// The unpaid-orders workflow: a reactor on the global feed whose timers cancel orders left
+/// unpaid for `UNPAID_AFTER_SECONDS`.
+pub mod react {
+    use std::time::Duration;
+
+    use eventfold::StoreError;
+    use eventfold::lambda::feed_consumer::FeedConsumerFunction;
+    use orders::unpaid::UnpaidOrders;
+
+    use super::*;
+
+    /// The environment variable saying how long a placed order waits for its payment.
+    pub const UNPAID_AFTER_SECONDS: &str = "UNPAID_AFTER_SECONDS";
+
+    /// What this function needs from the template.
+    pub const CONTRACT: Contract =
+        Contract::new(Runtime::Reactor).requires(&[UNPAID_AFTER_SECONDS]);
+
+    /// The reactor's function over DynamoDB, configured from the environment.
+    pub fn from_config(
+        config: &Config,
+        client: Client,
+    ) -> Result<FeedConsumerFunction, StoreError> {
+        let after = config
+            .var(UNPAID_AFTER_SECONDS)
+            .and_then(|seconds| seconds.parse().ok())
+            .map_or(orders::unpaid::DEFAULT_AFTER, Duration::from_secs);
+        FeedConsumerFunction::reactor_from_config(
+            config,
+            client.clone(),
+            Arc::new(UnpaidOrders::new(after)),
+            command_service(config, &client, true),
+        )
+    }
+}
+
 /// Snapshots long streams on request (the snapshot queue).
 pub mod snapshots {
     use eventfold::StoreError;

@@ -11,7 +11,7 @@ use eventfold::store::MemoryStore;
 use eventfold_cli::drift::{Function, check_file};
 use orders::Orders;
 use orders::projection::{CUSTOMER_ID, ORDER_ID};
-use orders_functions::{command_api, project, publish, query_api, snapshots};
+use orders_functions::{command_api, project, publish, query_api, react, snapshots};
 
 #[test]
 fn the_template_is_what_the_functions_code_needs() {
@@ -30,6 +30,7 @@ fn the_template_is_what_the_functions_code_needs() {
         Function::new("orders-project-orders", project::CONTRACT),
         Function::new("orders-publish-events", publish::CONTRACT),
         Function::new("orders-snapshot-streams", snapshots::CONTRACT),
+        Function::new("orders-react-unpaid", react::CONTRACT),
     ];
     let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/template.yaml");
     let drift = check_file(&template, &functions);

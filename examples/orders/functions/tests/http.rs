@@ -145,6 +145,60 @@ async fn the_feed_holds(clerk: &Api, operator: &Api, order: &str) {
     assert_eq!(versions, [1, 2, 3, 4]);
 }
 
+/// Places an order of one item; its id.
+async fn placed_order(api: &Api) -> String {
+    let customer = format!("c{}", &uuid_like());
+    let (status, created) = api.post("/orders", &json!({"customer": customer})).await;
+    assert_eq!(status, 201, "{created}");
+    let order = created["id"].as_str().expect("an id").to_owned();
+    let item = json!({"sku": "BOOK-1", "quantity": 1, "unit_price": 700});
+    assert_eq!(
+        api.post(&format!("/orders/{order}/items"), &item).await.0,
+        200
+    );
+    assert_eq!(
+        api.post(&format!("/orders/{order}/place"), &json!({}))
+            .await
+            .0,
+        200
+    );
+    order
+}
+
+/// The unpaid-orders reactor (`UnpaidAfterSeconds` = `after`): an order left unpaid is
+/// cancelled once its time is up (within `within` after it), and one paid in time stays paid.
+async fn unpaid_orders_are_cancelled(api: &Api, after: Duration, within: Duration) {
+    let unpaid = placed_order(api).await;
+    let placed_at = Instant::now();
+    let paid = placed_order(api).await;
+    let (status, body) = api
+        .post(&format!("/orders/{paid}/pay"), &json!({"amount": 700}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = placed_at + after + within;
+    let took = loop {
+        let (status, state) = api
+            .send("GET", &format!("/orders/{unpaid}/state"), None)
+            .await;
+        assert_eq!(status, 200, "{state}");
+        if state["status"] == json!("cancelled") {
+            break placed_at.elapsed();
+        }
+        assert!(Instant::now() < deadline, "{unpaid} still {state}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        took >= after,
+        "cancelled after {took:?}, before its {after:?}"
+    );
+    // The paid one's timer was cancelled by its payment: it is still paid well after.
+    tokio::time::sleep(after.saturating_sub(placed_at.elapsed()) + Duration::from_secs(2)).await;
+    let (_, state) = api
+        .send("GET", &format!("/orders/{paid}/state"), None)
+        .await;
+    assert_eq!(state["status"], json!("paid"), "{state}");
+}
+
 /// A customer id of this run's own.
 fn uuid_like() -> String {
     let nanos = std::time::SystemTime::now()
@@ -158,10 +212,12 @@ async fn on_the_local_runner() {
     let binaries = Path::new(env!("CARGO_BIN_EXE_orders-command-api"))
         .parent()
         .expect("the binaries' folder");
-    let service = LocalService::start(
+    let parameters = [("UnpaidAfterSeconds".to_owned(), "2".to_owned())].into();
+    let service = LocalService::start_with(
         &root().join("infra/template.yaml"),
         binaries,
         &emulator_endpoint(),
+        &parameters,
     )
     .await
     .expect("the local service starts");
@@ -180,6 +236,7 @@ async fn on_the_local_runner() {
         ..api.clone()
     };
     the_feed_holds(&api, &operator, &order).await;
+    unpaid_orders_are_cancelled(&api, Duration::from_secs(2), Duration::from_secs(20)).await;
     service.stop().await;
 }
 

@@ -22,6 +22,9 @@ pub enum Runtime {
     Snapshot,
     /// [`feed_consumer::FeedConsumerFunction`], on a schedule, reading the global feed.
     FeedConsumer,
+    /// [`feed_consumer::FeedConsumerFunction::reactor`]: a reactor on the global feed, sending
+    /// commands and firing its timers, on a schedule.
+    Reactor,
 }
 
 /// DynamoDB actions, as IAM names them.
@@ -31,6 +34,7 @@ mod actions {
     pub const PUT: &str = "dynamodb:PutItem";
     pub const UPDATE: &str = "dynamodb:UpdateItem";
     pub const BATCH_GET: &str = "dynamodb:BatchGetItem";
+    pub const DELETE: &str = "dynamodb:DeleteItem";
     pub const SEND: &str = "sqs:SendMessage";
     pub const MAC: &str = "kms:GenerateMac";
     pub const NEW_DATA_KEY: &str = "kms:GenerateDataKey";
@@ -47,6 +51,7 @@ impl Runtime {
             Self::Publisher => consumers::PUBLISHER_METRICS,
             Self::Snapshot => consumers::SNAPSHOT_METRICS,
             Self::FeedConsumer => feed_consumer::FEED_CONSUMER_METRICS,
+            Self::Reactor => feed_consumer::REACTOR_METRICS,
         }
     }
 
@@ -64,6 +69,13 @@ impl Runtime {
             ],
             Self::Snapshot => &[env::EVENTS_TABLE, env::SNAPSHOTS_TABLE],
             Self::FeedConsumer => &[env::EVENTS_TABLE, env::FEED_TABLE],
+            Self::Reactor => &[
+                env::EVENTS_TABLE,
+                env::COMMANDS_TABLE,
+                env::SNAPSHOTS_TABLE,
+                env::FEED_TABLE,
+                env::TIMERS_TABLE,
+            ],
         }
     }
 
@@ -88,6 +100,15 @@ impl Runtime {
             ],
             Self::Snapshot => &[env::SNAPSHOT_EVERY, env::SNAPSHOT_KEY_ID],
             Self::FeedConsumer => &[env::FEED_PARTITIONS],
+            Self::Reactor => &[
+                env::FEED_PARTITIONS,
+                env::SNAPSHOT_EVERY,
+                env::MAX_EVENT_BYTES,
+                env::COMMAND_TTL_DAYS,
+                env::SUBJECT_KEYS_TABLE,
+                env::SUBJECT_KEY_ID,
+                env::SNAPSHOT_KEY_ID,
+            ],
             Self::Publisher => &[env::SNAPSHOT_EVERY, env::FEED_PARTITIONS],
             Self::Projector => &[],
         }
@@ -98,7 +119,9 @@ impl Runtime {
     /// `Query`, an exact append without a known head reads one item, a replay `GetItem`s its
     /// command record, a keyed claim asks its key for a MAC.
     pub const fn grants(self) -> &'static [(&'static str, &'static [&'static str])] {
-        use actions::{BATCH_GET, GET, MAC, NEW_DATA_KEY, PUT, QUERY, SEND, UNWRAP, UPDATE};
+        use actions::{
+            BATCH_GET, DELETE, GET, MAC, NEW_DATA_KEY, PUT, QUERY, SEND, UNWRAP, UPDATE,
+        };
         match self {
             // Personal data is sealed with subjects' keys: read (and unwrapped), or made
             // (wrapped and stored), or tombstoned when forgotten (a put).
@@ -144,6 +167,18 @@ impl Runtime {
                 (env::FEED_TABLE, &[QUERY, GET, UPDATE]),
                 (env::EVENTS_TABLE, &[QUERY]),
             ],
+            // A feed consumer's grants, a command function's, and its timers: due ones
+            // queried, their pointers read in batches, set (a transaction of puts) and deleted.
+            Self::Reactor => &[
+                (env::FEED_TABLE, &[QUERY, GET, UPDATE]),
+                (env::EVENTS_TABLE, &[QUERY, GET, PUT]),
+                (env::COMMANDS_TABLE, &[GET, PUT]),
+                (env::SNAPSHOTS_TABLE, &[GET]),
+                (env::TIMERS_TABLE, &[QUERY, BATCH_GET, PUT, DELETE]),
+                (env::SUBJECT_KEYS_TABLE, &[GET, PUT]),
+                (env::SUBJECT_KEY_ID, &[NEW_DATA_KEY, UNWRAP]),
+                (env::SNAPSHOT_KEY_ID, &[MAC]),
+            ],
         }
     }
 
@@ -153,7 +188,7 @@ impl Runtime {
         match self {
             Self::QueryApi => &[GET],
             Self::Projector | Self::FeedConsumer => &[GET, PUT, UPDATE],
-            Self::CommandApi | Self::Publisher | Self::Snapshot => &[],
+            Self::CommandApi | Self::Publisher | Self::Snapshot | Self::Reactor => &[],
         }
     }
 

@@ -4,13 +4,17 @@
 //! the next invocation (in this container or another) takes them at once, and writes its
 //! metrics record: what it applied, what it parked, and how far behind it is.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
 
 use super::metrics::{Metric, Metrics, Unit};
+use crate::command::CommandService;
+use crate::error::StoreError;
 use crate::feed::{ConsumerReport, FeedConsumer};
+use crate::reactor::{Reacting, ReactionReport, Reactor};
 
 /// The metrics of a feed consumer's record per invocation.
 pub const FEED_CONSUMER_METRICS: &[&str] = &[
@@ -19,6 +23,20 @@ pub const FEED_CONSUMER_METRICS: &[&str] = &[
     "EventsHeld",
     "FeedLagEvents",
     "FeedLagSeconds",
+];
+
+/// The metrics of a reactor's record per invocation: a feed consumer's, and what its reactions
+/// came to.
+pub const REACTOR_METRICS: &[&str] = &[
+    "FeedEventsApplied",
+    "StreamsParked",
+    "EventsHeld",
+    "FeedLagEvents",
+    "FeedLagSeconds",
+    "CommandsWritten",
+    "CommandsReplayed",
+    "CommandsRefused",
+    "TimersFired",
 ];
 
 /// How long before its deadline an invocation stops polling: time to release its partitions
@@ -31,6 +49,7 @@ pub const DEFAULT_IDLE: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct FeedConsumerFunction {
     consumer: FeedConsumer,
+    reacting: Option<Arc<Reacting>>,
     idle: Duration,
     margin: Duration,
     metrics: Metrics,
@@ -42,10 +61,46 @@ impl FeedConsumerFunction {
     pub fn new(consumer: FeedConsumer) -> Self {
         Self {
             consumer,
+            reacting: None,
             idle: DEFAULT_IDLE,
             margin: DEFAULT_MARGIN,
             metrics: Metrics::for_lambda("feed-consumer"),
         }
+    }
+
+    /// A reactor's function: `consumer` feeds `reacting` (its handler) from the feed, and each
+    /// round also fires the reactor's timers that are due, so a timer fires within about a
+    /// second of its time.
+    pub fn reactor(consumer: FeedConsumer, reacting: Arc<Reacting>) -> Self {
+        Self {
+            reacting: Some(reacting),
+            metrics: Metrics::for_lambda("reactor"),
+            ..Self::new(consumer)
+        }
+    }
+
+    /// A reactor's function over the environment: the feed `FEED_TABLE` names, the timers
+    /// `TIMERS_TABLE` names, commands sent through `commands` (whose store the events are read
+    /// from). The consumer is named after the reactor.
+    pub fn reactor_from_config(
+        config: &crate::aws::Config,
+        client: aws_sdk_dynamodb::Client,
+        reactor: Arc<dyn Reactor>,
+        commands: CommandService,
+    ) -> Result<Self, StoreError> {
+        let missing = |name: &str| StoreError::misuse(format!("{name} is not set"));
+        let feed = config
+            .feed(client.clone())
+            .ok_or_else(|| missing(crate::names::env::FEED_TABLE))?;
+        let timers = config
+            .var(crate::names::env::TIMERS_TABLE)
+            .ok_or_else(|| missing(crate::names::env::TIMERS_TABLE))?;
+        let timers = Arc::new(crate::aws::DynamoTimers::new(client, timers));
+        let events = commands.store().clone();
+        let name = reactor.name().to_owned();
+        let reacting = Arc::new(Reacting::new(reactor, commands, timers));
+        let consumer = FeedConsumer::new(&name, Arc::new(feed), events, reacting.clone())?;
+        Ok(Self::reactor(consumer, reacting))
     }
 
     /// The same function waiting `idle` after a poll that found nothing, and stopping `margin`
@@ -76,9 +131,20 @@ impl FeedConsumerFunction {
         let stop = deadline.checked_sub(self.margin).unwrap_or(deadline);
         let mut total = ConsumerReport::default();
         loop {
+            let fired = match &self.reacting {
+                Some(reacting) => match reacting.fire_due(chrono::Utc::now()).await {
+                    Ok(fired) => fired.fired,
+                    Err(error) => {
+                        tracing::error!(error = %crate::error::error_chain(&error),
+                            "timers not fired");
+                        0
+                    }
+                },
+                None => 0,
+            };
             match self.consumer.poll().await {
                 Ok(round) => {
-                    let idle = round.applied == 0 && round.redriven == 0;
+                    let idle = round.applied == 0 && round.redriven == 0 && fired == 0;
                     total.applied += round.applied;
                     total.batches += round.batches;
                     total.lost += round.lost;
@@ -124,6 +190,19 @@ impl FeedConsumerFunction {
             Metric::count("StreamsParked", total.parked),
             Metric::count("EventsHeld", total.held),
         ];
+        if let Some(reacting) = &self.reacting {
+            let ReactionReport {
+                written,
+                replayed,
+                refused,
+                fired,
+                ..
+            } = reacting.take_report();
+            metrics.push(Metric::count("CommandsWritten", written));
+            metrics.push(Metric::count("CommandsReplayed", replayed));
+            metrics.push(Metric::count("CommandsRefused", refused));
+            metrics.push(Metric::count("TimersFired", fired));
+        }
         if lag.is_ok() {
             metrics.push(Metric {
                 name: "FeedLagEvents",

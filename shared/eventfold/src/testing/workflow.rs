@@ -245,7 +245,6 @@ impl<R: Reactor> Then<R> {
 
     /// Expects `command` to `A` `id` among the commands decided.
     #[track_caller]
-    #[must_use]
     pub fn then_command<A>(self, id: &EntityId, command: A::Command) -> Self
     where
         A: Aggregate,
@@ -267,7 +266,6 @@ impl<R: Reactor> Then<R> {
 
     /// Expects exactly `count` commands.
     #[track_caller]
-    #[must_use]
     pub fn then_commands(self, count: usize) -> Self {
         assert_eq!(self.commands.len(), count, "{:?}", self.commands);
         self
@@ -275,14 +273,12 @@ impl<R: Reactor> Then<R> {
 
     /// Expects no command.
     #[track_caller]
-    #[must_use]
     pub fn then_no_commands(self) -> Self {
         self.then_commands(0)
     }
 
     /// Expects the timer `key` set.
     #[track_caller]
-    #[must_use]
     pub fn then_scheduled(self, key: &str) -> Self {
         assert!(
             self.scheduled.iter().any(|t| t.key == key),
@@ -294,7 +290,6 @@ impl<R: Reactor> Then<R> {
 
     /// Expects the timer `key` cancelled.
     #[track_caller]
-    #[must_use]
     pub fn then_cancelled(self, key: &str) -> Self {
         assert!(
             self.cancelled.iter().any(|k| k == key),
