@@ -243,10 +243,15 @@ async fn on_the_local_runner() {
 #[tokio::test]
 async fn on_the_deployed_stack() {
     let endpoint = emulator_endpoint();
-    let deployed = tokio::task::spawn_blocking(move || DeployedService::deploy(&root(), &endpoint))
-        .await
-        .expect("deploys")
-        .expect("make deploy-local's script deploys the stack");
+    // Orders wait 2 s for their payment; the emulator fires the reactor's schedule a minute
+    // after the stack is made, as EventBridge does.
+    let parameters = ["--parameter".to_owned(), "UnpaidAfterSeconds=2".to_owned()];
+    let deployed = tokio::task::spawn_blocking(move || {
+        DeployedService::deploy_with(&root(), &endpoint, &parameters)
+    })
+    .await
+    .expect("deploys")
+    .expect("make deploy-local's script deploys the stack");
     let token = deployed
         .token("clerk", &[READ, WRITE])
         .await
@@ -262,4 +267,5 @@ async fn on_the_deployed_stack() {
         ..api.clone()
     };
     the_feed_holds(&api, &operator, &order).await;
+    unpaid_orders_are_cancelled(&api, Duration::from_secs(2), Duration::from_secs(120)).await;
 }
