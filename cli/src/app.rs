@@ -140,6 +140,9 @@ enum Command {
     /// List, inspect and redrive the dead-letter queues.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// The reactors' timers.
+    #[command(subcommand)]
+    Timers(TimersCommand),
     /// Streams, events, the largest streams, projection lag and queue depths.
     Stats,
     /// Forget a person: their key is deleted, so every field sealed with it reads as erased
@@ -200,6 +203,16 @@ enum StreamsCommand {
         /// Stop after this many events.
         #[arg(long, value_name = "N")]
         max: Option<usize>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TimersCommand {
+    /// Every timer still waiting, earliest first: its reactor, key, due time and payload.
+    List {
+        /// Only this reactor's.
+        #[arg(long)]
+        reactor: Option<String>,
     },
 }
 
@@ -496,6 +509,9 @@ async fn operate(
         }
         Command::Stats => {
             ops::stats::stats(target).await?;
+        }
+        Command::Timers(TimersCommand::List { reactor }) => {
+            ops::timers::list(target, reactor.as_deref()).await?;
         }
         Command::Forget { subject, yes } => {
             ops::forget::forget(target, &subject, yes).await?;

@@ -17,6 +17,7 @@ pub mod service;
 pub mod snapshots;
 pub mod stats;
 pub mod streams;
+pub mod timers;
 pub mod verify;
 
 use std::collections::BTreeMap;

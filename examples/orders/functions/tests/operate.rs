@@ -119,5 +119,24 @@ async fn rebuild_and_backfill_drive_this_services_functions() {
         (1, 0),
         "a current snapshot is kept"
     );
+
+    // Placing an order sets its unpaid-orders timer, half an hour off: the operator sees it.
+    post(format!("/orders/{}/place", orders[0]), json!({}))
+        .await
+        .expect("answers");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let timers = loop {
+        let timers = eventfold_cli::ops::timers::list(&target, Some("unpaid-orders"))
+            .await
+            .expect("listed");
+        if !timers.is_empty() || std::time::Instant::now() > deadline {
+            break timers;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    assert_eq!(timers.len(), 1, "{timers:?}");
+    assert_eq!(timers[0].key, format!("unpaid/{}", orders[0]));
+    let ahead = timers[0].due - eventfold::envelope::now();
+    assert!(ahead.num_seconds() > 25 * 60, "due in {ahead:?}");
     service.stop().await;
 }
