@@ -124,15 +124,15 @@ async fn rebuild_and_backfill_drive_this_services_functions() {
     post(format!("/orders/{}/place", orders[0]), json!({}))
         .await
         .expect("answers");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let timers = loop {
         let timers = eventfold_cli::ops::timers::list(&target, Some("unpaid-orders"))
             .await
             .expect("listed");
-        if !timers.is_empty() || std::time::Instant::now() > deadline {
+        if !timers.is_empty() || Instant::now() > deadline {
             break timers;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     };
     assert_eq!(timers.len(), 1, "{timers:?}");
     assert_eq!(timers[0].key, format!("unpaid/{}", orders[0]));
