@@ -132,6 +132,38 @@ impl LocalService {
     pub async fn stop(self) {
         self.runner.stop().await;
     }
+
+    /// Stops every function and starts them again from `binaries` on the same resources (a
+    /// restart of the runner: what is in the tables and queues stays; the API moves to a new
+    /// port).
+    pub async fn restart(self, binaries: &Path, endpoint: &str) -> Result<Self, ProvisionError> {
+        let Self {
+            runner,
+            resources,
+            clients,
+            template,
+        } = self;
+        runner.stop().await;
+        let functions = Functions::from_template(&template, &resources, endpoint, binaries)?;
+        functions.warm().await?;
+        let runner = LocalRunner::start(
+            &template,
+            &resources,
+            &clients,
+            functions,
+            RunnerOptions {
+                endpoint: Some(endpoint.to_owned()),
+                ..RunnerOptions::default()
+            },
+        )
+        .await?;
+        Ok(Self {
+            runner,
+            resources,
+            clients,
+            template,
+        })
+    }
 }
 
 fn owned(scopes: &[&str]) -> Vec<String> {

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use eventfold::reactor::TimerStore;
 use eventfold_cli::local::service::{DeployedService, LocalService, emulator_endpoint};
 use orders_functions::{OPERATOR, READ, WRITE};
 use serde_json::{Value, json};
@@ -237,6 +238,54 @@ async fn on_the_local_runner() {
     };
     the_feed_holds(&api, &operator, &order).await;
     unpaid_orders_are_cancelled(&api, Duration::from_secs(2), Duration::from_secs(20)).await;
+
+    // A timer set, then the runner stopped and started again (its functions' processes
+    // killed): the timer survives in its table, and the order is cancelled once, by the
+    // restarted reactor.
+    let unpaid = placed_order(&api).await;
+    let timers = eventfold::aws::DynamoTimers::new(
+        service.clients.dynamodb.clone(),
+        service.resources.table("TimersTable"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !timers
+        .pending(Some(orders::unpaid::NAME))
+        .await
+        .expect("timers")
+        .iter()
+        .any(|t| t.key == format!("unpaid/{unpaid}"))
+    {
+        assert!(Instant::now() < deadline, "no timer for {unpaid}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let service = service
+        .restart(binaries, &emulator_endpoint())
+        .await
+        .expect("restarted");
+    let api = Api {
+        base: service.url(),
+        ..api
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, state) = api
+            .send("GET", &format!("/orders/{unpaid}/state"), None)
+            .await;
+        if state["status"] == json!("cancelled") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{unpaid} still {state}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, state) = api
+        .send("GET", &format!("/orders/{unpaid}/state"), None)
+        .await;
+    assert_eq!(
+        state["version"],
+        json!(4),
+        "placed, then cancelled once: {state}"
+    );
     service.stop().await;
 }
 
