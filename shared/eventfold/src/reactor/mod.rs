@@ -7,9 +7,9 @@
 //! an aggregate of its own (a process manager): its reactions include commands to that
 //! aggregate, whose events it then reacts to.
 //!
-//! A reactor reads its events from the global feed ([`Reacting`] is a
-//! [`FeedHandler`](crate::feed::FeedHandler)), so it has checkpoints, leases and parked
-//! streams; its timers wait in a [`TimerStore`] until [`Reacting::fire_due`] calls it back.
+//! A reactor reads its events from the global feed ([`Reacting`] is a [`FeedHandler`]), so it
+//! has checkpoints, leases and parked streams; its timers wait in a [`TimerStore`] until
+//! [`Reacting::fire_due`] calls it back.
 
 mod timers;
 
@@ -187,6 +187,12 @@ impl Reactions {
             command: (A::stream_id(id), command),
         };
         self.items.push(Reaction::Command(Box::new(typed)));
+    }
+
+    /// Sends a command of the application's own making: one that spans aggregates (a
+    /// transfer between two accounts), say, which [`command`](Self::command) cannot express.
+    pub fn send(&mut self, command: Box<dyn Dispatch>) {
+        self.items.push(Reaction::Command(command));
     }
 
     /// Sets the timer `key` to call back `after` the trigger's time, with `payload`.
