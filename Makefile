@@ -45,7 +45,7 @@ EMULATOR_STAMP := $(if $(filter moto,$(EMULATOR)),$(MOTO_STAMP),$(MINISTACK_STAM
 SAM := $(TOOLS_VENV)/bin/sam
 CFN_LINT := $(TOOLS_VENV)/bin/cfn-lint
 CARGO_LAMBDA := $(TOOLS_VENV)/bin/cargo-lambda
-FUNCTIONS := command-api query-api project-accounts publish-events snapshot-streams
+FUNCTIONS := command-api query-api project-accounts publish-events snapshot-streams react-standing-orders
 
 .PHONY: help local test deploy-local lint docs deny soak validate build bench bench-check bench-baseline deploy rebuild-projection redrive snapshot \
         tools emulator-deps test-deps valgrind clean distclean

@@ -93,7 +93,7 @@ fn tables_have_the_keys_the_code_uses() {
             "N"
         )
     );
-    assert_eq!(t.tables.len(), 6, "every table is used by the code");
+    assert_eq!(t.tables.len(), 7, "every table is used by the code");
 }
 
 #[test]
@@ -208,6 +208,7 @@ fn functions() -> Vec<drift::Function> {
         drift::Function::new("project-accounts", project_accounts::CONTRACT),
         drift::Function::new("publish-events", publish_events::CONTRACT),
         drift::Function::new("snapshot-streams", snapshot_streams::CONTRACT),
+        drift::Function::new("react-standing-orders", react_standing_orders::CONTRACT),
     ]
 }
 

@@ -108,6 +108,16 @@ fn every_route(
         ("POST", format!("/accounts/{account}/close"), json!({})),
         (
             "POST",
+            format!("/accounts/{account}/standing-orders"),
+            json!({"to": other_account, "amount": 1, "every_seconds": 60}),
+        ),
+        (
+            "POST",
+            format!("/accounts/{account}/standing-orders/{other_account}/cancel"),
+            json!({}),
+        ),
+        (
+            "POST",
             "/transfers".to_owned(),
             json!({"from": account, "to": other_account, "amount": 1}),
         ),

@@ -19,5 +19,6 @@ mod identity;
 mod lambda_binaries;
 mod metrics;
 mod personal;
+mod reactors;
 mod snapshots;
 mod store;

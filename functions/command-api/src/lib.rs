@@ -5,7 +5,10 @@
 use std::sync::Arc;
 
 use bank::access;
-use bank::api::{CloseAccount, ForgetUser, MoveMoney, OpenAccount, RegisterUser, TransferMoney};
+use bank::api::{
+    CancelStandingOrder, CloseAccount, ForgetUser, MoveMoney, OpenAccount, RegisterUser,
+    SetStandingOrder, TransferMoney,
+};
 use bank::domain::account::AccountCommand;
 use bank::service::{BankError, BankingService, Created, Transferred, account_stream};
 use eventfold::aws::aws_config::SdkConfig;
@@ -40,6 +43,17 @@ pub fn api(bank: BankingService) -> CommandApi<BankingService> {
         .route("POST /accounts/{id}/deposits", deposit, on_account)
         .route("POST /accounts/{id}/withdrawals", withdraw, on_account)
         .route("POST /accounts/{id}/close", close, on_account)
+        .body_optional()
+        .route(
+            "POST /accounts/{id}/standing-orders",
+            set_standing_order,
+            on_account,
+        )
+        .route(
+            "POST /accounts/{id}/standing-orders/{to}/cancel",
+            cancel_standing_order,
+            on_account,
+        )
         .body_optional()
         .route("POST /transfers", transfer, transferred)
         .route("DELETE /users/{id}", forget_user, forgotten)
@@ -106,6 +120,23 @@ async fn withdraw(bank: BankingService, cmd: Command<MoveMoney>) -> Outcome<()> 
 
 async fn close(bank: BankingService, cmd: Command<CloseAccount>) -> Outcome<()> {
     act(&bank, &cmd, AccountCommand::Close).await
+}
+
+async fn set_standing_order(bank: BankingService, cmd: Command<SetStandingOrder>) -> Outcome<()> {
+    let command = AccountCommand::SetStandingOrder {
+        to: cmd.body.to.clone(),
+        amount: cmd.body.amount,
+        every_seconds: cmd.body.every_seconds.seconds(),
+    };
+    act(&bank, &cmd, command).await
+}
+
+async fn cancel_standing_order(
+    bank: BankingService,
+    cmd: Command<CancelStandingOrder>,
+) -> Outcome<()> {
+    let to = cmd.entity_id("to")?;
+    act(&bank, &cmd, AccountCommand::CancelStandingOrder { to }).await
 }
 
 async fn forget_user(bank: BankingService, cmd: Command<ForgetUser>) -> Outcome<()> {

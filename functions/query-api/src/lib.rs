@@ -123,6 +123,7 @@ fn account_state(id: &EntityId, loaded: &Loaded<Account>) -> Option<Value> {
             "currency": state.currency.map(|c| c.to_string()),
             "balance": state.balance,
             "status": state.status.as_str(),
+            "standing_orders": state.standing_orders,
             "version": loaded.version,
         })
     })

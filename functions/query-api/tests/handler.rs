@@ -187,7 +187,7 @@ async fn state_now_and_as_of() {
     .await;
     assert_eq!(
         now,
-        json!({"id": "a1", "owner": "Ada", "currency": "EUR", "balance": 300, "status": "open", "version": 3})
+        json!({"id": "a1", "owner": "Ada", "currency": "EUR", "balance": 300, "status": "open", "standing_orders": {}, "version": 3})
     );
     let (_, past, _) = get(
         &s.app,

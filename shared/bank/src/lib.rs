@@ -14,6 +14,7 @@ pub mod names;
 pub mod problems;
 pub mod read_model;
 pub mod service;
+pub mod standing;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -24,6 +24,9 @@ pub const SAME_ACCOUNT: ProblemType =
 /// A balance beyond what can be represented.
 pub const BALANCE_OVERFLOW: ProblemType =
     ProblemType::new(422, "balance-overflow", "Balance overflow");
+/// Closing an account with standing orders.
+pub const STANDING_ORDERS_LEFT: ProblemType =
+    ProblemType::new(422, "standing-orders-left", "Standing orders left");
 /// Opening or registering twice.
 pub const ALREADY_EXISTS: ProblemType = ProblemType::new(409, "already-exists", "Already exists");
 /// An address another user holds.
@@ -35,7 +38,7 @@ pub const NOT_REGISTERED: ProblemType =
     ProblemType::new(422, "not-registered", "Not a registered user");
 
 /// Every bank problem type, for documentation and the OpenAPI drift test.
-pub const ALL: [ProblemType; 9] = [
+pub const ALL: [ProblemType; 10] = [
     INSUFFICIENT_FUNDS,
     CURRENCY_MISMATCH,
     ACCOUNT_CLOSED,
@@ -45,6 +48,7 @@ pub const ALL: [ProblemType; 9] = [
     ALREADY_EXISTS,
     EMAIL_TAKEN,
     NOT_REGISTERED,
+    STANDING_ORDERS_LEFT,
 ];
 
 impl IntoProblem for AccountError {
@@ -66,6 +70,10 @@ impl IntoProblem for AccountError {
             }
             E::SameAccount => Problem::new(SAME_ACCOUNT, detail),
             E::BalanceOverflow => Problem::new(BALANCE_OVERFLOW, detail),
+            E::NoStandingOrder { .. } => Problem::new(eventfold::problem::kinds::NOT_FOUND, detail),
+            E::StandingOrdersLeft { count } => {
+                Problem::new(STANDING_ORDERS_LEFT, detail).with("standing_orders", *count)
+            }
         }
     }
 }

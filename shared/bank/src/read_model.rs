@@ -156,7 +156,9 @@ impl Projection for AccountsProjection {
                 view.status = AccountStatus::Closed.as_str().into();
                 counters.push(counter(n::ACCOUNTS_OPEN, -1));
             }
-            E::AccountOpened { .. } => {}
+            E::AccountOpened { .. }
+            | E::StandingOrderSet { .. }
+            | E::StandingOrderCancelled { .. } => {}
         }
         Ok(Some(Update {
             row: Some(view),

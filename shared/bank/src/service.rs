@@ -50,6 +50,43 @@ pub struct Transferred {
     pub transfer_id: EntityId,
 }
 
+/// Moves money between two accounts in one transaction: both halves decided over both loaded
+/// accounts, both streams appended together, or nothing. The caller must own the sending
+/// account (or be an operator, or be the service itself: no principal); to anyone else it does
+/// not exist.
+pub async fn transfer(
+    commands: &CommandService,
+    context: &CommandContext,
+    request: &TransferMoney,
+    if_match: Option<u64>,
+) -> Result<Executed<Transferred>, CommandError<AccountError>> {
+    let transfer = Transfer {
+        transfer_id: EntityId::generate(),
+        from: request.from.clone(),
+        to: request.to.clone(),
+        amount: request.amount,
+    };
+    let targets = [
+        Target::new(account_stream(&transfer.from)).if_match(if_match),
+        Target::new(account_stream(&transfer.to)),
+    ];
+    commands
+        .execute_authorized::<Account, _>(
+            context,
+            &targets,
+            &[],
+            |loaded| access::caller_may(context, &loaded[0].state),
+            |loaded: &[Loaded<Account>]| {
+                let (sent, received) = transfer.decide(&loaded[0].state, &loaded[1].state)?;
+                Ok(vec![sent, received])
+            },
+            Transferred {
+                transfer_id: transfer.transfer_id.clone(),
+            },
+        )
+        .await
+}
+
 /// The category of email-address claims: `UserEmail-<HMAC of the normalised address>`.
 pub const EMAIL_CLAIM_CATEGORY: &str = "UserEmail";
 
@@ -268,30 +305,7 @@ impl BankingService {
         request: &TransferMoney,
         if_match: Option<u64>,
     ) -> BankResult<Transferred> {
-        let transfer = Transfer {
-            transfer_id: EntityId::generate(),
-            from: request.from.clone(),
-            to: request.to.clone(),
-            amount: request.amount,
-        };
-        let targets = [
-            Target::new(account_stream(&transfer.from)).if_match(if_match),
-            Target::new(account_stream(&transfer.to)),
-        ];
-        self.commands
-            .execute_authorized::<Account, _>(
-                context,
-                &targets,
-                &[],
-                |loaded| access::caller_may(context, &loaded[0].state),
-                |loaded: &[Loaded<Account>]| {
-                    let (sent, received) = transfer.decide(&loaded[0].state, &loaded[1].state)?;
-                    Ok(vec![sent, received])
-                },
-                Transferred {
-                    transfer_id: transfer.transfer_id.clone(),
-                },
-            )
+        transfer(&self.commands, context, request, if_match)
             .await
             .map_err(|e| e.map_rejected(BankError::Account))
     }

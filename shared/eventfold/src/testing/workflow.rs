@@ -264,6 +264,22 @@ impl<R: Reactor> Then<R> {
         self
     }
 
+    /// Expects `command` among the commands decided, a command of the application's own making
+    /// (sent with [`Reactions::send`]) whose `as_any` is a `T`.
+    #[track_caller]
+    pub fn then_sent<T: PartialEq + std::fmt::Debug + 'static>(self, command: &T) -> Self {
+        let found = self
+            .commands
+            .iter()
+            .any(|sent| sent.as_any().downcast_ref::<T>() == Some(command));
+        assert!(
+            found,
+            "expected {command:?} among the commands decided: {:?}",
+            self.commands
+        );
+        self
+    }
+
     /// Expects exactly `count` commands.
     #[track_caller]
     pub fn then_commands(self, count: usize) -> Self {

@@ -1,6 +1,8 @@
 //! A bank account: opened with an owner and a currency, money in and out in that currency,
 //! transfers between accounts, closed only when empty; nothing happens to a closed account.
 
+use std::collections::BTreeMap;
+
 use eventfold::personal::Personal;
 use eventfold::{Aggregate, DomainEvent, EntityId};
 use serde::{Deserialize, Serialize};
@@ -51,6 +53,18 @@ pub struct Account {
     pub currency: Option<Currency>,
     /// Minor units; never negative.
     pub balance: i64,
+    /// Its standing orders, by the receiving account.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub standing_orders: BTreeMap<EntityId, StandingOrder>,
+}
+
+/// A recurring transfer out of an account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StandingOrder {
+    /// How much each run transfers.
+    pub amount: Amount,
+    /// Seconds between runs (the first one that long after it is set).
+    pub every_seconds: u32,
 }
 
 /// What can be asked of an account.
@@ -95,8 +109,23 @@ pub enum AccountCommand {
         /// The sender's currency.
         currency: Currency,
     },
-    /// Close it (only when empty).
+    /// Close it (only when empty, and without standing orders).
     Close,
+    /// Transfer `amount` to `to` every `every_seconds`, from now on (replacing any standing
+    /// order to `to`).
+    SetStandingOrder {
+        /// The receiving account.
+        to: EntityId,
+        /// How much each run transfers.
+        amount: Amount,
+        /// Seconds between runs.
+        every_seconds: u32,
+    },
+    /// Stop the standing order to `to`.
+    CancelStandingOrder {
+        /// The receiving account.
+        to: EntityId,
+    },
 }
 
 /// What happened to an account. Money events carry their currency so that consumers need no
@@ -134,6 +163,16 @@ pub enum AccountEvent {
         currency: Currency,
     },
     AccountClosed {},
+    /// Runs are the standing-orders workflow's: each a transfer, `every_seconds` apart.
+    StandingOrderSet {
+        to: EntityId,
+        amount: Amount,
+        currency: Currency,
+        every_seconds: u32,
+    },
+    StandingOrderCancelled {
+        to: EntityId,
+    },
 }
 
 /// Why an account refused a command: business rules only.
@@ -176,6 +215,18 @@ pub enum AccountError {
     /// A balance beyond `i64`.
     #[error("the balance would exceed the largest representable amount")]
     BalanceOverflow,
+    /// No standing order to that account.
+    #[error("no standing order to {to}")]
+    NoStandingOrder {
+        /// The account named.
+        to: EntityId,
+    },
+    /// Closing an account that still has standing orders.
+    #[error("the account has {count} standing orders; cancel them before closing it")]
+    StandingOrdersLeft {
+        /// How many.
+        count: usize,
+    },
 }
 
 impl Account {
@@ -289,7 +340,29 @@ impl Aggregate for Account {
                         balance: self.balance,
                     });
                 }
+                if !self.standing_orders.is_empty() {
+                    return Err(AccountError::StandingOrdersLeft {
+                        count: self.standing_orders.len(),
+                    });
+                }
                 E::AccountClosed {}
+            }
+            C::SetStandingOrder {
+                to,
+                amount,
+                every_seconds,
+            } => E::StandingOrderSet {
+                to: to.clone(),
+                amount: *amount,
+                currency: self.open_currency()?,
+                every_seconds: *every_seconds,
+            },
+            C::CancelStandingOrder { to } => {
+                self.open_currency()?;
+                if !self.standing_orders.contains_key(to) {
+                    return Err(AccountError::NoStandingOrder { to: to.clone() });
+                }
+                E::StandingOrderCancelled { to: to.clone() }
             }
         };
         Ok(vec![event])
@@ -315,6 +388,21 @@ impl Aggregate for Account {
                 self.balance = self.balance.saturating_sub(amount.minor_units());
             }
             E::AccountClosed {} => self.status = AccountStatus::Closed,
+            E::StandingOrderSet {
+                to,
+                amount,
+                every_seconds,
+                ..
+            } => {
+                let order = StandingOrder {
+                    amount: *amount,
+                    every_seconds: *every_seconds,
+                };
+                self.standing_orders.insert(to.clone(), order);
+            }
+            E::StandingOrderCancelled { to } => {
+                self.standing_orders.remove(to);
+            }
         }
         self
     }

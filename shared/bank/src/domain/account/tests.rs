@@ -232,3 +232,51 @@ fn stored_events_are_parsed_like_requests() {
         );
     }
 }
+
+fn standing_order_set() -> AccountEvent {
+    AccountEvent::StandingOrderSet {
+        to: id("rent"),
+        amount: amount(500),
+        currency: eur(),
+        every_seconds: 60,
+    }
+}
+
+#[test]
+fn a_standing_order_is_set_replaced_and_cancelled() {
+    let state = given::<Account>([opened()])
+        .when(AccountCommand::SetStandingOrder {
+            to: id("rent"),
+            amount: amount(500),
+            every_seconds: 60,
+        })
+        .then([standing_order_set()]);
+    assert_eq!(state.standing_orders[&id("rent")].every_seconds, 60);
+    given::<Account>([opened(), standing_order_set()])
+        .when(AccountCommand::CancelStandingOrder { to: id("rent") })
+        .then([AccountEvent::StandingOrderCancelled { to: id("rent") }]);
+    given::<Account>([opened()])
+        .when(AccountCommand::CancelStandingOrder { to: id("rent") })
+        .then_error(AccountError::NoStandingOrder { to: id("rent") });
+    given::<Account>([])
+        .when(AccountCommand::SetStandingOrder {
+            to: id("rent"),
+            amount: amount(1),
+            every_seconds: 1,
+        })
+        .then_error(AccountError::NotFound);
+}
+
+#[test]
+fn an_account_with_standing_orders_is_not_closed() {
+    given::<Account>([opened(), standing_order_set()])
+        .when(AccountCommand::Close)
+        .then_error(AccountError::StandingOrdersLeft { count: 1 });
+    given::<Account>([
+        opened(),
+        standing_order_set(),
+        AccountEvent::StandingOrderCancelled { to: id("rent") },
+    ])
+    .when(AccountCommand::Close)
+    .then([AccountEvent::AccountClosed {}]);
+}
