@@ -51,9 +51,10 @@ pub struct SetStandingOrder {
     pub every_seconds: Period,
 }
 
-/// Seconds between a standing order's runs: 1 to [`Period::MAX`] (a leap year).
+/// Seconds between a standing order's runs: 1 to [`Period::MAX`] (a leap year), any JSON
+/// number with that whole value (`60` and `60.0` alike, as JSON Schema's `integer` has it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "u64", into = "u64")]
+#[serde(try_from = "serde_json::Number", into = "u64")]
 pub struct Period(u32);
 
 impl Period {
@@ -66,15 +67,28 @@ impl Period {
     }
 }
 
-impl TryFrom<u64> for Period {
+impl TryFrom<serde_json::Number> for Period {
     type Error = String;
 
-    fn try_from(seconds: u64) -> Result<Self, Self::Error> {
-        u32::try_from(seconds)
-            .ok()
+    // The float is checked whole and within 1..=MAX before it is cast: the cast is exact.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    fn try_from(seconds: serde_json::Number) -> Result<Self, Self::Error> {
+        let whole = seconds.as_u64().or_else(|| {
+            seconds
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && (1.0..=f64::from(Self::MAX)).contains(f))
+                .map(|f| f as u64)
+        });
+        whole
+            .and_then(|s| u32::try_from(s).ok())
             .filter(|s| (1..=Self::MAX).contains(s))
             .map(Self)
-            .ok_or_else(|| format!("every_seconds is from 1 to {}, not {seconds}", Self::MAX))
+            .ok_or_else(|| {
+                format!(
+                    "every_seconds is a whole number from 1 to {}, not {seconds}",
+                    Self::MAX
+                )
+            })
     }
 }
 
@@ -109,4 +123,20 @@ pub struct TransferMoney {
     pub to: EntityId,
     /// How much, in minor units.
     pub amount: Amount,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_period_is_a_whole_number_of_seconds_in_range() {
+        for good in ["1", "60", "60.0", "6e1", "31622400"] {
+            let period: Period = serde_json::from_str(good).expect(good);
+            assert!(period.seconds() >= 1, "{good}");
+        }
+        for bad in ["0", "-1", "1.5", "31622401", "1e20", "\"60\""] {
+            assert!(serde_json::from_str::<Period>(bad).is_err(), "{bad}");
+        }
+    }
 }

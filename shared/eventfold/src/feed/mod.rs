@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 pub use consumer::{ConsumerReport, FeedConsumer, FeedHandler, Lag, Projecting, Rejected, lag};
 pub use index::{IndexReport, Indexer};
 pub use memory::MemoryFeed;
+#[cfg(feature = "aws")]
 pub(crate) use memory::check_write;
 pub use verify::{FeedCheck, check_feed};
 
