@@ -154,7 +154,7 @@ async fn accounts_lifecycle_over_http(api: Api) {
     let state = api.get(&format!("/accounts/{a}/state")).await;
     assert_eq!(
         state.body,
-        json!({"id": a, "owner": "Ada", "currency": "EUR", "balance": 0, "status": "closed", "version": 6})
+        json!({"id": a, "owner": "Ada", "currency": "EUR", "balance": 0, "status": "closed", "standing_orders": {}, "version": 6})
     );
     let past = api.get(&format!("/accounts/{a}/state?as_of=2")).await;
     assert_eq!(

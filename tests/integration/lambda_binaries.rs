@@ -39,6 +39,10 @@ async fn every_function_binary_boots_from_its_template_environment_and_answers()
             "query-api" => {
                 coldstart::http_event("GET /openapi.json", "/openapi.json", None, None).unwrap()
             }
+            // A reactor runs until shortly before its deadline, whatever the schedule sends.
+            "react-standing-orders" => Bytes::from_static(
+                br#"{"source":"aws.events","detail-type":"Scheduled Event","detail":{}}"#,
+            ),
             _ => Bytes::from_static(br#"{"Records":[]}"#),
         };
         let run = coldstart::run(&binaries.join(&function.binary), &environment, &[event])
@@ -62,6 +66,11 @@ async fn every_function_binary_boots_from_its_template_environment_and_answers()
                 assert_eq!(events.len(), 1);
             }
             "query-api" => assert_eq!(response["statusCode"], 200, "{response}"),
+            "react-standing-orders" => assert_eq!(
+                response,
+                serde_json::json!({"applied": 0, "parked": 0, "held": 0, "redriven": 0}),
+                "nothing to react to in a new environment"
+            ),
             _ => assert_eq!(response, serde_json::json!({"batchItemFailures": []})),
         }
         assert!(run.peak_rss_kib > 0, "{}", function.logical_id);
@@ -75,6 +84,7 @@ async fn every_function_binary_boots_from_its_template_environment_and_answers()
             "project-accounts",
             "publish-events",
             "query-api",
+            "react-standing-orders",
             "snapshot-streams"
         ]
     );

@@ -93,19 +93,7 @@ impl LocalService {
         let clients = Clients::new(&sdk);
         let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
         let resources = provision(&template, &clients, &prefix).await?;
-        let functions = Functions::from_template(&template, &resources, endpoint, binaries)?;
-        functions.warm().await?;
-        let runner = LocalRunner::start(
-            &template,
-            &resources,
-            &clients,
-            functions,
-            RunnerOptions {
-                endpoint: Some(endpoint.to_owned()),
-                ..RunnerOptions::default()
-            },
-        )
-        .await?;
+        let runner = run(&template, &resources, &clients, binaries, endpoint).await?;
         Ok(Self {
             runner,
             resources,
@@ -144,19 +132,7 @@ impl LocalService {
             template,
         } = self;
         runner.stop().await;
-        let functions = Functions::from_template(&template, &resources, endpoint, binaries)?;
-        functions.warm().await?;
-        let runner = LocalRunner::start(
-            &template,
-            &resources,
-            &clients,
-            functions,
-            RunnerOptions {
-                endpoint: Some(endpoint.to_owned()),
-                ..RunnerOptions::default()
-            },
-        )
-        .await?;
+        let runner = run(&template, &resources, &clients, binaries, endpoint).await?;
         Ok(Self {
             runner,
             resources,
@@ -164,6 +140,24 @@ impl LocalService {
             template,
         })
     }
+}
+
+/// Every function of `template` started from `binaries` over `resources`, warm, and the runner
+/// serving them.
+async fn run(
+    template: &Template,
+    resources: &Resources,
+    clients: &Clients,
+    binaries: &Path,
+    endpoint: &str,
+) -> Result<LocalRunner, ProvisionError> {
+    let functions = Functions::from_template(template, resources, endpoint, binaries)?;
+    functions.warm().await?;
+    let options = RunnerOptions {
+        endpoint: Some(endpoint.to_owned()),
+        ..RunnerOptions::default()
+    };
+    LocalRunner::start(template, resources, clients, functions, options).await
 }
 
 fn owned(scopes: &[&str]) -> Vec<String> {

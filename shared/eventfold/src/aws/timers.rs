@@ -284,8 +284,6 @@ impl TimerStore for DynamoTimers {
     }
 
     async fn pending(&self, reactor: Option<&str>) -> Result<Vec<Timer>, StoreError> {
-        let mut timers = self.pointers(reactor).await?;
-        timers.sort_by(|a, b| (a.due, &a.reactor, &a.key).cmp(&(b.due, &b.reactor, &b.key)));
-        Ok(timers)
+        Ok(crate::reactor::by_due(self.pointers(reactor).await?))
     }
 }

@@ -115,6 +115,18 @@ pub struct ConsumerReport {
     pub redriven: usize,
 }
 
+impl ConsumerReport {
+    /// Adds another round's counts to these.
+    pub fn add(&mut self, round: &Self) {
+        self.applied += round.applied;
+        self.batches += round.batches;
+        self.lost += round.lost;
+        self.parked += round.parked;
+        self.held += round.held;
+        self.redriven += round.redriven;
+    }
+}
+
 /// How far behind the feed's end a consumer is.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Lag {
@@ -248,12 +260,7 @@ impl FeedConsumer {
         let mut total = ConsumerReport::default();
         loop {
             let round = self.round(usize::MAX).await?;
-            total.applied += round.applied;
-            total.batches += round.batches;
-            total.lost += round.lost;
-            total.parked += round.parked;
-            total.held += round.held;
-            total.redriven += round.redriven;
+            total.add(&round);
             if round.applied == 0 {
                 return Ok(total);
             }

@@ -145,12 +145,7 @@ impl FeedConsumerFunction {
             match self.consumer.poll().await {
                 Ok(round) => {
                     let idle = round.applied == 0 && round.redriven == 0 && fired == 0;
-                    total.applied += round.applied;
-                    total.batches += round.batches;
-                    total.lost += round.lost;
-                    total.parked += round.parked;
-                    total.held += round.held;
-                    total.redriven += round.redriven;
+                    total.add(&round);
                     if !idle && tokio::time::Instant::now() < stop {
                         continue;
                     }

@@ -23,6 +23,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+#[cfg(feature = "aws")]
+pub(crate) use timers::by_due;
 pub use timers::{MAX_KEY_LEN, MemoryTimers, Timer, TimerStore};
 
 use crate::aggregate::Aggregate;

@@ -89,7 +89,8 @@ impl MemoryTimers {
     }
 }
 
-fn by_due(mut timers: Vec<Timer>) -> Vec<Timer> {
+/// Timers earliest first (then by reactor and key).
+pub(crate) fn by_due(mut timers: Vec<Timer>) -> Vec<Timer> {
     timers.sort_by(|a, b| (a.due, &a.reactor, &a.key).cmp(&(b.due, &b.reactor, &b.key)));
     timers
 }
