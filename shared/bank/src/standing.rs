@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use eventfold::command::{CommandContext, CommandError, CommandService};
+use eventfold::command::{CommandContext, CommandService};
 use eventfold::encoding::decode_known;
 use eventfold::reactor::{Dispatch, Reactions, Reactor, Sent, Timer};
 use eventfold::{Aggregate, EntityId, RecordedEvent, StoreError, StreamId};
@@ -124,23 +124,8 @@ impl Dispatch for RunTransfer {
         service: &CommandService,
         context: &CommandContext,
     ) -> Result<Sent, StoreError> {
-        match crate::service::transfer(service, context, &self.0, None).await {
-            Ok(done) if done.replayed => Ok(Sent::Replayed),
-            Ok(_) => Ok(Sent::Written),
-            Err(CommandError::Rejected(refused)) => Ok(Sent::Refused(refused.to_string())),
-            Err(CommandError::Denied(denied)) => Ok(Sent::Refused(denied.to_string())),
-            Err(CommandError::Store(error)) => Err(error),
-            Err(other) => Err(StoreError::Unavailable(Box::new(
-                eventfold::error::Unavailable {
-                    operation: "transfer",
-                    resource: self.0.from.to_string(),
-                    code: None,
-                    retryable: true,
-                    outcome_unknown: false,
-                    source: other.to_string().into(),
-                },
-            ))),
-        }
+        let result = crate::service::transfer(service, context, &self.0, None).await;
+        Sent::of(result, self.0.from.as_str())
     }
 }
 

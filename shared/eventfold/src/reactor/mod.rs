@@ -28,7 +28,7 @@ pub(crate) use timers::by_due;
 pub use timers::{MAX_KEY_LEN, MemoryTimers, Timer, TimerStore};
 
 use crate::aggregate::Aggregate;
-use crate::command::{CommandContext, CommandError, CommandService, Target};
+use crate::command::{CommandContext, CommandError, CommandService, Executed, Target};
 use crate::envelope::RecordedEvent;
 use crate::error::{StoreError, Unavailable};
 use crate::feed::{FeedHandler, Rejected};
@@ -113,21 +113,34 @@ where
     ) -> Result<Sent, StoreError> {
         let (stream_id, command) = &self.command;
         let target = Target::new(stream_id.clone());
-        match service
+        let result = service
             .execute_one::<A, ()>(context, target, command, ())
-            .await
-        {
-            Ok(done) if done.replayed => Ok(Sent::Replayed),
-            Ok(_) => Ok(Sent::Written),
-            Err(CommandError::Rejected(error)) => Ok(Sent::Refused(error.to_string())),
-            Err(CommandError::Denied(denied)) => Ok(Sent::Refused(denied.to_string())),
+            .await;
+        Sent::of(result, stream_id.as_str())
+    }
+}
+
+impl Sent {
+    /// What a command's result comes to for the reactor that sent it: written or replayed;
+    /// refused by the domain, an access rule or a taken claim (an answer, not retried); or,
+    /// for the store's failures and conflicts or a deadline, an error the batch is retried on
+    /// (`resource` names what the command was for).
+    pub fn of<R, E: std::error::Error + 'static>(
+        result: Result<Executed<R>, CommandError<E>>,
+        resource: &str,
+    ) -> Result<Self, StoreError> {
+        match result {
+            Ok(done) if done.replayed => Ok(Self::Replayed),
+            Ok(_) => Ok(Self::Written),
+            Err(CommandError::Rejected(error)) => Ok(Self::Refused(error.to_string())),
+            Err(CommandError::Denied(denied)) => Ok(Self::Refused(denied.to_string())),
             Err(CommandError::ClaimTaken { stream_id }) => {
-                Ok(Sent::Refused(format!("{stream_id} is already claimed")))
+                Ok(Self::Refused(format!("{stream_id} is already claimed")))
             }
             Err(CommandError::Store(error)) => Err(error),
             Err(other) => Err(StoreError::Unavailable(Box::new(Unavailable {
                 operation: "command",
-                resource: stream_id.to_string(),
+                resource: resource.to_owned(),
                 code: None,
                 retryable: true,
                 outcome_unknown: matches!(
