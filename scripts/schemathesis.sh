@@ -47,6 +47,6 @@ PY
   --url "http://127.0.0.1:$port" --header "Authorization: Bearer $token" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection,positive_data_acceptance,ignored_auth \
   --phases examples,coverage,fuzzing,stateful \
-  --max-examples 25 --workers 1 --max-time 240 --seed 20261123 \
+  --max-examples 25 --workers 1 --max-time 200 --seed 20261123 \
   --request-timeout 20 --suppress-health-check too_slow,filter_too_much \
   --no-color

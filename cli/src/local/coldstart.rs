@@ -17,7 +17,7 @@ use crate::local::lambda::RuntimeApi;
 use crate::local::provision::{ProvisionError, Resources};
 use crate::local::template::FunctionSpec;
 
-/// How long a function may take to initialise or to answer before the measurement gives up.
+/// How long a function may take to initialise before the measurement gives up.
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// What one process start measured.
@@ -55,6 +55,7 @@ async fn measure(
     api: &mut RuntimeApi,
     started: Instant,
     events: &[Bytes],
+    timeout: Duration,
 ) -> Result<(Duration, Vec<Duration>, Vec<Bytes>), String> {
     let init = api
         .next_poll(PATIENCE)
@@ -67,7 +68,7 @@ async fn measure(
         let (took, response) = api
             .invoke(
                 event.clone(),
-                PATIENCE,
+                timeout,
                 "arn:aws:lambda:us-east-1:000000000000:function:bench",
             )
             .await
@@ -79,11 +80,13 @@ async fn measure(
 }
 
 /// Starts `binary` with exactly `environment` (plus the runtime API's address), waits for its
-/// first poll, then hands it `events` one by one.
+/// first poll, then hands it `events` one by one, each with `timeout` to its deadline (a polling
+/// function, such as a reactor, works until shortly before it).
 pub async fn run(
     binary: &Path,
     environment: &BTreeMap<String, String>,
     events: &[Bytes],
+    timeout: Duration,
 ) -> Result<Run, String> {
     let mut api = RuntimeApi::start().await?;
     let started = Instant::now();
@@ -98,7 +101,7 @@ pub async fn run(
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
     let measured = tokio::select! {
-        measured = measure(&mut api, started, events) => measured,
+        measured = measure(&mut api, started, events, timeout) => measured,
         status = child.wait() => Err(match status {
             Ok(status) => format!("the process exited ({status})"),
             Err(e) => format!("the process was lost: {e}"),

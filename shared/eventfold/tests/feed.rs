@@ -499,6 +499,69 @@ async fn a_stream_reader_parks_a_poison_stream_instead_of_failing_its_batches() 
     );
 }
 
+/// A stream record whose image does not decode (here, one that arrived without its image) parks
+/// its stream at the version its keys name, as an event that cannot be applied does: nothing
+/// fails, the stream's later events are held, every other stream flows; a redrive reads the
+/// stream from the store and applies it in order.
+#[tokio::test]
+async fn a_record_that_does_not_decode_parks_its_stream_by_its_keys() {
+    use eventfold::lambda::consumers::ProjectorFunction;
+    use eventfold::lambda::stream::insert_record;
+
+    let world = World::new();
+    let written = world.write(3, 4).await;
+    let read_model = Arc::new(MemoryReadModel::new("stream"));
+    let function = ProjectorFunction::new(vec![projector(&world, &read_model)])
+        .with_parking(world.feed.clone());
+    let sick = StreamId::new("Counter", "c1").expect("id");
+    let records: Vec<_> = written
+        .iter()
+        .enumerate()
+        .map(|(n, event)| {
+            let mut record = insert_record(event, n as u64 + 1).expect("a record");
+            if event.stream_id == sick && event.version == 2 {
+                record.change.new_image = Default::default();
+            }
+            record
+        })
+        .collect();
+    let (mut parked, mut held) = (0, 0);
+    for batch in records.chunks(5) {
+        let report = function.process(batch).await;
+        assert_eq!(report.first_failure, None, "{report:?}");
+        (parked, held) = (parked + report.parked, held + report.held);
+    }
+    assert_eq!((parked, held), (1, 2), "parked at v2, v3 and v4 held");
+    let listed = world.feed.parked("applied").await.expect("listed");
+    assert_eq!(listed[&sick].version, 2);
+    assert!(
+        listed[&sick].error.contains("NEW_IMAGE"),
+        "{:?}",
+        listed[&sick]
+    );
+    let mut expected = world.fold().await;
+    expected.insert(sick.to_string(), 1);
+    assert_eq!(
+        rows(&read_model).await,
+        expected,
+        "only the sick stream behind"
+    );
+
+    assert!(
+        world
+            .feed
+            .request_redrive("applied", &sick)
+            .await
+            .expect("asked")
+    );
+    assert_eq!(function.process(&[]).await.redriven, 1);
+    assert_eq!(
+        rows(&read_model).await,
+        world.fold().await,
+        "every stream exact"
+    );
+}
+
 /// The consumer as a scheduled Lambda function: it polls until shortly before its deadline,
 /// following writes that arrive meanwhile, then gives its partitions up (the next invocation,
 /// anywhere, takes them at once) and records what it applied and its lag, in events and seconds.

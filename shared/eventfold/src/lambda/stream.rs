@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use crate::aws::item::{Item, from_document, from_item};
 use crate::envelope::RecordedEvent;
 use crate::error::StoreError;
+use crate::ids::StreamId;
 use crate::stored;
 use crate::upcast::Upcasters;
 
@@ -41,6 +42,19 @@ pub fn decode_stream_record(
         "REMOVE" => Ok(StreamRecord::Ignored("REMOVE")),
         _ => Ok(StreamRecord::Ignored("unknown record type")),
     }
+}
+
+/// The stream and version a record of the events table is keyed by, from its keys alone: where
+/// a consumer parks a stream whose event does not decode. `None` when the keys are not the
+/// events table's.
+pub fn record_key(record: &EventRecord) -> Option<(StreamId, u64)> {
+    #[derive(serde::Deserialize)]
+    struct Key {
+        stream_id: String,
+        version: u64,
+    }
+    let key: Key = from_item(record.change.keys.clone().into(), "the record's keys").ok()?;
+    Some((StreamId::parse(&key.stream_id).ok()?, key.version))
 }
 
 /// The response of a stream consumer: the earliest failed record, by sequence number, so that
