@@ -454,6 +454,10 @@ async fn local_serves_its_demo_and_no_copy_holds_an_unkeyed_email_hash() {
         said.contains("\"status\":\"forgotten\""),
         "and forgets one: {said}"
     );
+    assert!(
+        said.contains("/cancel  → 200"),
+        "and runs a standing order (the payee's account moved by it), then cancels it: {said}"
+    );
 
     let token = succeeded(
         &eventfold()

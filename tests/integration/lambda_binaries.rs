@@ -2,7 +2,6 @@
 //! starts a `provided.al2023` bootstrap: the template's environment resolved to this test's
 //! resources, a Lambda Runtime API on 127.0.0.1, one invocation each.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,18 +10,9 @@ use eventfold_cli::local::coldstart;
 use eventfold_tests::{TestEnv, emulator_endpoint, template};
 use serde_json::Value;
 
-fn function_binaries() -> PathBuf {
-    let packages: Vec<&str> = template()
-        .functions
-        .iter()
-        .map(|f| f.binary.as_str())
-        .collect();
-    eventfold_tests::built_binaries(&packages)
-}
-
 #[tokio::test]
 async fn every_function_binary_boots_from_its_template_environment_and_answers() {
-    let binaries = function_binaries();
+    let binaries = eventfold_tests::function_binaries();
     let env = TestEnv::new().await;
     let endpoint = emulator_endpoint();
     let mut booted = Vec::new();

@@ -27,7 +27,8 @@ async fn runs(env: &TestEnv, account: &str) -> Vec<RecordedEvent> {
 }
 
 /// A standing order of 200 every 2 s from an account holding 1,000: five runs transfer, then
-/// the runs are refused (funds short) and write nothing. The runner is stopped after the first
+/// the runs are refused (funds short), move nothing, and are recorded on the account, each
+/// once. The runner is stopped after the first
 /// run, for longer than a period, and started again: the runs due meanwhile are made up, the
 /// chain of runs goes on, and no run transfers twice (each transfer is caused by a run of its
 /// own).
@@ -87,8 +88,30 @@ async fn a_standing_order_runs_on_its_schedule_across_a_restart() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // Two more periods: the runs go on, refused, writing nothing.
+    // Two more periods: the runs go on, refused, moving nothing; each is recorded, once.
     tokio::time::sleep(Duration::from_secs(5)).await;
+    let failed: Vec<_> = events_of(&api.env, &payer)
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == "StandingOrderRunFailed")
+        .collect();
+    let failed_runs: Vec<u64> = failed
+        .iter()
+        .filter_map(|e| e.payload["run"].as_u64())
+        .collect();
+    assert!(!failed_runs.is_empty(), "the refused runs are recorded");
+    assert_eq!(
+        failed_runs,
+        (6..6 + failed_runs.len() as u64).collect::<Vec<_>>(),
+        "runs 6, 7, … each recorded once, in order"
+    );
+    assert!(
+        failed[0].payload["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("insufficient funds")),
+        "{:?}",
+        failed[0].payload
+    );
     let sent = runs(&api.env, &payer).await;
     assert_eq!(sent.len(), 5, "1,000 pays five runs of 200, each once");
     let causes: BTreeSet<_> = sent

@@ -46,18 +46,17 @@ pub fn built_binaries(packages: &[&str]) -> std::path::PathBuf {
     profile_dir
 }
 
-/// The bank's function binaries, built once per test run (a no-op after `cargo build
-/// --workspace`).
+/// The bank's function binaries, every one the template names, built once per test run (a
+/// no-op after `cargo build --workspace`).
 pub fn function_binaries() -> &'static std::path::Path {
     static DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        built_binaries(&[
-            "command-api",
-            "query-api",
-            "project-accounts",
-            "publish-events",
-            "snapshot-streams",
-        ])
+        let packages: Vec<&str> = template()
+            .functions
+            .iter()
+            .map(|f| f.binary.as_str())
+            .collect();
+        built_binaries(&packages)
     })
 }
 

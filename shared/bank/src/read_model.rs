@@ -158,7 +158,8 @@ impl Projection for AccountsProjection {
             }
             E::AccountOpened { .. }
             | E::StandingOrderSet { .. }
-            | E::StandingOrderCancelled { .. } => {}
+            | E::StandingOrderCancelled { .. }
+            | E::StandingOrderRunFailed { .. } => {}
         }
         Ok(Some(Update {
             row: Some(view),

@@ -2,19 +2,21 @@
 //! one (`StandingOrderSet` on the sending account) sets its timer a period ahead; each run is a
 //! transfer and the next run's timer, a period after this one was due (so runs missed while
 //! nothing ran are made up, none twice); cancelling it cancels the timer. A run the accounts
-//! refuse (funds short, an account closed) writes nothing and the next run comes as planned.
+//! refuse (funds short, the payee closed) moves nothing: the reactor records it on the paying
+//! account (`StandingOrderRunFailed`, once however often the run fires), and the next run comes
+//! as planned.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use eventfold::command::{CommandContext, CommandService};
 use eventfold::encoding::decode_known;
-use eventfold::reactor::{Dispatch, Reactions, Reactor, Sent, Timer};
+use eventfold::reactor::{Dispatch, Reactions, Reactor, Refusal, Sent, Timer};
 use eventfold::{Aggregate, EntityId, RecordedEvent, StoreError, StreamId};
 use serde::{Deserialize, Serialize};
 
 use crate::api::TransferMoney;
-use crate::domain::account::{Account, AccountEvent};
+use crate::domain::account::{Account, AccountCommand, AccountEvent};
 use crate::domain::money::Amount;
 
 /// The reactor's name: its checkpoints, timers and commands are kept under it.
@@ -87,11 +89,14 @@ impl Reactor for StandingOrders {
 
     fn on_timer(&self, timer: &Timer, out: &mut Reactions) -> Result<(), StoreError> {
         let run: Run = serde_json::from_value(timer.payload.clone()).map_err(invalid)?;
-        out.send(Box::new(RunTransfer(TransferMoney {
-            from: run.from.clone(),
-            to: run.to.clone(),
-            amount: run.amount,
-        })));
+        out.send(Box::new(RunTransfer {
+            transfer: TransferMoney {
+                from: run.from.clone(),
+                to: run.to.clone(),
+                amount: run.amount,
+            },
+            run: run.run,
+        }));
         let every = chrono::Duration::seconds(i64::from(run.every_seconds));
         let next = Run {
             run: run.run + 1,
@@ -101,11 +106,31 @@ impl Reactor for StandingOrders {
         out.schedule_at(&timer.key, timer.due + every, payload);
         Ok(())
     }
+
+    fn on_refused(&self, refusal: &Refusal<'_>, out: &mut Reactions) -> Result<(), StoreError> {
+        if let Some(RunTransfer { transfer, run }) = refusal.command_as::<RunTransfer>() {
+            out.command::<Account>(
+                &transfer.from,
+                AccountCommand::RecordFailedRun {
+                    to: transfer.to.clone(),
+                    amount: transfer.amount,
+                    run: *run,
+                    reason: refusal.why.to_owned(),
+                },
+            );
+        }
+        Ok(())
+    }
 }
 
 /// One run's transfer, as the reactor sends it (a command over two accounts).
 #[derive(Clone, Debug, PartialEq)]
-pub struct RunTransfer(pub TransferMoney);
+pub struct RunTransfer {
+    /// The transfer.
+    pub transfer: TransferMoney,
+    /// Which run of the standing order it is.
+    pub run: u64,
+}
 
 #[async_trait]
 impl Dispatch for RunTransfer {
@@ -124,8 +149,8 @@ impl Dispatch for RunTransfer {
         service: &CommandService,
         context: &CommandContext,
     ) -> Result<Sent, StoreError> {
-        let result = crate::service::transfer(service, context, &self.0, None).await;
-        Sent::of(result, self.0.from.as_str())
+        let result = crate::service::transfer(service, context, &self.transfer, None).await;
+        Sent::of(result, self.transfer.from.as_str())
     }
 }
 
@@ -149,12 +174,15 @@ mod tests {
         }
     }
 
-    fn run() -> RunTransfer {
-        RunTransfer(TransferMoney {
-            from: id("alice"),
-            to: id("rent"),
-            amount: Amount::new(500).expect("an amount"),
-        })
+    fn run(run: u64) -> RunTransfer {
+        RunTransfer {
+            transfer: TransferMoney {
+                from: id("alice"),
+                to: id("rent"),
+                amount: Amount::new(500).expect("an amount"),
+            },
+            run,
+        }
     }
 
     const DAY: Duration = Duration::from_secs(86_400);
@@ -167,7 +195,7 @@ mod tests {
             .then_no_commands()
             .and()
             .when_time_elapses(Duration::from_secs(1))
-            .then_sent(&run())
+            .then_sent(&run(1))
             .then_commands(1)
             .then_scheduled(&timer_key(&id("alice"), &id("rent")))
             .and()
@@ -205,11 +233,40 @@ mod tests {
             .and();
         assert_eq!(kit.timers().len(), 1, "one timer per standing order");
         kit.when_time_elapses(Duration::from_secs(3_600))
-            .then_sent(&run());
+            .then_sent(&run(1));
     }
 
-    /// The run's transfer against the accounts as they may be: funds short, it is refused and
-    /// nothing is written; the run after still comes.
+    #[test]
+    fn a_refused_run_is_recorded_on_the_paying_account() {
+        workflow(StandingOrders)
+            .given::<Account>(&id("alice"), [set(86_400)])
+            .when_time_elapses(DAY * 2)
+            .then_sent(&run(2))
+            .when_refused("insufficient funds: balance 10, requested 500")
+            .then_command::<Account>(
+                &id("alice"),
+                AccountCommand::RecordFailedRun {
+                    to: id("rent"),
+                    amount: Amount::new(500).expect("an amount"),
+                    run: 1,
+                    reason: "insufficient funds: balance 10, requested 500".into(),
+                },
+            )
+            .then_command::<Account>(
+                &id("alice"),
+                AccountCommand::RecordFailedRun {
+                    to: id("rent"),
+                    amount: Amount::new(500).expect("an amount"),
+                    run: 2,
+                    reason: "insufficient funds: balance 10, requested 500".into(),
+                },
+            )
+            .then_commands(2);
+    }
+
+    /// The run's transfer against the accounts as they may be: funds short, it is refused,
+    /// nothing moves, and the failure is recorded on the paying account once per run however
+    /// often the timer fires; the run after still comes.
     #[tokio::test]
     async fn a_run_with_funds_short_is_refused_cleanly() {
         use std::sync::Arc;
@@ -217,8 +274,6 @@ mod tests {
         use eventfold::command::Target;
         use eventfold::reactor::{MemoryTimers, Reacting, TimerStore};
         use eventfold::store::{EventStore, MemoryStore};
-
-        use crate::domain::account::AccountCommand;
 
         let store = Arc::new(MemoryStore::new());
         let commands = CommandService::new(store.clone())
@@ -264,6 +319,16 @@ mod tests {
         }
         let due = timers.pending(None).await.expect("pending")[0].due;
         for minute in 0..3 {
+            let pending = timers.pending(None).await.expect("pending");
+            reacting
+                .fire_due(due + chrono::Duration::minutes(minute))
+                .await
+                .expect("fired");
+            // The same timer fired again (a crash before it was taken off): the same commands,
+            // answered from their records or refused again and recorded once.
+            for timer in pending {
+                timers.schedule(&timer).await.expect("set again");
+            }
             reacting
                 .fire_due(due + chrono::Duration::minutes(minute))
                 .await
@@ -272,17 +337,30 @@ mod tests {
         let report = reacting.take_report();
         assert_eq!(
             (report.fired, report.written, report.refused),
-            (3, 1, 2),
-            "{report:?}"
+            (6, 3, 4),
+            "a transfer and two failures written; each refusal twice: {report:?}"
         );
-        let sent = store
-            .read_all(&alice, 1)
-            .await
-            .expect("read")
+        let events = store.read_all(&alice, 1).await.expect("read");
+        let sent = events
             .iter()
             .filter(|e| e.event_type == "TransferSent")
             .count();
         assert_eq!(sent, 1, "700 pays one run of 500; the others are refused");
+        let failed: Vec<_> = events
+            .iter()
+            .filter_map(|e| match decode_known::<AccountEvent>(e) {
+                Ok(Some(AccountEvent::StandingOrderRunFailed { run, reason, .. })) => {
+                    Some((run, reason))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            failed.iter().map(|(run, _)| *run).collect::<Vec<_>>(),
+            [2, 3],
+            "each refused run recorded once"
+        );
+        assert!(failed[0].1.contains("insufficient funds"), "{failed:?}");
         assert_eq!(
             timers.pending(None).await.expect("pending").len(),
             1,

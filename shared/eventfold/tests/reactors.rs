@@ -1,6 +1,6 @@
 //! Reactors on the memory stores: a command sent once however often its trigger is delivered,
 //! timers that fire once at their time and not after a cancel, a domain's refusal taken as an
-//! answer, and a reactor fed by the global feed with a checkpoint.
+//! answer the reactor may answer in turn, and a reactor fed by the global feed with a checkpoint.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use eventfold::command::{CommandContext, CommandService, Target};
 use eventfold::encoding::decode_known;
 use eventfold::feed::{FeedConsumer, Indexer, MemoryFeed};
-use eventfold::reactor::{MemoryTimers, Reacting, Reactions, Reactor, Timer, TimerStore};
+use eventfold::reactor::{MemoryTimers, Reacting, Reactions, Reactor, Refusal, Timer, TimerStore};
 use eventfold::store::{EventStore, MemoryStore};
 use eventfold::testing::toy::{CEILING, Counter, CounterCommand, CounterEvent};
 use eventfold::{Aggregate, EntityId, RecordedEvent, StoreError, StreamId};
@@ -50,6 +50,18 @@ impl Reactor for Mirror {
         let mirror = timer.payload["mirror"].as_str().unwrap_or_default();
         let mirror = EntityId::parse(mirror).map_err(|e| StoreError::corrupt(e.to_string()))?;
         out.command::<Counter>(&mirror, CounterCommand::Clear);
+        Ok(())
+    }
+
+    /// What a full mirror refuses spills into `spill-<mirror>`.
+    fn on_refused(&self, refusal: &Refusal<'_>, out: &mut Reactions) -> Result<(), StoreError> {
+        if let Some((mirror, CounterCommand::Add(n))) =
+            refusal.command_as::<(StreamId, CounterCommand)>()
+        {
+            let spill = EntityId::parse(&format!("spill-{}", mirror.entity_id()))
+                .map_err(|e| StoreError::corrupt(e.to_string()))?;
+            out.command::<Counter>(&spill, CounterCommand::Add(*n));
+        }
         Ok(())
     }
 }
@@ -190,19 +202,54 @@ async fn timers_fire_once_at_their_time_and_not_after_a_cancel() {
 }
 
 /// A command the aggregate refuses is an answer, not a failure: counted, not retried, and the
-/// reactor goes on.
+/// reactor decides what follows (here, the amount spills elsewhere), once however often the
+/// trigger is delivered: the refused command's id is the answer's trigger.
 #[tokio::test]
-async fn a_refused_command_is_an_answer_not_a_failure() {
+async fn a_refused_command_is_answered_by_the_reactor_once() {
     let world = World::new();
     world.run("mirror-a", CounterCommand::Add(CEILING)).await;
     let added = world.run("a", CounterCommand::Add(1)).await;
-    let report = world.reacting.react(&added[0]).await.expect("reacted");
+    for _ in 0..3 {
+        world.reacting.react(&added[0]).await.expect("reacted");
+    }
+    let report = world.reacting.take_report();
     assert_eq!(
-        (report.refused, report.written, report.scheduled),
-        (1, 0, 1),
+        (
+            report.refused,
+            report.written,
+            report.replayed,
+            report.scheduled
+        ),
+        (3, 1, 2, 3),
         "{report:?}"
     );
     assert_eq!(world.events_of("mirror-a").await.len(), 1);
+    let spilled = world.events_of("spill-mirror-a").await;
+    assert_eq!(spilled.len(), 1);
+    let metadata = &spilled[0].metadata;
+    assert_eq!(metadata.actor.as_deref(), Some("reactor:mirror"));
+    assert!(
+        metadata
+            .causation_id
+            .as_deref()
+            .is_some_and(|id| id.starts_with("reactor/mirror/")),
+        "caused by the refused command: {metadata:?}"
+    );
+}
+
+/// An answer to a refusal that is refused in turn is only counted: refusals do not answer each
+/// other without end.
+#[tokio::test]
+async fn a_refused_answer_to_a_refusal_is_only_counted() {
+    let world = World::new();
+    world.run("mirror-a", CounterCommand::Add(CEILING)).await;
+    world
+        .run("spill-mirror-a", CounterCommand::Add(CEILING))
+        .await;
+    let added = world.run("a", CounterCommand::Add(1)).await;
+    let report = world.reacting.react(&added[0]).await.expect("reacted");
+    assert_eq!((report.refused, report.written), (2, 0), "{report:?}");
+    assert_eq!(world.events_of("spill-mirror-a").await.len(), 1);
 }
 
 /// Fed by the global feed: a reactor catches up from its checkpoint and reacts to each event

@@ -5,7 +5,8 @@
 //! batch or a replay from the feed runs no command twice: the command service answers the
 //! repeat from its record. A reactor that needs to remember across events keeps that memory as
 //! an aggregate of its own (a process manager): its reactions include commands to that
-//! aggregate, whose events it then reacts to.
+//! aggregate, whose events it then reacts to. A command the aggregate refuses is an answer, not
+//! a failure: the reactor may answer it in turn ([`Reactor::on_refused`]).
 //!
 //! A reactor reads its events from the global feed ([`Reacting`] is a [`FeedHandler`]), so it
 //! has checkpoints, leases and parked streams; its timers wait in a [`TimerStore`] until
@@ -55,6 +56,36 @@ pub trait Reactor: Send + Sync + fmt::Debug {
     fn on_timer(&self, timer: &Timer, out: &mut Reactions) -> Result<(), StoreError> {
         let _ = (timer, out);
         Ok(())
+    }
+
+    /// Its reactions to one of its commands refused by the aggregate (a business rule, an
+    /// access rule): a command recording the failure where users see it, say, or a timer to
+    /// try again. By default, none (the refusal is counted and logged). The reactions' ids
+    /// derive from the refused command's, so a redelivery that is refused again decides and
+    /// sends the same; what they decide is carried out, but their own refusals are only
+    /// counted, so that refusals cannot answer each other without end.
+    fn on_refused(&self, refusal: &Refusal<'_>, out: &mut Reactions) -> Result<(), StoreError> {
+        let _ = (refusal, out);
+        Ok(())
+    }
+}
+
+/// A command of a reactor's that its aggregate refused.
+#[derive(Debug)]
+pub struct Refusal<'a> {
+    /// The command, as decided.
+    pub command: &'a dyn Dispatch,
+    /// The id it was sent under.
+    pub command_id: &'a CommandId,
+    /// Why it was refused (the aggregate's error, as text).
+    pub why: &'a str,
+}
+
+impl Refusal<'_> {
+    /// The command as a `T`: `(StreamId, A::Command)` for one decided by
+    /// [`Reactions::command`], the application's own type for one sent by [`Reactions::send`].
+    pub fn command_as<T: 'static>(&self) -> Option<&T> {
+        self.command.as_any().downcast_ref()
     }
 }
 
@@ -387,15 +418,49 @@ impl Reacting {
         Ok(report)
     }
 
+    /// Carries `reactions` out, then the reactor's reactions to each of their commands that
+    /// was refused (whose own refusals are only counted).
     async fn carry_out(
         &self,
         reactions: &Reactions,
         correlation: &str,
     ) -> Result<ReactionReport, StoreError> {
+        let (mut report, refused) = self.carry_out_once(reactions, correlation).await?;
+        for (n, why) in refused {
+            let Reaction::Command(command) = &reactions.items[n] else {
+                continue;
+            };
+            let command_id = reactions.command_id(n);
+            let refusal = Refusal {
+                command: command.as_ref(),
+                command_id: &command_id,
+                why: &why,
+            };
+            let mut out = Reactions::new(&reactions.reactor, command_id.as_str(), reactions.at);
+            self.reactor.on_refused(&refusal, &mut out)?;
+            if !out.items.is_empty() {
+                let (answered, _) = self.carry_out_once(&out, correlation).await?;
+                report.add(&ReactionReport {
+                    triggers: 0,
+                    ..answered
+                });
+            }
+        }
+        self.count(&report);
+        Ok(report)
+    }
+
+    /// Carries `reactions` out, in order; says which commands were refused, and why.
+    async fn carry_out_once(
+        &self,
+        reactions: &Reactions,
+        correlation: &str,
+    ) -> Result<(ReactionReport, Vec<(usize, String)>), StoreError> {
         let mut report = ReactionReport {
             triggers: 1,
             ..ReactionReport::default()
         };
+        let mut refused = Vec::new();
         for (n, item) in reactions.items().iter().enumerate() {
             match item {
                 Reaction::Command(command) => {
@@ -411,6 +476,7 @@ impl Reacting {
                             tracing::info!(reactor = %reactions.reactor, stream = %command.stream_id(),
                                 command = %id, why, "reaction refused");
                             report.refused += 1;
+                            refused.push((n, why));
                         }
                     }
                 }
@@ -424,8 +490,7 @@ impl Reacting {
                 }
             }
         }
-        self.count(&report);
-        Ok(report)
+        Ok((report, refused))
     }
 }
 

@@ -74,8 +74,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use crate::aggregate::Aggregate;
 use crate::encoding::{read_back, to_new_event};
 use crate::envelope::RecordedEvent;
-use crate::ids::{EntityId, StreamId};
-use crate::reactor::{Dispatch, Reaction, Reactions, Reactor, Timer};
+use crate::ids::{CommandId, EntityId, StreamId};
+use crate::reactor::{Dispatch, Reaction, Reactions, Reactor, Refusal, Timer};
 
 /// Starts a workflow test of `reactor`, its clock at 2030-01-01T00:00:00Z.
 pub fn workflow<R: Reactor>(reactor: R) -> Workflow<R> {
@@ -105,6 +105,8 @@ pub struct Workflow<R> {
 pub struct Then<R> {
     workflow: Workflow<R>,
     commands: Vec<Box<dyn Dispatch>>,
+    /// Each command's id and its trigger's time, for [`Then::when_refused`].
+    sent_as: Vec<(CommandId, DateTime<Utc>)>,
     scheduled: Vec<Timer>,
     cancelled: Vec<String>,
 }
@@ -214,6 +216,7 @@ impl<R: Reactor> Then<R> {
         Self {
             workflow,
             commands: Vec::new(),
+            sent_as: Vec::new(),
             scheduled: Vec::new(),
             cancelled: Vec::new(),
         }
@@ -221,6 +224,9 @@ impl<R: Reactor> Then<R> {
 
     /// Applies a decision's timers to the workflow and keeps what it decided.
     fn take(&mut self, reactions: Reactions) {
+        let at = reactions.at();
+        self.sent_as
+            .extend(reactions.commands().map(|(id, _)| (id, at)));
         for item in reactions.into_items() {
             match item {
                 Reaction::Command(command) => self.commands.push(command),
@@ -313,6 +319,35 @@ impl<R: Reactor> Then<R> {
             self.cancelled
         );
         self
+    }
+
+    /// The aggregates refuse every command this step decided, for `why`: what the reactor
+    /// decides in answer ([`Reactor::on_refused`]).
+    #[track_caller]
+    pub fn when_refused(self, why: &str) -> Then<R> {
+        let Self {
+            workflow,
+            commands,
+            sent_as,
+            ..
+        } = self;
+        let mut then = Then::new(workflow);
+        for (command, (id, at)) in commands.iter().zip(&sent_as) {
+            let refusal = Refusal {
+                command: command.as_ref(),
+                command_id: id,
+                why,
+            };
+            let mut out = Reactions::new(then.workflow.reactor.name(), id.as_str(), *at);
+            if let Err(error) = then.workflow.reactor.on_refused(&refusal, &mut out) {
+                panic!(
+                    "{} failed on the refusal of {command:?}: {error}",
+                    then.workflow.reactor.name()
+                );
+            }
+            then.take(out);
+        }
+        then
     }
 
     /// Goes on from here.

@@ -58,6 +58,9 @@ pub struct Account {
     pub standing_orders: BTreeMap<EntityId, StandingOrder>,
 }
 
+/// The longest reason a failed run records, in characters.
+pub const MAX_REASON_CHARS: usize = 200;
+
 /// A recurring transfer out of an account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StandingOrder {
@@ -126,6 +129,18 @@ pub enum AccountCommand {
         /// The receiving account.
         to: EntityId,
     },
+    /// Record that run `run` of the standing order to `to` was refused, and why (the
+    /// standing-orders workflow's, so that the account's history shows it).
+    RecordFailedRun {
+        /// The receiving account.
+        to: EntityId,
+        /// How much the run was to transfer.
+        amount: Amount,
+        /// Which run.
+        run: u64,
+        /// Why it was refused.
+        reason: String,
+    },
 }
 
 /// What happened to an account. Money events carry their currency so that consumers need no
@@ -172,6 +187,14 @@ pub enum AccountEvent {
     },
     StandingOrderCancelled {
         to: EntityId,
+    },
+    /// A run the accounts refused (funds short, the payee closed): nothing moved.
+    StandingOrderRunFailed {
+        to: EntityId,
+        amount: Amount,
+        currency: Currency,
+        run: u64,
+        reason: String,
     },
 }
 
@@ -364,6 +387,24 @@ impl Aggregate for Account {
                 }
                 E::StandingOrderCancelled { to: to.clone() }
             }
+            C::RecordFailedRun {
+                to,
+                amount,
+                run,
+                reason,
+            } => {
+                let currency = self.open_currency()?;
+                if !self.standing_orders.contains_key(to) {
+                    return Err(AccountError::NoStandingOrder { to: to.clone() });
+                }
+                E::StandingOrderRunFailed {
+                    to: to.clone(),
+                    amount: *amount,
+                    currency,
+                    run: *run,
+                    reason: reason.chars().take(MAX_REASON_CHARS).collect(),
+                }
+            }
         };
         Ok(vec![event])
     }
@@ -403,6 +444,7 @@ impl Aggregate for Account {
             E::StandingOrderCancelled { to } => {
                 self.standing_orders.remove(to);
             }
+            E::StandingOrderRunFailed { .. } => {}
         }
         self
     }

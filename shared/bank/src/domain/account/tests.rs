@@ -280,3 +280,43 @@ fn an_account_with_standing_orders_is_not_closed() {
     .when(AccountCommand::Close)
     .then([AccountEvent::AccountClosed {}]);
 }
+
+#[test]
+fn a_failed_run_is_recorded_while_its_standing_order_stands() {
+    let record = |reason: &str| AccountCommand::RecordFailedRun {
+        to: id("rent"),
+        amount: amount(500),
+        run: 3,
+        reason: reason.to_owned(),
+    };
+    let state = given::<Account>([opened(), standing_order_set()])
+        .when(record("insufficient funds"))
+        .then([AccountEvent::StandingOrderRunFailed {
+            to: id("rent"),
+            amount: amount(500),
+            currency: eur(),
+            run: 3,
+            reason: "insufficient funds".into(),
+        }]);
+    assert_eq!(state.balance, 0, "nothing moved");
+    assert_eq!(state.standing_orders.len(), 1, "the order stands");
+    // A reason past its bound is cut, not refused: the run did fail.
+    let long = "x".repeat(MAX_REASON_CHARS + 50);
+    given::<Account>([opened(), standing_order_set()])
+        .when(record(&long))
+        .then([AccountEvent::StandingOrderRunFailed {
+            to: id("rent"),
+            amount: amount(500),
+            currency: eur(),
+            run: 3,
+            reason: "x".repeat(MAX_REASON_CHARS),
+        }]);
+    // Cancelled meanwhile: nothing to record it on.
+    given::<Account>([
+        opened(),
+        standing_order_set(),
+        AccountEvent::StandingOrderCancelled { to: id("rent") },
+    ])
+    .when(record("insufficient funds"))
+    .then_error(AccountError::NoStandingOrder { to: id("rent") });
+}
