@@ -236,6 +236,15 @@ mod tests {
             .then_sent(&run(1));
     }
 
+    fn failed(run: u64) -> AccountCommand {
+        AccountCommand::RecordFailedRun {
+            to: id("rent"),
+            amount: Amount::new(500).expect("an amount"),
+            run,
+            reason: "insufficient funds: balance 10, requested 500".into(),
+        }
+    }
+
     #[test]
     fn a_refused_run_is_recorded_on_the_paying_account() {
         workflow(StandingOrders)
@@ -243,24 +252,8 @@ mod tests {
             .when_time_elapses(DAY * 2)
             .then_sent(&run(2))
             .when_refused("insufficient funds: balance 10, requested 500")
-            .then_command::<Account>(
-                &id("alice"),
-                AccountCommand::RecordFailedRun {
-                    to: id("rent"),
-                    amount: Amount::new(500).expect("an amount"),
-                    run: 1,
-                    reason: "insufficient funds: balance 10, requested 500".into(),
-                },
-            )
-            .then_command::<Account>(
-                &id("alice"),
-                AccountCommand::RecordFailedRun {
-                    to: id("rent"),
-                    amount: Amount::new(500).expect("an amount"),
-                    run: 2,
-                    reason: "insufficient funds: balance 10, requested 500".into(),
-                },
-            )
+            .then_command::<Account>(&id("alice"), failed(1))
+            .then_command::<Account>(&id("alice"), failed(2))
             .then_commands(2);
     }
 

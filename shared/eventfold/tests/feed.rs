@@ -392,6 +392,33 @@ async fn a_poison_event_parks_only_its_stream_until_redriven() {
     );
 }
 
+/// Stream records through a projector function in batches of `size`, none failing: how many
+/// streams it parked and events it held.
+async fn without_failures(
+    function: &eventfold::lambda::consumers::ProjectorFunction,
+    records: &[aws_lambda_events::event::dynamodb::EventRecord],
+    size: usize,
+) -> (usize, usize) {
+    let (mut parked, mut held) = (0, 0);
+    for batch in records.chunks(size) {
+        let report = function.process(batch).await;
+        assert_eq!(report.first_failure, None, "{report:?}");
+        (parked, held) = (parked + report.parked, held + report.held);
+    }
+    (parked, held)
+}
+
+/// Every stream's row is its fold, but `sick`'s, which stopped at `applied` events.
+async fn only_behind(world: &World, read_model: &MemoryReadModel, sick: &StreamId, applied: u64) {
+    let mut expected = world.fold().await;
+    expected.insert(sick.to_string(), applied);
+    assert_eq!(
+        rows(read_model).await,
+        expected,
+        "only the sick stream behind"
+    );
+}
+
 /// The same on the events stream's reader: a projector function with a feed to park in
 /// answers every batch without a failure (nothing to the dead-letter queue), holds the poison
 /// and what follows it in its stream, keeps every other stream current, and applies the stream
@@ -433,12 +460,7 @@ async fn a_stream_reader_parks_a_poison_stream_instead_of_failing_its_batches() 
         .enumerate()
         .map(|(n, event)| insert_record(event, n as u64 + 1).expect("a record"))
         .collect();
-    let (mut parked, mut held) = (0, 0);
-    for batch in records.chunks(4) {
-        let report = function.process(batch).await;
-        assert_eq!(report.first_failure, None, "{report:?}");
-        (parked, held) = (parked + report.parked, held + report.held);
-    }
+    let (parked, held) = without_failures(&function, &records, 4).await;
     assert_eq!(
         (parked, held),
         (1, 2),
@@ -450,13 +472,7 @@ async fn a_stream_reader_parks_a_poison_stream_instead_of_failing_its_batches() 
         world.feed.parking_consumers().await.expect("listed"),
         ["applied"]
     );
-    let mut expected = world.fold().await;
-    expected.insert(sick.to_string(), 2);
-    assert_eq!(
-        rows(&read_model).await,
-        expected,
-        "only the sick stream behind"
-    );
+    only_behind(&world, &read_model, &sick, 2).await;
 
     // Asked before the fix, the redrive fails again and the stream stays parked, where the
     // new failure is; fixed and asked again, an empty batch applies it in order.
@@ -525,12 +541,7 @@ async fn a_record_that_does_not_decode_parks_its_stream_by_its_keys() {
             record
         })
         .collect();
-    let (mut parked, mut held) = (0, 0);
-    for batch in records.chunks(5) {
-        let report = function.process(batch).await;
-        assert_eq!(report.first_failure, None, "{report:?}");
-        (parked, held) = (parked + report.parked, held + report.held);
-    }
+    let (parked, held) = without_failures(&function, &records, 5).await;
     assert_eq!((parked, held), (1, 2), "parked at v2, v3 and v4 held");
     let listed = world.feed.parked("applied").await.expect("listed");
     assert_eq!(listed[&sick].version, 2);
@@ -539,13 +550,7 @@ async fn a_record_that_does_not_decode_parks_its_stream_by_its_keys() {
         "{:?}",
         listed[&sick]
     );
-    let mut expected = world.fold().await;
-    expected.insert(sick.to_string(), 1);
-    assert_eq!(
-        rows(&read_model).await,
-        expected,
-        "only the sick stream behind"
-    );
+    only_behind(&world, &read_model, &sick, 1).await;
 
     assert!(
         world
