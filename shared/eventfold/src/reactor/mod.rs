@@ -426,11 +426,11 @@ impl Reacting {
         correlation: &str,
     ) -> Result<ReactionReport, StoreError> {
         let (mut report, refused) = self.carry_out_once(reactions, correlation).await?;
-        for (n, why) in refused {
+        report.triggers = 1;
+        for (n, command_id, why) in refused {
             let Reaction::Command(command) = &reactions.items[n] else {
                 continue;
             };
-            let command_id = reactions.command_id(n);
             let refusal = Refusal {
                 command: command.as_ref(),
                 command_id: &command_id,
@@ -440,26 +440,21 @@ impl Reacting {
             self.reactor.on_refused(&refusal, &mut out)?;
             if !out.items.is_empty() {
                 let (answered, _) = self.carry_out_once(&out, correlation).await?;
-                report.add(&ReactionReport {
-                    triggers: 0,
-                    ..answered
-                });
+                report.add(&answered);
             }
         }
         self.count(&report);
         Ok(report)
     }
 
-    /// Carries `reactions` out, in order; says which commands were refused, and why.
+    /// Carries `reactions` out, in order; says which commands were refused (their place, id and
+    /// why). The report counts no trigger: the caller knows what triggered them.
     async fn carry_out_once(
         &self,
         reactions: &Reactions,
         correlation: &str,
-    ) -> Result<(ReactionReport, Vec<(usize, String)>), StoreError> {
-        let mut report = ReactionReport {
-            triggers: 1,
-            ..ReactionReport::default()
-        };
+    ) -> Result<(ReactionReport, Vec<(usize, CommandId, String)>), StoreError> {
+        let mut report = ReactionReport::default();
         let mut refused = Vec::new();
         for (n, item) in reactions.items().iter().enumerate() {
             match item {
@@ -476,7 +471,7 @@ impl Reacting {
                             tracing::info!(reactor = %reactions.reactor, stream = %command.stream_id(),
                                 command = %id, why, "reaction refused");
                             report.refused += 1;
-                            refused.push((n, why));
+                            refused.push((n, id, why));
                         }
                     }
                 }
